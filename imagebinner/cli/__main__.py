@@ -1,0 +1,5 @@
+import sys
+
+from imagebinner.cli import main
+
+sys.exit(main())

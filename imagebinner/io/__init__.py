@@ -1,0 +1,60 @@
+"""Readers and writers: one canonical localization table, lazy movies, atomic outputs.
+
+Public API (everything above this layer imports from here)::
+
+    read_locs(path, format=None, pixel_size=None, half_pixel=True) -> LocTable
+    write_locs(table, path, format=None, overwrite=False, ...) -> list[Path]
+    detect_format(path) -> str
+    open_movie(path, pixel_size=None) -> Movie;  write_tif(...);  TifWriter(...)
+"""
+
+from imagebinner.io.atomic import atomic_group, atomic_path, check_writable
+from imagebinner.io.movie import (
+    MOVIE_SUFFIXES,
+    Movie,
+    TifWriter,
+    file_signature,
+    is_movie_path,
+    open_movie,
+    to_output_dtype,
+    write_tif,
+)
+from imagebinner.io.table import LocMeta, LocTable, empty_table
+
+try:  # the localization formats module
+    from imagebinner.io.locformats import (  # noqa: F401
+        LOC_FORMATS,
+        WRITE_FORMATS,
+        detect_format,
+        format_for_output,
+        output_paths,
+        read_locs,
+        write_locs,
+    )
+except ModuleNotFoundError as _exc:  # pragma: no cover - only while the module is being built
+    if _exc.name != "imagebinner.io.locformats":
+        raise
+
+__all__ = [
+    "LocMeta",
+    "LocTable",
+    "Movie",
+    "MOVIE_SUFFIXES",
+    "TifWriter",
+    "atomic_group",
+    "atomic_path",
+    "check_writable",
+    "empty_table",
+    "file_signature",
+    "is_movie_path",
+    "open_movie",
+    "to_output_dtype",
+    "write_tif",
+    "read_locs",
+    "write_locs",
+    "detect_format",
+    "format_for_output",
+    "output_paths",
+    "LOC_FORMATS",
+    "WRITE_FORMATS",
+]

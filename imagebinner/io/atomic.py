@@ -1,0 +1,77 @@
+"""Atomic, no-clobber output: write to a temporary file beside the target, then rename in one step."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from imagebinner.errors import OutputExistsError
+
+
+def check_writable(paths: Sequence[str | Path], overwrite: bool) -> None:
+    """Raise OutputExistsError naming the first target that exists, unless ``overwrite``.
+
+    Call this for *all* outputs of a job before writing any of them, so nothing is written half-way.
+    """
+    if overwrite:
+        return
+    for p in paths:
+        if Path(p).exists():
+            raise OutputExistsError("exists already (use --overwrite / overwrite=True to replace it)", p)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; on success rename it onto ``target``.
+
+    On any exception the temporary file is removed and ``target`` is untouched.
+    """
+    target = Path(target)
+    check_writable([target], overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if not overwrite and target.exists():
+            raise OutputExistsError("appeared while writing; not replaced", target)
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_group(targets: Sequence[str | Path], overwrite: bool = False) -> Iterator[list[Path]]:
+    """Like :func:`atomic_path` for several files that belong together (e.g. HDF5 + YAML, TIF + CSV + JSON).
+
+    All targets are checked before anything is written; they are renamed into place only when every one was
+    written without error.
+    """
+    targets = [Path(t) for t in targets]
+    check_writable(targets, overwrite)
+    with contextlib.ExitStack() as stack:
+        tmps = [stack.enter_context(_tmp_for(t)) for t in targets]
+        yield tmps
+        for tmp, target in zip(tmps, targets):
+            if not overwrite and target.exists():
+                raise OutputExistsError("appeared while writing; not replaced", target)
+        for tmp, target in zip(tmps, targets):
+            os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def _tmp_for(target: Path) -> Iterator[Path]:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()

@@ -1,0 +1,1 @@
+"""Tool classes: pure logic as ``param.Parameterized`` objects (no panel/holoviews imports below this line)."""
