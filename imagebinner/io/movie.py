@@ -236,21 +236,23 @@ def _tif_pixel_size(tif: tifffile.TiffFile) -> float | None:
 
 
 # -- writing ------------------------------------------------------------------------------------------------
-OUTPUT_DTYPES = ("uint16", "float32")
+OUTPUT_DTYPES = ("uint8", "uint16", "float32")
 
 
 def to_output_dtype(data: np.ndarray, dtype: str = "uint16") -> tuple[np.ndarray, int]:
-    """Convert to the output dtype: uint16 clipped to [0, 65535] (returns the number of clipped pixels), or float32.
+    """Convert to the output dtype: uint8/uint16 clipped to their range (returns the number of clipped pixels), or float32.
 
     Never wraps around, never int64.
     """
-    if dtype == "uint16":
-        if data.dtype == np.uint16:
+    if dtype in ("uint8", "uint16"):
+        target = np.dtype(dtype)
+        if data.dtype == target:
             return data, 0
-        clipped = int(np.count_nonzero((data < 0) | (data > 65535)))
+        top = np.iinfo(target).max
+        clipped = int(np.count_nonzero((data < 0) | (data > top)))
         if data.dtype.kind == "f":
             data = np.rint(data)
-        return np.clip(data, 0, 65535).astype(np.uint16), clipped
+        return np.clip(data, 0, top).astype(target), clipped
     if dtype == "float32":
         return np.asarray(data, dtype=np.float32), 0
     raise ParameterError(f"output dtype must be one of {OUTPUT_DTYPES}, got {dtype!r}")
