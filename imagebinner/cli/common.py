@@ -31,7 +31,7 @@ def add_param_options(
             kwargs["default"] = p.default
         else:
             if isinstance(p, param.Selector) and not isinstance(p, param.ListSelector):
-                kwargs["choices"] = list(p.objects)
+                kwargs["choices"] = [o for o in p.objects if o is not None]  # None = "not given"
             elif isinstance(p, param.Integer):
                 kwargs["type"] = int
             elif isinstance(p, param.Number):
@@ -76,8 +76,10 @@ def progress_bar(task: param.Parameterized, desc: str) -> Iterator[None]:
     def update(*events) -> None:
         if bar.total != task.n_steps:
             bar.total = task.n_steps
-        bar.n = task.progress
-        bar.refresh()
+            bar.refresh()
+        if task.progress < bar.n:  # a new job started
+            bar.reset(total=task.n_steps)
+        bar.update(task.progress - bar.n)  # honours tqdm's mininterval: no redraw per step
 
     watcher = task.param.watch(update, ["progress", "n_steps"])
     try:

@@ -1,13 +1,26 @@
 """Lazy movies (TIF and Picasso ``.raw`` + YAML) and ImageJ/DeepSTORM-compatible TIF writing.
 
-A :class:`Movie` never reads more than the frames asked for: contiguous TIF data and ``.raw`` files are
-memory-mapped, other TIFs are read page by page. Frames come back in native byte order with the stored dtype.
+A :class:`Movie` never reads more than the frames asked for. Frames come back in native byte order with the
+stored dtype. What each access costs:
+
+* **Memory-mapped** (O(1) open, O(frame) per frame, whatever the movie size): Picasso ``.raw``; TIFs whose image
+  data are one contiguous, uncompressed block: files written by tifffile or by ImageJ, ImageJ ">4 GB" TIFs that
+  are raw data behind one small header (frame count from the ImageJ metadata), single-page TIFs, BigTIFF.
+  ``window()`` touches only the rows of the window.
+* **Page-wise** (compressed TIFs, or pages interleaved with their headers): opening walks the chain of page
+  headers once to count the pages (a few bytes per page, no tag parsing); ``frame(k)`` then parses and decodes
+  page ``k`` only. Vendor formats that tifffile must interpret as a whole (OME, Micro-Manager, LSM, ...) fall
+  back to tifffile's series, which parses every page header once at open (still without reading pixel data).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import struct
+import threading
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -20,23 +33,44 @@ from imagebinner.io.atomic import atomic_path
 
 MOVIE_SUFFIXES = (".tif", ".tiff", ".raw")
 _SPATIAL = set("YX")
+# tifffile flags of plain multi-page files whose pages are the frames (anything else goes through tifffile's series)
+_PLAIN_TIF_FLAGS = {"uniform", "imagej", "shaped", "bigtiff", "multipage", "appendable"}
+# ImageJ 'unit' values (description) -> nm per unit
+_IMAGEJ_UNITS = {
+    "nm": 1.0,
+    "nanometer": 1.0,
+    "um": 1e3,
+    "µm": 1e3,
+    "μm": 1e3,
+    "\\u00B5m": 1e3,
+    "micron": 1e3,
+    "microns": 1e3,
+    "micrometer": 1e3,
+    "mm": 1e6,
+    "cm": 1e7,
+    "inch": 2.54e7,
+}
 
 
 class Movie:
     """A read-only, lazily read movie of ``n_frames`` frames of ``shape = (height, width)`` pixels.
 
-    ``pixel_size`` (nm) comes from the file's metadata when present (TIF resolution tags or ImageJ unit,
-    Picasso YAML ``Pixelsize``) or from the ``pixel_size`` argument, which takes precedence.
+    ``pixel_size`` (nm) comes from the ``pixel_size`` argument when given, else from the file's metadata
+    (ImageJ ``unit`` with the resolution tags, TIF resolution tags in cm or inch, Picasso YAML ``Pixelsize``),
+    else None. ``access`` is ``"memmap"`` or ``"pages"`` (see the module docstring for the costs).
     """
 
     def __init__(self, path: str | Path, pixel_size: float | None = None):
         self.path = Path(path)
-        if not self.path.exists():
+        if not self.path.is_file():
             raise FormatError("movie file not found", self.path)
+        if pixel_size is not None and not _positive(pixel_size):
+            raise ParameterError(f"pixel size must be a positive number of nm, got {pixel_size!r}", self.path)
         self._tif: tifffile.TiffFile | None = None
-        self._pages = None
+        self._pages: list | None = None  # page objects of tifffile's series (vendor formats)
+        self._lazy_pages = False  # frame k = tif.pages[k], parsed on demand
         self._memmap: np.ndarray | None = None
-        self._page_index: list[tuple[int, ...]] | None = None
+        self._lock = threading.Lock()
         suffix = self.path.suffix.lower()
         if suffix == ".raw":
             meta_pixel_size = self._open_raw()
@@ -46,79 +80,147 @@ class Movie:
             self.format = "tif"
         else:
             raise FormatError(f"unknown movie format {suffix!r} (expected .tif, .tiff or .raw)", self.path)
-        if pixel_size is not None and not pixel_size > 0:
-            raise ParameterError(f"pixel size must be positive, got {pixel_size}", self.path)
         self.metadata_pixel_size = meta_pixel_size
         self.pixel_size: float | None = float(pixel_size) if pixel_size is not None else meta_pixel_size
 
     # -- opening --------------------------------------------------------------------------------------------
     def _open_raw(self) -> float | None:
-        docs = picasso_yaml.load_docs(picasso_yaml.sidecar_path(self.path))
+        yaml_path = picasso_yaml.sidecar_path(self.path)
+        docs = picasso_yaml.load_docs(yaml_path)
         try:
             width = int(picasso_yaml.lookup(docs, "Width"))
             height = int(picasso_yaml.lookup(docs, "Height"))
             frames = int(picasso_yaml.lookup(docs, "Frames"))
             dtype = np.dtype(picasso_yaml.lookup(docs, "Data Type", "uint16"))
         except (TypeError, ValueError):
-            raise FormatError("YAML lacks Width, Height, Frames or a valid Data Type", self.path) from None
+            raise FormatError("YAML lacks Width, Height, Frames or a valid Data Type", yaml_path) from None
+        if width < 1 or height < 1 or frames < 1:
+            raise FormatError(f"YAML gives an empty movie ({frames} frames of {height}x{width})", yaml_path)
         order = picasso_yaml.lookup(docs, "Byte Order", "<")
-        dtype = dtype.newbyteorder(order if order in "<>" else "<")
+        dtype = dtype.newbyteorder(order if order in ("<", ">") else "<")
         expected = width * height * frames * dtype.itemsize
         size = self.path.stat().st_size
         if size < expected:
             raise FormatError(
-                f"file holds {size} bytes but the YAML promises {frames} frames of {height}x{width} {dtype} "
-                f"({expected} bytes)",
+                f"file holds {size} bytes but the YAML promises {frames} frames of {height}x{width} "
+                f"{dtype.name} ({expected} bytes)",
                 self.path,
             )
         self._memmap = np.memmap(self.path, dtype=dtype, mode="r", shape=(frames, height, width))
         self.n_frames, self.shape, self.stored_dtype = frames, (height, width), dtype
-        return picasso_yaml.pixel_size(docs, self.path)
+        self.access = "memmap"
+        return picasso_yaml.pixel_size(docs, yaml_path)
 
     def _open_tif(self) -> float | None:
         try:
             tif = tifffile.TiffFile(self.path)
-        except (tifffile.TiffFileError, ValueError, OSError) as exc:
+        except (tifffile.TiffFileError, ValueError, OSError, struct.error) as exc:
             raise FormatError(f"not a readable TIF ({exc})", self.path) from None
         self._tif = tif
-        if not tif.series:
-            raise FormatError("TIF holds no image data", self.path)
-        series = tif.series[0]
-        axes, shape = series.axes, series.shape
-        if "S" in axes and shape[axes.index("S")] > 1:
-            raise FormatError("TIF holds RGB/multi-sample images, expected single-channel camera frames", self.path)
-        if not ("Y" in axes and "X" in axes):
-            raise FormatError(f"TIF series has no Y/X axes (axes {axes!r})", self.path)
-        other = [(a, n) for a, n in zip(axes, shape) if a not in _SPATIAL]
-        long_axes = [(a, n) for a, n in other if n > 1]
+        try:
+            if not len(tif.pages):
+                raise FormatError("TIF holds no image data", self.path)
+            page0 = tif.pages.first
+            if page0.samplesperpixel > 1:
+                raise FormatError(
+                    "TIF holds RGB/multi-sample images, expected single-channel camera frames", self.path
+                )
+            if page0.ndim != 2:
+                raise FormatError(f"TIF pages have shape {page0.shape}, expected 2-D frames", self.path)
+            plain = tif.flags <= _PLAIN_TIF_FLAGS
+            maybe_contiguous = page0.is_contiguous and (tif.is_imagej or tif.is_shaped or not tif.pages.is_multipage)
+            if plain and not maybe_contiguous and self._open_pages_lazily(tif, page0):
+                pass
+            else:
+                self._open_series(tif)
+        except FormatError:
+            tif.close()
+            raise
+        except (tifffile.TiffFileError, ValueError, OSError, RuntimeError, KeyError, IndexError) as exc:
+            tif.close()
+            raise FormatError(f"not a readable TIF ({exc})", self.path) from None
+        return _tif_pixel_size(tif)
+
+    def _check_axis_counts(self, counts: list[tuple[str, int]]) -> None:
+        """A single non-spatial axis longer than 1 is time, whatever its label; several are ambiguous."""
+        long_axes = [(a, n) for a, n in counts if n > 1]
         if len(long_axes) > 1:
             desc = ", ".join(f"{a}={n}" for a, n in long_axes)
             raise FormatError(
                 f"TIF has several non-spatial axes longer than 1 ({desc}); cannot tell which one is time", self.path
             )
-        # a single non-spatial axis of length > 1 is the time axis, whatever its label (ImageJ 'channels')
-        n_frames = long_axes[0][1] if long_axes else 1
-        height, width = shape[axes.index("Y")], shape[axes.index("X")]
-        if axes.index("Y") > axes.index("X"):
-            raise FormatError(f"TIF axes {axes!r} store X before Y; not supported", self.path)
-        dtype = series.dtype
-        self.n_frames, self.shape, self.stored_dtype = int(n_frames), (int(height), int(width)), dtype
+
+    def _open_pages_lazily(self, tif: tifffile.TiffFile, page0) -> bool:
+        """Page-wise access without parsing every page; False when the pages are not uniform frames."""
+        if tif.is_imagej:
+            meta = tif.imagej_metadata or {}
+            self._check_axis_counts([(a, int(meta.get(k, 1))) for a, k in zip("TZC", ("frames", "slices", "channels"))])
+        elif tif.is_shaped:
+            desc = page0.shaped_description  # the first page's JSON (tif.shaped_metadata would parse all pages)
+            shape = tuple(tifffile.tifffile.shaped_description_metadata(desc).get("shape", ())) if desc else ()
+            self._check_axis_counts([("Q", int(n)) for n in shape[: max(len(shape) - 2, 0)]])
+        n_pages = len(tif.pages)  # walks the chain of page headers (a few bytes each)
+        if n_pages > 1:
+            pages = tif.pages
+            pages.useframes = False
+            last = pages[n_pages - 1]  # one fully parsed page as a consistency check
+            pages.useframes = True
+            pages.set_keyframe(0)
+            if last.shape != page0.shape or last.dtype != page0.dtype:
+                return False  # several series (thumbnails, mixed sizes): let tifffile sort them out
+        if tif.is_imagej:
+            images = int((tif.imagej_metadata or {}).get("images", n_pages))
+            if images > n_pages:
+                warnings.warn(
+                    f"{self.path}: ImageJ metadata announce {images} images but the file holds {n_pages} pages "
+                    "(truncated?); using the pages present",
+                    stacklevel=4,
+                )
+        self._lazy_pages = True
+        self.n_frames, self.shape = n_pages, (int(page0.shape[0]), int(page0.shape[1]))
+        self.stored_dtype = np.dtype(page0.dtype).newbyteorder(tif.byteorder)
+        self.access = "pages"
+        return True
+
+    def _open_series(self, tif: tifffile.TiffFile) -> None:
+        if not tif.series:
+            raise FormatError("TIF holds no image series", self.path)
+        series = tif.series[0]
+        axes, shape = series.axes, tuple(series.shape)
+        core = [(a, int(n)) for a, n in zip(axes, shape) if not (a == "S" and n == 1)]
+        if "S" in (a for a, _ in core):
+            raise FormatError("TIF holds RGB/multi-sample images, expected single-channel camera frames", self.path)
+        if len(core) < 2 or core[-2][0] != "Y" or core[-1][0] != "X":
+            raise FormatError(f"TIF series axes {axes!r} do not end with the image rows and columns (YX)", self.path)
+        self._check_axis_counts(core[:-2])
+        height, width = core[-2][1], core[-1][1]
+        n_frames = math.prod(n for _, n in core[:-2])
+        dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
+        frame_bytes = height * width * dtype.itemsize
         offset = series.dataoffset
-        if offset is not None and dtype.kind in "uif":
-            byteorder = tif.byteorder
-            self._memmap = np.memmap(
-                self.path,
-                dtype=dtype.newbyteorder(byteorder),
-                mode="r",
-                offset=offset,
-                shape=(self.n_frames, height, width),
+        announced = int((tif.imagej_metadata or {}).get("images", 1)) if tif.is_imagej else 1
+        if series.kind != "imagej" and announced > n_frames and len(tif.pages) == 1 and offset is not None:
+            # an ImageJ raw-behind-header file cut short: tifffile rejected the metadata; map the whole frames present
+            n_frames = max((self.path.stat().st_size - offset) // frame_bytes, 1)
+            warnings.warn(
+                f"{self.path}: ImageJ metadata announce {announced} frames but the file holds only {n_frames} "
+                "(truncated?); using the frames present",
+                stacklevel=4,
             )
-        else:
-            self._pages = series.pages if len(series.pages) == self.n_frames else None
-            if self._pages is None:
-                # e.g. one page per frame but series shape with extra singleton axes; fall back to series.asarray
-                self._pages = series
-        return _tif_pixel_size(tif)
+        self.n_frames, self.shape, self.stored_dtype = int(n_frames), (height, width), dtype
+        if offset is not None and dtype.kind in "uif":
+            if offset + n_frames * frame_bytes > self.path.stat().st_size:
+                raise FormatError("TIF is shorter than its image data (truncated file?)", self.path)
+            self._memmap = np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=(n_frames, height, width))
+            self.access = "memmap"
+            return
+        pages = list(series.pages)
+        if len(pages) != n_frames or any(p is None for p in pages):
+            raise FormatError(
+                f"TIF layout not supported for lazy reading ({len(pages)} pages for {n_frames} frames)", self.path
+            )
+        self._pages = pages
+        self.access = "pages"
 
     # -- reading --------------------------------------------------------------------------------------------
     @property
@@ -147,25 +249,37 @@ class Movie:
             raise IndexError(f"{self.path}: frame {k} outside 0..{self.n_frames - 1}")
         return k
 
+    def _closed(self) -> None:
+        raise ValueError(f"{self.path}: movie is closed")
+
     def frame(self, k: int) -> np.ndarray:
         """Frame ``k`` (0-based) as a new native-order array of shape ``(height, width)``."""
         k = self._check(k)
         if self._memmap is not None:
             return np.array(self._memmap[k], dtype=self.dtype)
-        if isinstance(self._pages, tifffile.TiffPageSeries):
-            data = self._pages.asarray(key=k) if len(self._pages.pages) == self.n_frames else None
-            if data is None:
-                raise FormatError("TIF layout not supported for lazy reading", self.path)
-        else:
-            data = self._pages[k].asarray()
+        if self._tif is None:
+            self._closed()
+        with self._lock:
+            try:
+                page = self._tif.pages[k] if self._lazy_pages else self._pages[k]
+                data = page.asarray()
+            except (RuntimeError, ValueError, IndexError, OSError, tifffile.TiffFileError) as exc:
+                raise FormatError(f"cannot read page {k} ({exc})", self.path) from None
+        if data.size != self.shape[0] * self.shape[1]:
+            raise FormatError(f"page {k} has shape {data.shape}, expected {self.shape}", self.path)
         return np.asarray(data, dtype=self.dtype).reshape(self.shape)
 
     def window(self, k: int, row: int, col: int, size: int) -> np.ndarray:
-        """Pixels ``[row:row+size, col:col+size]`` of frame ``k`` (reads only those rows when memory-mapped)."""
+        """Pixels ``[row:row+size, col:col+size]`` of frame ``k`` (reads only those rows when memory-mapped).
+
+        The window must start inside the frame; it is cut at the frame's edge.
+        """
         k = self._check(k)
+        if not (0 <= row < self.shape[0] and 0 <= col < self.shape[1] and size >= 0):
+            raise IndexError(f"{self.path}: window at row {row}, column {col} outside the {self.shape} frame")
         if self._memmap is not None:
             return np.array(self._memmap[k, row : row + size, col : col + size], dtype=self.dtype)
-        return self.frame(k)[row : row + size, col : col + size]
+        return self.frame(k)[row : row + size, col : col + size].copy()
 
     def __getitem__(self, k: int) -> np.ndarray:
         return self.frame(k)
@@ -175,13 +289,18 @@ class Movie:
 
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
         """Iterate frames ``start..stop-1`` one at a time (bounded memory)."""
-        stop = self.n_frames if stop is None else stop
-        for k in range(start, stop):
+        stop = self.n_frames if stop is None else min(stop, self.n_frames)
+        for k in range(max(start, 0), stop):
             yield self.frame(k)
 
     def read(self) -> np.ndarray:
         """The whole movie in memory (only when the user asks for it)."""
-        return np.stack(list(self.frames())) if self.n_frames else np.empty((0, *self.shape), self.dtype)
+        if self._memmap is not None:
+            return np.array(self._memmap, dtype=self.dtype)
+        out = np.empty((self.n_frames, *self.shape), dtype=self.dtype)
+        for k, fr in enumerate(self.frames()):
+            out[k] = fr
+        return out
 
     def close(self) -> None:
         if self._tif is not None:
@@ -203,8 +322,15 @@ class Movie:
     def __repr__(self) -> str:
         return (
             f"Movie({str(self.path)!r}, frames={self.n_frames}, shape={self.shape}, dtype={self.dtype}, "
-            f"pixel_size={self.pixel_size})"
+            f"pixel_size={self.pixel_size}, access={self.access!r})"
         )
+
+
+def _positive(value) -> bool:
+    try:
+        return math.isfinite(float(value)) and float(value) > 0
+    except (TypeError, ValueError):
+        return False
 
 
 def open_movie(path: str | Path, pixel_size: float | None = None) -> Movie:
@@ -213,7 +339,8 @@ def open_movie(path: str | Path, pixel_size: float | None = None) -> Movie:
 
 
 def _tif_pixel_size(tif: tifffile.TiffFile) -> float | None:
-    """Pixel size in nm from resolution tags (cm, inch) or the ImageJ ``unit``; None when not recorded."""
+    """Pixel size in nm from the resolution tags, in the ImageJ ``unit`` when present, else in the TIF unit
+    (cm or inch); None when not recorded (no tags, unit NONE, or 1 pixel per unit)."""
     page = tif.pages.first
     tag = page.tags.get("XResolution")
     if tag is None:
@@ -222,36 +349,41 @@ def _tif_pixel_size(tif: tifffile.TiffFile) -> float | None:
     if not num or not den:
         return None
     pixels_per_unit = num / den
-    unit = page.tags.get("ResolutionUnit")
-    unit_value = int(unit.value) if unit is not None else 1
-    if unit_value == 3:  # centimetre
-        return 1e7 / pixels_per_unit
-    if unit_value == 2:  # inch
-        return 2.54e7 / pixels_per_unit
     ij_unit = (tif.imagej_metadata or {}).get("unit") if tif.is_imagej else None
-    scale = {"nm": 1.0, "nanometer": 1.0, "um": 1e3, "µm": 1e3, "\\u00B5m": 1e3, "micron": 1e3, "microns": 1e3}
-    if ij_unit in scale and pixels_per_unit != 1.0:
-        return scale[ij_unit] / pixels_per_unit
-    return None
+    if isinstance(ij_unit, str) and ij_unit.strip() in _IMAGEJ_UNITS:
+        return _IMAGEJ_UNITS[ij_unit.strip()] / pixels_per_unit
+    unit = page.tags.get("ResolutionUnit")
+    unit_value = int(unit.value) if unit is not None else 2  # the TIF default unit is the inch
+    nm_per_unit = {3: 1e7, 2: 2.54e7}.get(unit_value)  # centimetre, inch
+    if nm_per_unit is None:
+        return None
+    size = nm_per_unit / pixels_per_unit
+    # 72 or 300 dpi and 1 pixel/cm are writer defaults, not a microscope calibration (pixels >= 100 um)
+    return size if size < 1e5 else None
 
 
 # -- writing ------------------------------------------------------------------------------------------------
 OUTPUT_DTYPES = ("uint8", "uint16", "float32")
+BIGTIFF_THRESHOLD = 3_900_000_000  # bytes of pixel data above which BigTIFF is used (classic TIF ends at 4 GiB)
 
 
 def to_output_dtype(data: np.ndarray, dtype: str = "uint16") -> tuple[np.ndarray, int]:
-    """Convert to the output dtype: uint8/uint16 clipped to their range (returns the number of clipped pixels), or float32.
-
-    Never wraps around, never int64.
-    """
+    """Convert to the output dtype: uint8/uint16 rounded and clipped to their range (returns the number of clipped
+    pixels; NaN counts as clipped and becomes 0), or float32. Never wraps around, never int64."""
+    data = np.asarray(data)
     if dtype in ("uint8", "uint16"):
         target = np.dtype(dtype)
         if data.dtype == target:
             return data, 0
         top = np.iinfo(target).max
-        clipped = int(np.count_nonzero((data < 0) | (data > top)))
         if data.dtype.kind == "f":
-            data = np.rint(data)
+            nan = np.isnan(data)
+            data = np.rint(np.where(nan, 0, data))
+            clipped = int(np.count_nonzero(nan | (data < 0) | (data > top)))
+        elif data.dtype.kind in "iub":
+            clipped = int(np.count_nonzero((data < 0) | (data > top))) if data.dtype.kind != "b" else 0
+        else:
+            raise ParameterError(f"cannot write {data.dtype} pixel data as {dtype}")
         return np.clip(data, 0, top).astype(target), clipped
     if dtype == "float32":
         return np.asarray(data, dtype=np.float32), 0
@@ -268,8 +400,10 @@ def _resolution(pixel_size: float | None) -> dict:
 class TifWriter:
     """Stream frames into an ImageJ-compatible TIF, atomically (the target appears only on success).
 
-    ``with TifWriter(path, pixel_size=107) as w: w.write(frame)``. Frames are converted with
-    :func:`to_output_dtype`; ``clipped`` counts clipped pixels.
+    ``with TifWriter(path, pixel_size=107) as w: w.write_stream(frames, n_frames)`` (or call ``write_stream``
+    without ``with``). Frames are converted with :func:`to_output_dtype`; ``clipped`` counts clipped pixels.
+    BigTIFF is used automatically above ~3.9 GB of pixel data (``bigtiff`` forces it on or off); the resolution
+    tags carry the pixel size in pixels per cm.
     """
 
     def __init__(
@@ -281,25 +415,25 @@ class TifWriter:
         bigtiff: bool | None = None,
     ):
         if dtype not in OUTPUT_DTYPES:
-            raise ParameterError(f"output dtype must be one of {OUTPUT_DTYPES}, got {dtype!r}")
-        self.path, self.pixel_size, self.dtype, self.overwrite = Path(path), pixel_size, dtype, overwrite
+            raise ParameterError(f"output dtype must be one of {OUTPUT_DTYPES}, got {dtype!r}", path)
+        if pixel_size is not None and not pixel_size > 0:
+            raise ParameterError(f"pixel size must be positive, got {pixel_size}", path)
+        self.path, self.pixel_size, self.dtype, self.overwrite = Path(path), pixel_size, str(np.dtype(dtype)), overwrite
         self.bigtiff = bigtiff
         self.clipped = 0
         self.n_written = 0
         self._stack: contextlib.ExitStack | None = None
-        self._tw: tifffile.TiffWriter | None = None
+        self._tmp: Path | None = None
 
     def __enter__(self) -> "TifWriter":
         self._stack = contextlib.ExitStack()
-        tmp = self._stack.enter_context(atomic_path(self.path, overwrite=self.overwrite))
-        self._tmp = tmp
+        self._tmp = self._stack.enter_context(atomic_path(self.path, overwrite=self.overwrite))
         return self
 
     def _write_pages(self, frames: Iterator[np.ndarray], n: int, shape: tuple[int, int]) -> None:
         big = self.bigtiff
-        nbytes = n * shape[0] * shape[1] * np.dtype(self.dtype).itemsize
         if big is None:
-            big = nbytes > 3_900_000_000
+            big = n * shape[0] * shape[1] * np.dtype(self.dtype).itemsize > BIGTIFF_THRESHOLD
         with tifffile.TiffWriter(self._tmp, bigtiff=big, imagej=not big) as tw:
             tw.write(
                 frames,
@@ -311,7 +445,14 @@ class TifWriter:
             )
 
     def write_stream(self, frames: Iterable[np.ndarray], n_frames: int) -> None:
-        """Write exactly ``n_frames`` frames from an iterable without holding them in memory."""
+        """Write exactly ``n_frames`` 2-D frames from an iterable, one at a time (bounded memory)."""
+        if self._tmp is None:  # used without ``with``: open, write and commit in one go
+            with self:
+                self.write_stream(frames, n_frames)
+            return
+        n_frames = int(n_frames)
+        if n_frames < 1:
+            raise ParameterError(f"need at least one frame, got n_frames={n_frames}", self.path)
         shape_holder: list[tuple[int, int]] = []
 
         def converted() -> Iterator[np.ndarray]:
@@ -319,8 +460,10 @@ class TifWriter:
                 if k >= n_frames:
                     raise ParameterError(f"more than {n_frames} frames given", self.path)
                 out, c = to_output_dtype(np.asarray(fr), self.dtype)
+                if out.ndim != 2:
+                    raise ParameterError(f"frame {k} has shape {out.shape}, expected a 2-D frame", self.path)
                 if shape_holder and out.shape != shape_holder[0]:
-                    raise ParameterError(f"frame shape {out.shape} differs from {shape_holder[0]}", self.path)
+                    raise ParameterError(f"frame {k} has shape {out.shape}, expected {shape_holder[0]}", self.path)
                 self.clipped += c
                 yield out
 
@@ -339,15 +482,16 @@ class TifWriter:
             if count != n_frames:
                 raise ParameterError(f"got {count} frames, expected {n_frames}", self.path)
 
-        self.n_written = n_frames
         self._write_pages(chained(), n_frames, first.shape)
+        self.n_written = n_frames
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._stack is not None
+        stack, self._stack, self._tmp = self._stack, None, None
         if exc_type is None:
-            self._stack.close()
+            stack.close()
         else:
-            self._stack.__exit__(exc_type, exc, tb)
+            stack.__exit__(exc_type, exc, tb)
 
 
 def write_tif(
@@ -366,8 +510,8 @@ def write_tif(
         data = data[None]
     if data.ndim != 3:
         raise ParameterError(f"expected a 2-D frame or 3-D stack, got shape {data.shape}", path)
-    with TifWriter(path, pixel_size=pixel_size, dtype=dtype, overwrite=overwrite) as w:
-        w.write_stream(iter(data), len(data))
+    w = TifWriter(path, pixel_size=pixel_size, dtype=dtype, overwrite=overwrite)
+    w.write_stream(iter(data), len(data))
     return w.clipped
 
 

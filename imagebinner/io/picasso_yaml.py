@@ -21,7 +21,7 @@ def load_docs(path: str | Path) -> list[dict]:
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as fh:
-            docs = list(yaml.load_all(fh, Loader=yaml.UnsafeLoader))
+            docs = list(yaml.load_all(fh, Loader=getattr(yaml, "CUnsafeLoader", yaml.UnsafeLoader)))
     except FileNotFoundError:
         raise FormatError("Picasso metadata file not found (Picasso needs the .yaml beside the data)", path) from None
     except yaml.YAMLError as exc:
@@ -68,4 +68,4 @@ def suggested_pixel_size(docs: list[dict]) -> float | None:
 def dump_docs(docs: list[dict], path: str | Path) -> None:
     """Write documents as Picasso does (``yaml.dump_all``, ``---`` separators)."""
     with open(path, "w", encoding="utf-8") as fh:
-        yaml.dump_all(docs, fh, default_flow_style=False)
+        yaml.dump_all(docs, fh, default_flow_style=False, Dumper=getattr(yaml, "CDumper", yaml.Dumper))

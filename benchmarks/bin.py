@@ -1,0 +1,201 @@
+"""Benchmark the Binner on three simulated 1 GB uint16 movies against a whole-movie ``tifffile.imread`` baseline.
+
+    .venv/bin/python benchmarks/bin.py [--frames 2000] [--size 512] [--keep-cache]
+
+Writes three movies (default 2000 frames of 512x512 uint16, ~1.05 GB each) with TifWriter and a DeepSTORM CSV of
+50 localizations per frame for each into a temporary folder, then times
+
+* the Binner: ``Binner(...).run()`` end to end (reads the CSVs, draws the pool, writes TIF + CSV + JSON) for 1000
+  binned frames of bin 10 and 27 px patches;
+* the baseline: ``tifffile.imread`` of each whole movie, then cropping and summing the same windows (taken from the
+  Binner's provenance; no tables, no output files: the baseline is given every advantage but the laziness).
+
+Both are timed with a cold page cache for the movies (``posix_fadvise(DONTNEED)`` on the benchmark's own files
+only) and again warm. Peak traced heap (tracemalloc) is reported for both. The temporary files are deleted at the
+end. The last line printed is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from imagebinner.io import LocMeta, LocTable, TifWriter, write_locs
+from imagebinner.tools.binner import Binner
+
+PIXEL_SIZE = 100.0
+N_MOVIES = 3
+LOCS_PER_FRAME = 50
+
+
+def make_movie(folder: Path, index: int, n_frames: int, size: int, rng: np.random.Generator) -> tuple[Path, Path]:
+    """A fast synthetic movie (a few cycled noise frames around offset 100) and random localizations."""
+    movie_path = folder / f"movie{index}.tif"
+    locs_path = folder / f"movie{index}_locs.csv"
+    templates = (100 + rng.poisson(10, size=(8, size, size))).astype(np.uint16)
+    with TifWriter(movie_path, pixel_size=PIXEL_SIZE) as writer:
+        writer.write_stream((templates[k % len(templates)] for k in range(n_frames)), n_frames)
+    n = n_frames * LOCS_PER_FRAME
+    table = LocTable(
+        {
+            "frame": np.repeat(np.arange(n_frames), LOCS_PER_FRAME),
+            "x": rng.uniform(0, size * PIXEL_SIZE, n),
+            "y": rng.uniform(0, size * PIXEL_SIZE, n),
+            "photons": rng.uniform(500, 5000, n),
+            "sigma": np.full(n, 130.0),
+        },
+        LocMeta(pixel_size=PIXEL_SIZE, image_shape=(size, size), n_frames=n_frames),
+    )
+    write_locs(table, locs_path, format="deepstorm")
+    return movie_path, locs_path
+
+
+def drop_cache(paths: list[Path]) -> None:
+    """Evict this benchmark's own movie files from the page cache (a cold read, as for a movie not just written)."""
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def make_binner(pairs: list[tuple[Path, Path]], out: Path, seed: int) -> Binner:
+    return Binner(
+        measurements=[(str(m), str(l)) for m, l in pairs],
+        patch_size=27,
+        n_binned=1000,
+        bin_size=10,
+        n_patches=200,
+        min_emitters=2,
+        seed=seed,
+        output_folder=str(out),
+        overwrite=True,
+    )
+
+
+def run_binner(pairs: list[tuple[Path, Path]], out: Path, seed: int, trace: bool) -> tuple[float, float, int, dict]:
+    """End to end: read the tables, open the movies lazily, draw, write TIF + CSV + JSON."""
+    if trace:
+        tracemalloc.start()
+    t0 = time.perf_counter()
+    binner = make_binner(pairs, out, seed)
+    binner.load()
+    t_load = time.perf_counter() - t0
+    binner.run()
+    elapsed = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1] if trace else 0
+    if trace:
+        tracemalloc.stop()
+    provenance = json.loads((out / "binned.json").read_text())
+    stats = binner.statistics()
+    binner.close()
+    return elapsed, t_load, peak, {"provenance": provenance, "stats": stats}
+
+
+def run_baseline(pairs: list[tuple[Path, Path]], provenance: dict, trace: bool) -> tuple[float, int, np.ndarray]:
+    """Whole movies with tifffile.imread, then crop and sum the same windows (pixel work only)."""
+    if trace:
+        tracemalloc.start()
+    t0 = time.perf_counter()
+    params = provenance["parameters"]
+    size, offset, bin_size = params["patch_size"], params["camera_offset"], params["bin_size"]
+    frames = provenance["binned_frames"]
+    sums = np.zeros((len(frames), size, size), dtype=np.int64)
+    for i, (movie_path, _) in enumerate(pairs):
+        movie = tifffile.imread(movie_path)  # the whole movie in memory
+        for j, entry in enumerate(frames):
+            for part in entry["parts"]:
+                if part["measurement"] == i:
+                    r, c = part["row"], part["column"]
+                    sums[j] += movie[part["frame"], r : r + size, c : c + size]
+        del movie
+    sums -= int(offset) * (bin_size - 1)
+    result = np.clip(sums, 0, 65535).astype(np.uint16)
+    elapsed = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1] if trace else 0
+    if trace:
+        tracemalloc.stop()
+    return elapsed, peak, result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=2000, help="frames per movie (default 2000: ~1.05 GB)")
+    parser.add_argument("--size", type=int, default=512, help="frame edge in pixels (default 512)")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore")
+    tmp = Path(tempfile.mkdtemp(prefix="imagebinner-bench-"))
+    try:
+        rng = np.random.default_rng(args.seed)
+        t0 = time.perf_counter()
+        pairs = [make_movie(tmp, i, args.frames, args.size, rng) for i in range(N_MOVIES)]
+        gen_time = time.perf_counter() - t0
+        movie_bytes = [p.stat().st_size for p, _ in pairs]
+        print(f"generated {N_MOVIES} movies of {args.frames} x {args.size}x{args.size} uint16 "
+              f"({sum(movie_bytes) / 1e9:.2f} GB) in {gen_time:.1f} s")
+        movies = [m for m, _ in pairs]
+        # warm-up on a small copy of the job (imports of pandas/pyarrow etc. are not what is measured)
+        small = [make_movie(tmp, 10 + i, 20, 64, rng) for i in range(N_MOVIES)]
+        run_binner(small, tmp / "warmup", args.seed, trace=False)
+        results = {}
+        for cache in ("cold", "warm"):
+            if cache == "cold":
+                drop_cache(movies)
+            t_bin, t_load, _, info = run_binner(pairs, tmp / "out", args.seed, trace=False)
+            if cache == "cold":
+                drop_cache(movies)
+            t_base, _, base_frames = run_baseline(pairs, info["provenance"], trace=False)
+            with tifffile.TiffFile(tmp / "out" / "binned.tif") as tif:
+                ours = tif.asarray()
+            identical = bool(np.array_equal(ours, base_frames))
+            results[cache] = {
+                "binner_s": round(t_bin, 3),
+                "binner_load_tables_s": round(t_load, 3),
+                "baseline_s": round(t_base, 3),
+                "speedup": round(t_base / t_bin, 1),
+                "identical_frames": identical,
+            }
+            r = results[cache]
+            print(f"{cache} page cache: Binner {r['binner_s']:.3f} s end to end (of which {t_load:.3f} s reading "
+                  f"the localization tables and opening the movies), baseline imread + crop {r['baseline_s']:.3f} s: "
+                  f"{r['speedup']:.1f}x faster; binned frames identical to the baseline: {identical}")
+        # peak traced heap, measured in separate runs (tracemalloc slows Python code down)
+        _, _, peak_bin, info = run_binner(pairs, tmp / "out", args.seed, trace=True)
+        _, peak_base, _ = run_baseline(pairs, info["provenance"], trace=True)
+        results["heap"] = {"binner_peak_mb": round(peak_bin / 2**20, 1), "baseline_peak_mb": round(peak_base / 2**20, 1)}
+        print(f"peak traced heap: Binner {peak_bin / 2**20:.1f} MB, baseline {peak_base / 2**20:.1f} MB")
+        pool = info["stats"]["pool"]
+        print(f"pool: {pool['draws']} windows drawn, acceptance rate {pool['acceptance_rate']:.3g}")
+        figures = {
+            "movies": N_MOVIES,
+            "frames_per_movie": args.frames,
+            "frame_size": args.size,
+            "movie_gb_total": round(sum(movie_bytes) / 1e9, 2),
+            "n_binned": 1000,
+            "bin_size": 10,
+            "patch_size": 27,
+            "generation_s": round(gen_time, 1),
+            **{f"{cache}_{k}": v for cache, r in results.items() for k, v in r.items()},
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

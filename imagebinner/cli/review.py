@@ -1,0 +1,125 @@
+"""``imagebinner review PRED_DIR``: DeepSTORM predictions against ground truth (flags from PredictionReview's params)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+
+from imagebinner.cli.common import add_param_options, make_tool, param_values, progress_bar
+from imagebinner.io import WRITE_FORMATS
+from imagebinner.tools.review import PredictionReview
+
+OPTIONS = (
+    "movie",
+    "ground_truth",
+    "ground_truth_format",
+    "threshold",
+    "tolerance",
+    "stem",
+    "upsampling",
+    "pixel_size",
+    "n_thresholds",
+    "source",
+    "relocalize_threshold",
+    "local_average",
+    "l2_weighting_factor",
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "review",
+        help="review DeepSTORM predictions: threshold, metrics against ground truth, threshold sweep",
+        description=(
+            "Review a ZeroCostDL4Mic DeepSTORM prediction folder: keep predictions with confidence >= threshold, "
+            "match them one-to-one per frame to the ground truth within the tolerance (optimal assignment), "
+            "report precision, recall, F1, Jaccard, RMSE, bias and efficiency, sweep the threshold and suggest "
+            "the thresholds maximising Jaccard and F1. Optionally save the filtered localizations."
+        ),
+    )
+    parser.add_argument("folder", metavar="PRED_DIR", help=PredictionReview.param.folder.doc)
+    add_param_options(parser, PredictionReview, OPTIONS)
+    parser.add_argument(
+        "-o", "--output", dest="output", metavar="OUT", help="write the filtered localizations to this file"
+    )
+    parser.add_argument(
+        "--to",
+        dest="to",
+        choices=list(WRITE_FORMATS),
+        default="deepstorm-prediction",
+        help="format of OUT (default: deepstorm-prediction, the notebook's Localizations CSV layout)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (NaN as null) instead of text")
+    parser.set_defaults(func=run)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    return value
+
+
+def _fmt(value, spec: str = ".4f") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return format(value, spec)
+
+
+def run(args: argparse.Namespace) -> int:
+    values = param_values(args, ("folder", *OPTIONS))
+    tool = make_tool(PredictionReview, **values)
+    with progress_bar(tool, "review"):
+        tool.load()
+    written = []
+    if args.output:
+        written = [str(p) for p in tool.save(args.output, format=args.to, overwrite=args.overwrite)]
+    summary = tool.result_summary()
+    summary["written"] = written
+    if args.json:
+        print(json.dumps(_jsonable(summary), allow_nan=False))
+        return 0
+    s = summary
+    print(f"prediction folder: {s['folder']} (stem {s['stem']!r}, source {s['source']})")
+    ps = (
+        f"hr pixel {_fmt(s['pixel_size_hr_nm'], '.3f')} nm, camera pixel {_fmt(s['camera_pixel_size_nm'], '.3f')} nm, "
+        f"upsampling {s['upsampling'] if s['upsampling'] is not None else 'n/a'}"
+    )
+    print(f"{s['n_frames']} frames; {ps}")
+    print(f"predictions: {s['n_pred']} of {s['n_pred_total']} kept at confidence >= {s['threshold']:g}")
+    if tool.truth is None:
+        print("no ground truth given: no metrics (use --ground-truth)")
+    else:
+        print(
+            f"matching: optimal one-to-one per frame (most pairs, then least sum of squared distances), "
+            f"tolerance {s['tolerance_nm']:g} nm"
+        )
+        print(f"ground truth {s['n_gt']}: TP {s['tp']}, FP {s['fp']}, FN {s['fn']}")
+        print(
+            f"precision {_fmt(s['precision'])}, recall {_fmt(s['recall'])}, F1 {_fmt(s['f1'])}, "
+            f"Jaccard {_fmt(s['jaccard'])}"
+        )
+        print(
+            f"RMSE {_fmt(s['rmse_nm'], '.2f')} nm (matched pairs, lateral), bias dx {_fmt(s['bias_x_nm'], '.2f')} nm, "
+            f"dy {_fmt(s['bias_y_nm'], '.2f')} nm, efficiency {_fmt(s['efficiency'], '.2f')} % (alpha 1/nm)"
+        )
+        sug = s["suggested_thresholds"]
+        print(
+            f"suggested thresholds ({len(s['sweep'])}-step sweep): max Jaccard at {_fmt(sug.get('jaccard'), '.4g')}, "
+            f"max F1 at {_fmt(sug.get('f1'), '.4g')}"
+        )
+    for path in written:
+        print(f"wrote {path}")
+    return 0

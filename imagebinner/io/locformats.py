@@ -1,0 +1,883 @@
+"""Localization file formats: the only place that knows each file's conventions (see docs/conventions.md).
+
+Every reader returns the canonical :class:`~imagebinner.io.table.LocTable` (0-based integer frames; x, y in nm with
+the origin at the top-left *corner* of pixel (0, 0)); every writer takes one and converts back. Formats:
+
+* ``"picasso"``: Picasso HDF5 ``/locs`` + multi-document YAML (pixel centres at integer coordinates, frames 0-based)
+* ``"picasso-csv"``: Picasso's ThunderSTORM-style CSV export, old and new style (read only)
+* ``"thunderstorm"``: ThunderSTORM CSV, 2D and 3D (frames 1-based, corner convention)
+* ``"deepstorm"``: the ZeroCostDL4Mic DeepSTORM training CSV (unnamed index 1..N, frames 1-based)
+* ``"deepstorm-prediction"``: ``Localizations_<stem>_avg|max.csv`` written by the notebook (frames 1-based)
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from imagebinner.errors import FormatError
+from imagebinner.io import picasso_yaml
+from imagebinner.io.atomic import atomic_group, check_writable
+from imagebinner.io.table import OPTIONAL, LocMeta, LocTable
+
+LOC_FORMATS = ("picasso", "picasso-csv", "thunderstorm", "deepstorm", "deepstorm-prediction")
+WRITE_FORMATS = ("deepstorm", "deepstorm-prediction", "thunderstorm", "picasso")
+
+FORMAT_TITLES = {
+    "picasso": "Picasso HDF5 + YAML",
+    "picasso-csv": "Picasso CSV export",
+    "thunderstorm": "ThunderSTORM CSV",
+    "deepstorm": "DeepSTORM training CSV",
+    "deepstorm-prediction": "DeepSTORM prediction CSV",
+}
+
+#: Frame value of the first movie page in each format.
+FRAME_BASE = {"picasso": 0, "picasso-csv": 0, "thunderstorm": 1, "deepstorm": 1, "deepstorm-prediction": 1}
+
+DEEPSTORM_HEADER = ",frame,x [nm],y [nm],Photon #,Sigma [nm]"
+DEEPSTORM_PREDICTION_HEADER = "frame,x [nm],y [nm],confidence [a.u]"
+
+#: lpx/lpy written to Picasso when neither an uncertainty nor sigma and photons are known (camera pixels).
+PICASSO_LP_PLACEHOLDER_PX = 0.1
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+# CSV column name (lower case, after cleaning) -> canonical column. Everything else is carried under its own name.
+_CSV_STANDARD = {
+    "x [nm]": "x",
+    "y [nm]": "y",
+    "z [nm]": "z",
+    "sigma [nm]": "sigma",
+    "intensity [photon]": "photons",
+    "intensity [photons]": "photons",
+    "photon #": "photons",
+    "offset [photon]": "background",
+    "offset [photons]": "background",
+    "uncertainty_xy [nm]": "uncertainty",
+    "uncertainty [nm]": "uncertainty",
+    "confidence [a.u]": "confidence",
+    "confidence [a.u.]": "confidence",
+}
+_INDEX_NAMES = ("", "unnamed: 0", "id")
+# Picasso fields in camera pixels that would be misleading in a nm-based CSV.
+_PIXEL_UNIT_FIELDS = {"sx", "sy", "lpx", "lpy", "std_x", "std_y", "x_px", "y_px", "picasso_frame"}
+_PICASSO_BASE_FIELDS = ("frame", "x", "y", "photons", "sx", "sy", "bg", "lpx", "lpy")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+# ================================================================================================ detection
+def detect_format(path: str | Path) -> str:
+    """Format name of a localization file, decided from its content (HDF5 structure or CSV header names).
+
+    Picasso's CSV export and ThunderSTORM CSV share their column names; they are told apart by content:
+    Picasso's ``id`` starts at 0 and its frames at 0, ThunderSTORM's ids and frames start at 1. A file whose
+    smallest ``id`` is 0 or whose smallest ``frame`` is 0 is a Picasso export; otherwise ThunderSTORM.
+    """
+    path = Path(path)
+    _check_exists(path)
+    if _is_hdf5(path):
+        _check_picasso_hdf5(path)
+        return "picasso"
+    header = _read_header(path)
+    fmt = _format_from_header(header.names, path)
+    if fmt == "thunderstorm-family":
+        cols = _read_csv_columns(path, header, usecols=[n for n in ("id", "frame") if n in header.lower])
+        fmt = _thunderstorm_or_picasso(cols, header)
+    return fmt
+
+
+def _check_exists(path: Path) -> None:
+    if not path.exists():
+        raise FormatError("localization file not found", path)
+    if path.is_dir():
+        raise FormatError("is a folder, expected a localization file", path)
+
+
+def _is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(8) == _HDF5_SIGNATURE
+
+
+def _check_picasso_hdf5(path: Path) -> None:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h5:
+            ds = h5.get("locs")
+            if not isinstance(ds, h5py.Dataset) or ds.dtype.names is None:
+                raise FormatError(
+                    "HDF5 file without a compound /locs dataset: not a Picasso localization file "
+                    f"(top-level keys: {sorted(h5.keys())})",
+                    path,
+                )
+    except OSError as exc:
+        raise FormatError(f"cannot open HDF5 file ({exc})", path) from None
+
+
+class _Header:
+    def __init__(self, names: list[str], delimiter: str, has_data: bool):
+        self.names = names
+        self.lower = [n.lower() for n in names]
+        self.delimiter = delimiter
+        self.has_data = has_data
+
+
+def clean_name(name: str) -> str:
+    """Strip surrounding quotes and whitespace repeatedly: ``"id"``, ``' "id" '`` and the re-quoted form all become ``id``."""
+    previous = None
+    while previous != name:
+        previous = name
+        name = name.strip().strip('"').strip("'").replace('""', '"')
+    return name
+
+
+def _read_header(path: Path) -> _Header:
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    if b"\x00" in head:
+        raise FormatError("binary file that is not HDF5: unknown localization format", path)
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise FormatError("empty file: no CSV header (unknown localization format)", path)
+    first = lines[0]
+    delimiter = "," if first.count(",") >= first.count("\t") else "\t"
+    fields = next(csv.reader([first], delimiter=delimiter))
+    # a whole header wrapped in quotes (inner quotes doubled) parses as one field holding the delimiters
+    for _ in range(3):
+        if len(fields) == 1 and delimiter in fields[0]:
+            fields = next(csv.reader([clean_name(fields[0]) if fields[0].count('"') % 2 else fields[0]],
+                                     delimiter=delimiter))
+            fields = next(csv.reader([delimiter.join(fields)], delimiter=delimiter))
+        else:
+            break
+    names = [clean_name(f) for f in fields]
+    has_data = any(line.strip() for line in lines[1:]) or len(head) == 65536
+    return _Header(names, delimiter, has_data)
+
+
+def _format_from_header(names: list[str], path: Path) -> str:
+    lower = [n.lower() for n in names]
+    missing = [c for c in ("frame", "x [nm]", "y [nm]") if c not in lower]
+    if missing:
+        shown = ", ".join(repr(n) for n in names[:12])
+        raise FormatError(
+            f"unknown localization format: CSV header lacks {', '.join(missing)} (found {shown}); expected "
+            "Picasso HDF5, Picasso CSV export, ThunderSTORM CSV or DeepSTORM CSV",
+            path,
+        )
+    unnamed_index = lower[0] in ("", "unnamed: 0")
+    if "photon #" in lower or "Sigma [nm]" in names:  # ThunderSTORM/Picasso write lower-case "sigma [nm]"
+        return "deepstorm"
+    if unnamed_index:
+        return "deepstorm-prediction" if "confidence [a.u]" in lower else "deepstorm"
+    if "confidence [a.u]" in lower and not {"intensity [photon]", "sigma [nm]", "id"} & set(lower):
+        return "deepstorm-prediction"
+    return "thunderstorm-family"
+
+
+def _thunderstorm_or_picasso(cols: dict[str, np.ndarray], header: _Header) -> str:
+    ids, frames = cols.get("id"), cols.get("frame")
+    if ids is not None and len(ids) and np.nanmin(ids) == 0:
+        return "picasso-csv"
+    if frames is not None and len(frames) and np.nanmin(frames) == 0:
+        return "picasso-csv"
+    return "thunderstorm"
+
+
+# ================================================================================================== reading
+def read_locs(
+    path: str | Path,
+    format: str | None = None,
+    pixel_size: float | None = None,
+    half_pixel: bool = True,
+) -> LocTable:
+    """Read a localization file into the canonical table.
+
+    ``format`` overrides detection. ``pixel_size`` (nm) overrides the file's metadata (with a warning when they
+    differ). Picasso data need a pixel size from the YAML or the argument. ``half_pixel=True`` applies the exact
+    Picasso centre -> corner shift (+0.5 px); ``False`` reproduces Picasso's own CSV export (no shift).
+    """
+    path = Path(path)
+    _check_exists(path)
+    if pixel_size is not None and not (np.isfinite(pixel_size) and pixel_size > 0):
+        raise FormatError(f"pixel size must be a positive number of nm, got {pixel_size}", path)
+    if format is not None and format not in LOC_FORMATS:
+        raise FormatError(f"unknown format {format!r} (choose from {', '.join(LOC_FORMATS)})", path)
+    if format == "picasso" or (format is None and _is_hdf5(path)):
+        if not _is_hdf5(path):
+            raise FormatError("not an HDF5 file, cannot read it as Picasso HDF5", path)
+        return _read_picasso(path, pixel_size, half_pixel)
+    if _is_hdf5(path):
+        raise FormatError(f"HDF5 file cannot be read as {format!r} (a CSV format)", path)
+    header = _read_header(path)
+    detected = _format_from_header(header.names, path) if format is None else format
+    cols = _read_csv_columns(path, header)
+    if detected == "thunderstorm-family":
+        detected = _thunderstorm_or_picasso(cols, header)
+    return _csv_to_table(cols, header, detected, path, pixel_size, half_pixel)
+
+
+def _read_csv_columns(path: Path, header: _Header, usecols: list[str] | None = None) -> dict[str, np.ndarray]:
+    """All (or some) columns of a CSV as NumPy arrays, keyed by cleaned header name (pyarrow's reader)."""
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+
+    names = [n if n else f"__unnamed_{i}" for i, n in enumerate(header.names)]
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise FormatError(f"duplicate column name(s) {dupes}", path)
+    if usecols is not None:
+        usecols = [names[header.lower.index(u.lower())] for u in usecols]
+    if not header.has_data:
+        return {n: np.empty(0) for n in (usecols or names)}
+    read_options = pacsv.ReadOptions(skip_rows=1, column_names=names, block_size=1 << 24)
+    parse_options = pacsv.ParseOptions(delimiter=header.delimiter)
+    convert_options = pacsv.ConvertOptions(
+        include_columns=usecols,
+        strings_can_be_null=True,
+        null_values=["", "NaN", "nan", "NA", "null", "None"],
+    )
+    try:
+        table = pacsv.read_csv(path, read_options, parse_options, convert_options)
+    except pa.ArrowInvalid as exc:
+        if "Empty CSV file" in str(exc):
+            return {n: np.empty(0) for n in (usecols or names)}
+        raise FormatError(f"cannot parse CSV ({str(exc).splitlines()[0]})", path) from None
+    out: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        out[name] = _arrow_to_numpy(table.column(name), name, path)
+    return out
+
+
+def _arrow_to_numpy(column, name: str, path: Path) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    typ = column.type
+    if pa.types.is_null(typ):
+        return np.full(len(column), np.nan)
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_boolean(typ):
+        if column.null_count:
+            return column.to_numpy().astype(np.float64) if not pa.types.is_floating(typ) else column.to_numpy()
+        return column.to_numpy()
+    try:
+        return pc.cast(column, pa.float64()).to_numpy()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return column.to_numpy(zero_copy_only=False)  # strings: checked only when the column is used
+
+
+def _numeric(values: np.ndarray, name: str, path: Path, *, required: bool = False) -> np.ndarray:
+    if values.dtype.kind in "iufb":
+        arr = values.astype(np.float64, copy=False) if values.dtype.kind == "b" else values
+    else:
+        bad = next((v for v in values if not _is_number(v)), None)
+        raise FormatError(f"column {name!r} is not numeric (e.g. value {bad!r})", path)
+    if required and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        n_bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise FormatError(f"column {name!r} has {n_bad} empty, NaN or infinite value(s)", path)
+    return arr
+
+
+def _is_number(value) -> bool:
+    if value is None:
+        return True
+    try:
+        float(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _frames_from(values: np.ndarray, fmt: str, path: Path) -> np.ndarray:
+    """File frame values -> 0-based int64 page indices, with messages naming the format's frame base."""
+    name = "frame"
+    values = _numeric(values, name, path, required=True)
+    if values.dtype.kind == "f":
+        as_int = np.floor(values)
+        if not np.array_equal(as_int, values):
+            bad = values[as_int != values][0]
+            raise FormatError(f"column 'frame' has non-integral values (e.g. {bad})", path)
+        values = as_int
+    frames = values.astype(np.int64) - FRAME_BASE[fmt]
+    if len(frames) and frames.min() < 0:
+        first = int(frames.min()) + FRAME_BASE[fmt]
+        base = FRAME_BASE[fmt]
+        raise FormatError(
+            f"frame {first} is below the first frame of {FORMAT_TITLES[fmt]} files ({base}: frames are "
+            f"{base}-based); wrong format? (use the format override to read it as another format)",
+            path,
+        )
+    return frames
+
+
+def _csv_to_table(
+    cols: dict[str, np.ndarray],
+    header: _Header,
+    fmt: str,
+    path: Path,
+    pixel_size: float | None,
+    half_pixel: bool,
+) -> LocTable:
+    if fmt not in LOC_FORMATS or fmt == "picasso":
+        raise FormatError(f"format {fmt!r} is not a CSV format", path)
+    by_lower = {}
+    for i, name in enumerate(header.names):
+        key = name.lower()
+        by_lower.setdefault(key, name if name else f"__unnamed_{i}")
+    for required in ("frame", "x [nm]", "y [nm]"):
+        if required not in by_lower:
+            raise FormatError(
+                f"missing column {required!r} for {FORMAT_TITLES[fmt]} (found {', '.join(header.names)})", path
+            )
+    out: dict[str, np.ndarray] = {}
+    frames = _frames_from(cols[by_lower["frame"]], fmt, path)
+    out["frame"] = frames
+    n = len(frames)
+    sigma12 = []
+    for i, name in enumerate(header.names):
+        key = name.lower()
+        col_name = name if name else f"__unnamed_{i}"
+        if key == "frame" or key in _INDEX_NAMES or key.startswith("unnamed:"):
+            continue  # index columns and ids are never reused (rows are renumbered on write)
+        values = cols[col_name]
+        canonical = _CSV_STANDARD.get(key)
+        if canonical in ("x", "y"):
+            out[canonical] = _numeric(values, name, path, required=True)
+        elif canonical is not None:
+            if canonical in out:
+                continue
+            out[canonical] = _numeric(values, name, path).astype(np.float64, copy=False)
+        else:
+            if key in ("sigma1 [nm]", "sigma2 [nm]"):
+                sigma12.append(name)
+            if name in out or not name:
+                continue
+            out[name] = values if values.dtype.kind in "iufb" else values.astype(str)
+    if "sigma" not in out and len(sigma12) == 2:
+        out["sigma"] = (_numeric(out[sigma12[0]], sigma12[0], path) + _numeric(out[sigma12[1]], sigma12[1], path)) / 2
+    conversion = _csv_conversion(fmt, pixel_size, half_pixel)
+    if fmt == "picasso-csv" and half_pixel:
+        if pixel_size is None:
+            raise FormatError(
+                "Picasso CSV export: the exact half-pixel shift (x_nm + 0.5 * pixel size) needs the camera pixel "
+                "size, which the CSV does not carry; give --pixel-size NM (pixel_size=...), or --no-half-pixel "
+                "to keep Picasso's coordinates unchanged",
+                path,
+            )
+        out["x"] = out["x"] + 0.5 * pixel_size
+        out["y"] = out["y"] + 0.5 * pixel_size
+    meta = LocMeta(
+        pixel_size=None if pixel_size is None else float(pixel_size),
+        source_format=fmt,
+        source_path=str(path),
+        conversion=conversion,
+    )
+    if n == 0:
+        out = {k: np.asarray(v, dtype=np.float64) if k != "frame" else v for k, v in out.items()}
+    return LocTable(out, meta)
+
+
+def _csv_conversion(fmt: str, pixel_size: float | None, half_pixel: bool) -> str:
+    if fmt == "picasso-csv":
+        if half_pixel:
+            return (
+                f"{fmt} nm (pixel centres at j*ps) -> nm corner convention: x_nm = x_export + 0.5 * {pixel_size}; "
+                "frame unchanged (0-based)"
+            )
+        return f"{fmt} nm used unchanged (half_pixel=False: Picasso-export compatible, no +0.5 px); frame unchanged"
+    base = FRAME_BASE[fmt]
+    return f"{fmt}: x, y unchanged (nm, corner convention); frame - {base} ({base}-based -> 0-based)"
+
+
+# ---------------------------------------------------------------------------------------------- Picasso HDF5
+def _read_picasso(path: Path, pixel_size: float | None, half_pixel: bool) -> LocTable:
+    import h5py
+
+    _check_picasso_hdf5(path)
+    yaml_path = picasso_yaml.sidecar_path(path)
+    if yaml_path.exists():
+        docs = picasso_yaml.load_docs(yaml_path)
+    elif pixel_size is not None:
+        warnings.warn(f"{yaml_path}: Picasso YAML not found; using the given pixel size {pixel_size} nm", stacklevel=3)
+        docs = []
+    else:
+        raise FormatError(
+            f"Picasso metadata file {yaml_path.name} not found beside the data; it holds the pixel size "
+            "(give --pixel-size NM to read the file without it)",
+            path,
+        )
+    yaml_ps = picasso_yaml.pixel_size(docs, yaml_path) if docs else None
+    if pixel_size is not None:
+        if yaml_ps is not None and float(pixel_size) != yaml_ps:
+            warnings.warn(
+                f"{path}: using the given pixel size {pixel_size} nm instead of Pixelsize = {yaml_ps} nm from "
+                f"{yaml_path.name}",
+                stacklevel=3,
+            )
+        ps = float(pixel_size)
+    elif yaml_ps is not None:
+        ps = yaml_ps
+    else:
+        suggestion = picasso_yaml.suggested_pixel_size(docs)
+        hint = (
+            f"; the movie's YAML suggests Camera.Pixelsize = {suggestion:g} nm: confirm it with --pixel-size "
+            f"{suggestion:g}"
+            if suggestion is not None
+            else ""
+        )
+        raise FormatError(
+            f"no pixel size: no YAML document of {yaml_path.name} has Pixelsize; give --pixel-size NM{hint}", path
+        )
+    with h5py.File(path, "r") as h5:
+        ds = h5["locs"]
+        fields = list(ds.dtype.names)
+        for required in ("frame", "x", "y"):
+            if required not in fields:
+                raise FormatError(f"/locs lacks the required field {required!r} (fields: {fields})", path)
+        n = ds.shape[0] if ds.shape else 0
+        raw: dict[str, np.ndarray] = {name: np.empty(n, dtype=ds.dtype[name].newbyteorder("=")) for name in fields}
+        block = 1 << 21
+        for start in range(0, n, block):
+            chunk = ds[start : start + block]
+            for name in fields:
+                raw[name][start : start + len(chunk)] = chunk[name]
+    shift = 0.5 if half_pixel else 0.0
+    out: dict[str, np.ndarray] = {}
+    frames = raw.pop("frame")
+    if frames.dtype.kind == "f":
+        if not np.all(np.isfinite(frames)):
+            raise FormatError("field 'frame' has NaN or infinite values", path)
+        floored = np.floor(frames)
+        if not np.array_equal(floored, frames):
+            warnings.warn(
+                f"{path}: {int(np.count_nonzero(floored != frames))} frame values are not integral (e.g. mean frames "
+                "of clustered molecules); frame = floor(value), the original values are kept as 'picasso_frame'",
+                stacklevel=3,
+            )
+            out["picasso_frame"] = frames
+        frames = floored
+    frames = frames.astype(np.int64)
+    if len(frames) and frames.min() < 0:
+        raise FormatError(f"negative frame {int(frames.min())} (Picasso frames are 0-based)", path)
+    out["frame"] = frames
+    for axis in ("x", "y"):
+        values = raw.pop(axis).astype(np.float64)
+        if not np.all(np.isfinite(values)):
+            bad = int(np.count_nonzero(~np.isfinite(values)))
+            raise FormatError(f"field {axis!r} has {bad} NaN or infinite value(s)", path)
+        out[axis] = (values + shift) * ps
+    if "z" in raw:
+        out["z"] = raw.pop("z").astype(np.float64)  # Picasso z is already in nm
+    if "photons" in raw:
+        out["photons"] = raw.pop("photons").astype(np.float64)
+    if "bg" in raw:
+        out["background"] = raw.pop("bg").astype(np.float64)
+    if "sx" in raw and "sy" in raw:
+        out["sigma"] = (raw["sx"].astype(np.float64) + raw["sy"]) / 2 * ps
+    if "lpx" in raw and "lpy" in raw:
+        out["uncertainty"] = (raw["lpx"].astype(np.float64) + raw["lpy"]) / 2 * ps
+    for name, values in raw.items():
+        if name in OPTIONAL and name not in out:
+            out[name] = values.astype(np.float64)  # e.g. confidence written by imagebinner
+            continue
+        if name in out:
+            name = f"picasso_{name}"
+        out[name] = values
+    height = picasso_yaml.lookup(docs, "Height")
+    width = picasso_yaml.lookup(docs, "Width")
+    n_frames = picasso_yaml.lookup(docs, "Frames")
+    if half_pixel:
+        conversion = (
+            f"picasso px (pixel centres at integers) -> nm corner convention: x_nm = (x_px + 0.5) * {ps:g}; "
+            "frame unchanged (0-based)"
+        )
+    else:
+        conversion = (
+            f"picasso px -> nm without the half-pixel shift (half_pixel=False, Picasso-export compatible): "
+            f"x_nm = x_px * {ps:g}; frame unchanged (0-based)"
+        )
+    meta = LocMeta(
+        pixel_size=ps,
+        image_shape=(int(height), int(width)) if height is not None and width is not None else None,
+        n_frames=int(n_frames) if n_frames is not None else None,
+        source_format="picasso",
+        source_path=str(path),
+        conversion=conversion,
+        picasso_yaml=tuple(docs),
+    )
+    return LocTable(out, meta, validate=False)
+
+
+# ================================================================================================== writing
+def format_for_output(path: str | Path, to: str | None = None) -> str:
+    """The output format: ``to`` when given, else from the extension (``.hdf5`` -> picasso, ``.csv`` -> deepstorm)."""
+    path = Path(path)
+    if to is not None:
+        if to not in WRITE_FORMATS:
+            raise FormatError(f"cannot write format {to!r} (choose from {', '.join(WRITE_FORMATS)})", path)
+        return to
+    suffix = path.suffix.lower()
+    if suffix in (".hdf5", ".h5"):
+        return "picasso"
+    if suffix == ".csv":
+        return "deepstorm"
+    raise FormatError(
+        f"cannot tell the output format from the extension {suffix!r}: use .csv (DeepSTORM), .hdf5 (Picasso) "
+        "or choose it with --to",
+        path,
+    )
+
+
+def output_paths(path: str | Path, format: str | None = None) -> list[Path]:
+    """Every file :func:`write_locs` would create for ``path`` in ``format`` (for pre-checks)."""
+    path = Path(path)
+    fmt = format_for_output(path, format)
+    if fmt == "picasso":
+        if path.suffix.lower() == ".yaml":
+            raise FormatError("a Picasso localization file cannot end in .yaml (its sidecar does)", path)
+        return [path, picasso_yaml.sidecar_path(path)]
+    return [path]
+
+
+def write_locs(
+    table: LocTable,
+    path: str | Path,
+    format: str | None = None,
+    overwrite: bool = False,
+    half_pixel: bool = True,
+    pixel_size: float | None = None,
+) -> list[Path]:
+    """Write ``table`` in ``format`` (from the extension when None); returns the written paths.
+
+    Atomic (all files of one output are checked first and renamed into place together); refuses to replace an
+    existing file unless ``overwrite``. ``half_pixel`` and ``pixel_size`` matter for Picasso only.
+    """
+    path = Path(path)
+    fmt = format_for_output(path, format)
+    targets = output_paths(path, fmt)
+    check_writable(targets, overwrite)
+    if fmt == "deepstorm":
+        _write_deepstorm(table, targets[0], overwrite)
+    elif fmt == "deepstorm-prediction":
+        _write_deepstorm_prediction(table, targets[0], overwrite)
+    elif fmt == "thunderstorm":
+        _write_thunderstorm(table, targets[0], overwrite)
+    else:
+        _write_picasso(table, targets[0], targets[1], overwrite, half_pixel, pixel_size)
+    return targets
+
+
+def _frames_out(table: LocTable, base: int) -> np.ndarray:
+    return table.frame + base
+
+
+def _write_arrow_csv(header: str, columns: dict[str, np.ndarray | None], n: int, target: Path, overwrite: bool) -> None:
+    """Header line written as given, then the rows with pyarrow's CSV writer (None / NaN -> empty field)."""
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+
+    arrays = []
+    for values in columns.values():
+        if values is None:
+            arrays.append(pa.nulls(n, pa.float64()))
+        elif values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+            arrays.append(pa.array(values, mask=~np.isfinite(values)))
+        else:
+            arrays.append(pa.array(values))
+    table = pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(arrays))])
+    with atomic_group([target], overwrite) as (tmp,):
+        with pa.OSFile(str(tmp), "wb") as sink:
+            sink.write((header + "\n").encode("utf-8"))
+            if n:
+                _write_csv_rows(table, sink)
+
+
+_CSV_CHUNK_ROWS = 1 << 19
+
+
+def _write_csv_rows(table, sink) -> None:
+    """Rows (no header) with pyarrow's CSV writer; large tables are formatted in row chunks on several threads
+    (pyarrow releases the GIL) and written in order, with at most a few chunks in memory."""
+    import os
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+
+    options = pacsv.WriteOptions(include_header=False, batch_size=1 << 14, quoting_style="needed")
+    n = table.num_rows
+    workers = min(4, os.cpu_count() or 1)
+    if n <= _CSV_CHUNK_ROWS or workers == 1:
+        pacsv.write_csv(table, sink, options)
+        return
+
+    def encode(start: int):
+        buffer = pa.BufferOutputStream()
+        pacsv.write_csv(table.slice(start, _CSV_CHUNK_ROWS), buffer, options)
+        return buffer.getvalue()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for start in range(0, n, _CSV_CHUNK_ROWS):
+            pending.append(pool.submit(encode, start))
+            if len(pending) > workers:
+                sink.write(pending.popleft().result())
+        while pending:
+            sink.write(pending.popleft().result())
+
+
+def _optional(table: LocTable, name: str) -> np.ndarray | None:
+    return table[name] if name in table and np.any(np.isfinite(table[name])) else None
+
+
+def _write_deepstorm(table: LocTable, target: Path, overwrite: bool) -> None:
+    n = len(table)
+    columns = {
+        "": np.arange(1, n + 1, dtype=np.int64),
+        "frame": _frames_out(table, 1),
+        "x [nm]": table.x,
+        "y [nm]": table.y,
+        "Photon #": _optional(table, "photons"),
+        "Sigma [nm]": _optional(table, "sigma"),
+    }
+    _write_arrow_csv(DEEPSTORM_HEADER, columns, n, target, overwrite)
+
+
+def _write_deepstorm_prediction(table: LocTable, target: Path, overwrite: bool) -> None:
+    columns = {
+        "frame": _frames_out(table, 1),
+        "x [nm]": table.x,
+        "y [nm]": table.y,
+        "confidence [a.u]": _optional(table, "confidence"),
+    }
+    _write_arrow_csv(DEEPSTORM_PREDICTION_HEADER, columns, len(table), target, overwrite)
+
+
+_THUNDERSTORM_STANDARD = (
+    ("z", "z [nm]"),
+    ("sigma", "sigma [nm]"),
+    ("photons", "intensity [photon]"),
+    ("background", "offset [photon]"),
+    ("uncertainty", "uncertainty_xy [nm]"),
+    ("confidence", "confidence [a.u]"),
+)
+
+
+def thunderstorm_columns(table: LocTable) -> list[str]:
+    """Column names the ThunderSTORM writer emits for ``table`` (standard ones, then carried numeric extras)."""
+    return list(_thunderstorm_layout(table))
+
+
+def _thunderstorm_layout(table: LocTable) -> dict[str, np.ndarray]:
+    n = len(table)
+    cols: dict[str, np.ndarray] = {
+        "id": np.arange(1, n + 1, dtype=np.int64),
+        "frame": _frames_out(table, 1),
+        "x [nm]": table.x,
+        "y [nm]": table.y,
+    }
+    for canonical, name in _THUNDERSTORM_STANDARD:
+        if canonical in table:
+            cols[name] = table[canonical]
+    taken = {c.lower() for c in cols}
+    for name in table.columns:
+        if name in ("frame", "x", "y") or name in OPTIONAL or name in _PIXEL_UNIT_FIELDS:
+            continue
+        if name.startswith("picasso_") or name.lower() in taken or name.lower() in _CSV_STANDARD:
+            continue
+        values = table[name]
+        if values.dtype.kind in "iuf" and '"' not in name and "," not in name and name.strip() == name and name:
+            cols[name] = values
+            taken.add(name.lower())
+    return cols
+
+
+def _write_thunderstorm(table: LocTable, target: Path, overwrite: bool) -> None:
+    cols = _thunderstorm_layout(table)
+    header = ",".join(f'"{name}"' for name in cols)
+    _write_arrow_csv(header, dict(cols), len(table), target, overwrite)
+
+
+# ---------------------------------------------------------------------------------------------- Picasso HDF5
+def picasso_record_array(
+    table: LocTable, pixel_size: float, half_pixel: bool = True
+) -> tuple[np.ndarray, list[str]]:
+    """Picasso ``/locs`` record array (little-endian, Localize dtypes) and notes on placeholders used."""
+    ps = float(pixel_size)
+    shift = 0.5 if half_pixel else 0.0
+    n = len(table)
+    notes: list[str] = []
+    fields: dict[str, np.ndarray] = {}
+    frames = table.frame
+    if len(frames) and frames.max() >= 2**32:
+        raise FormatError(f"frame {int(frames.max())} does not fit Picasso's uint32 frame field", table.meta.source_path)
+    fields["frame"] = frames.astype("<u4")
+    fields["x"] = (table.x / ps - shift).astype("<f4")
+    fields["y"] = (table.y / ps - shift).astype("<f4")
+    if "photons" in table:
+        fields["photons"] = table["photons"].astype("<f4")
+    if "sx" in table and "sy" in table:
+        fields["sx"] = table["sx"].astype("<f4")
+        fields["sy"] = table["sy"].astype("<f4")
+    elif "sigma" in table:
+        fields["sx"] = (table["sigma"] / ps).astype("<f4")
+        fields["sy"] = fields["sx"].copy()
+    if "background" in table:
+        fields["bg"] = table["background"].astype("<f4")
+    elif "picasso_bg" in table:
+        fields["bg"] = table["picasso_bg"].astype("<f4")
+    if "lpx" in table and "lpy" in table:
+        fields["lpx"] = table["lpx"].astype("<f4")
+        fields["lpy"] = table["lpy"].astype("<f4")
+    elif "uncertainty" in table and np.all(np.isfinite(table["uncertainty"])):
+        fields["lpx"] = (table["uncertainty"] / ps).astype("<f4")
+        fields["lpy"] = fields["lpx"].copy()
+    elif "sigma" in table and "photons" in table:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lp = table["sigma"] / ps / np.sqrt(table["photons"])
+        lp = np.where(np.isfinite(lp) & (lp >= 0), lp, PICASSO_LP_PLACEHOLDER_PX)
+        fields["lpx"] = lp.astype("<f4")
+        fields["lpy"] = fields["lpx"].copy()
+        notes.append("lpx/lpy estimated as sigma / sqrt(photons) (precision not in the source)")
+    else:
+        fields["lpx"] = np.full(n, PICASSO_LP_PLACEHOLDER_PX, dtype="<f4")
+        fields["lpy"] = fields["lpx"].copy()
+        notes.append(f"lpx/lpy = {PICASSO_LP_PLACEHOLDER_PX} px placeholder (precision unknown)")
+    if "z" in table:
+        fields["z"] = table["z"].astype("<f4")
+    if "confidence" in table:
+        fields["confidence"] = table["confidence"].astype("<f4")
+    for name in table.columns:
+        if name in fields or name in ("frame", "x", "y") or name in OPTIONAL or not _IDENTIFIER.match(name):
+            continue
+        if name.startswith("picasso_"):
+            continue
+        values = table[name]
+        if values.dtype.kind == "f":
+            fields[name] = values.astype("<f4")
+        elif values.dtype.kind in "iu":
+            fields[name] = values.astype(values.dtype.newbyteorder("<"))
+        elif values.dtype.kind == "b":
+            fields[name] = values.astype("u1")
+    dtype = np.dtype([(name, values.dtype) for name, values in fields.items()])
+    records = np.empty(n, dtype=dtype)
+    for name, values in fields.items():
+        records[name] = values
+    return records, notes
+
+
+def _image_shape_for(table: LocTable, ps: float) -> tuple[int, int]:
+    if table.meta.image_shape is not None:
+        return tuple(int(v) for v in table.meta.image_shape)
+    if not len(table):
+        return (0, 0)
+    height = int(math.floor(max(float(np.max(table.y)), 0.0) / ps)) + 1
+    width = int(math.floor(max(float(np.max(table.x)), 0.0) / ps)) + 1
+    return (height, width)
+
+
+def picasso_sanity_report(records: np.ndarray, width: int, height: int) -> tuple[int, list[str]]:
+    """How many rows Picasso's ``lib.ensure_sanity`` drops on load, and why (as Picasso 0.11 checks them)."""
+    n = len(records)
+    drop = np.zeros(n, dtype=bool)
+    reasons: list[str] = []
+
+    def note(mask: np.ndarray, why: str) -> None:
+        new = mask & ~drop
+        if np.any(new):
+            reasons.append(f"{int(np.count_nonzero(new))} {why}")
+        drop[:] |= mask
+
+    nonfinite = np.zeros(n, dtype=bool)
+    for name in records.dtype.names:
+        if records.dtype[name].kind == "f":
+            nonfinite |= ~np.isfinite(records[name])
+    note(nonfinite, "with NaN/inf values")
+    note((records["x"] < 0) | (records["y"] < 0),
+         "with negative pixel coordinates (x_px = x_nm/ps - 0.5 < 0: emitters in the outer half of the first "
+         "pixel column/row)")
+    note((records["x"] >= width) | (records["y"] >= height), f"outside Width x Height = {width} x {height} px")
+    for name in ("lpx", "lpy", "lpz", "photons", "ellipticity", "sx", "sy"):
+        if name in records.dtype.names:
+            note(records[name] < 0, f"with negative {name}")
+    return int(np.count_nonzero(drop)), reasons
+
+
+def _write_picasso(
+    table: LocTable,
+    target: Path,
+    yaml_target: Path,
+    overwrite: bool,
+    half_pixel: bool,
+    pixel_size: float | None,
+) -> None:
+    import h5py
+
+    from imagebinner import __version__
+
+    ps = pixel_size if pixel_size is not None else table.meta.pixel_size
+    if ps is None:
+        raise FormatError(
+            "writing Picasso HDF5 needs the camera pixel size to convert nm to pixels; give --pixel-size NM",
+            target,
+        )
+    ps = float(ps)
+    if not (np.isfinite(ps) and ps > 0):
+        raise FormatError(f"pixel size must be a positive number of nm, got {ps}", target)
+    records, notes = picasso_record_array(table, ps, half_pixel)
+    height, width = _image_shape_for(table, ps)
+    n_frames = max(int(table.meta.n_frames or 0), int(table.frame[-1]) + 1 if len(table) else 0)
+    if half_pixel:
+        step = f"nm corner convention -> picasso px (pixel centres at integers): x_px = x_nm / {ps:g} - 0.5"
+    else:
+        step = f"nm -> picasso px without the half-pixel shift (half_pixel=False): x_px = x_nm / {ps:g}"
+    step += "; frame unchanged (0-based)"
+    doc = {
+        "Generated by": f"imagebinner {__version__}",
+        "Conversion": f"{table.meta.conversion} | then {step}" if table.meta.conversion != "none" else step,
+        "Source format": table.meta.source_format,
+        "Source": table.meta.source_path,
+        "Half pixel shift": bool(half_pixel),
+        "Width": int(width),
+        "Height": int(height),
+        "Frames": int(n_frames),
+        "Pixelsize": ps,
+    }
+    if notes:
+        doc["Notes"] = "; ".join(notes)
+    docs = [dict(d) for d in table.meta.picasso_yaml] + [doc]
+    dropped, reasons = picasso_sanity_report(records, width, height)
+    with atomic_group([target, yaml_target], overwrite) as (tmp_h5, tmp_yaml):
+        with h5py.File(tmp_h5, "w") as h5:
+            h5.create_dataset("locs", data=records)
+        picasso_yaml.dump_docs(docs, tmp_yaml)
+    if dropped:
+        warnings.warn(
+            f"{target}: Picasso will drop {dropped} of {len(records)} localizations when it loads this file "
+            f"(lib.ensure_sanity): {'; '.join(reasons)}. They are kept in the file (the conversion is exact).",
+            stacklevel=3,
+        )
+
+
+__all__ = [
+    "LOC_FORMATS",
+    "WRITE_FORMATS",
+    "FORMAT_TITLES",
+    "FRAME_BASE",
+    "detect_format",
+    "read_locs",
+    "write_locs",
+    "output_paths",
+    "format_for_output",
+    "clean_name",
+    "picasso_record_array",
+    "picasso_sanity_report",
+    "thunderstorm_columns",
+]

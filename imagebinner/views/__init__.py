@@ -1,0 +1,1 @@
+"""HoloViews views built from io objects and tool objects (no widgets here; apps/ adds Panel)."""

@@ -1,0 +1,116 @@
+"""``imagebinner demo`` and ``imagebinner.simulate.make_demo``: files, determinism, no overwrite, no half-written demo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import imagebinner.simulate.demo as demo_module
+from imagebinner.cli import main
+from imagebinner.errors import OutputExistsError
+from imagebinner.io import open_movie, read_locs
+from imagebinner.simulate import make_demo
+
+EXPECTED = [
+    "README.txt",
+    "measurement1/movie.tif",
+    "measurement1/movie_deepstorm.csv",
+    "measurement1/movie_locs.hdf5",
+    "measurement1/movie_locs.yaml",
+    "measurement2/movie.tif",
+    "measurement2/movie_deepstorm.csv",
+    "measurement2/movie_locs.csv",
+]
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    assert main(["demo", "-o", str(out)]) == 0
+    return out
+
+
+def test_demo_command_writes_the_expected_files(demo_dir):
+    assert _tree(demo_dir) == EXPECTED
+    for name, fmt in (("measurement1", "picasso"), ("measurement2", "thunderstorm")):
+        with open_movie(demo_dir / name / "movie.tif") as movie:
+            assert (movie.n_frames, movie.shape, movie.dtype) == (200, (64, 64), np.uint16)
+            assert movie.pixel_size == pytest.approx(107.0, rel=1e-6)
+        locs_name = "movie_locs.hdf5" if fmt == "picasso" else "movie_locs.csv"
+        truth = read_locs(demo_dir / name / locs_name)
+        assert truth.meta.source_format == fmt
+        converted = read_locs(demo_dir / name / "movie_deepstorm.csv")
+        assert converted.meta.source_format == "deepstorm"
+        assert len(converted) == len(truth) > 1000
+        np.testing.assert_array_equal(converted.frame, truth.frame)
+        np.testing.assert_allclose(converted.x, truth.x, atol=1e-6)
+        assert truth.frame.max() < 200
+
+
+def test_second_run_without_overwrite_fails_with_one_line(demo_dir, capsys):
+    before = {p: (demo_dir / p).read_bytes() for p in EXPECTED}
+    capsys.readouterr()
+    assert main(["demo", "-o", str(demo_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("imagebinner: error: ")
+    assert "exists already" in err and "Traceback" not in err
+    assert {p: (demo_dir / p).read_bytes() for p in EXPECTED} == before
+
+
+def test_overwrite_and_seed(demo_dir, tmp_path, capsys):
+    assert main(["demo", "-o", str(tmp_path / "d"), "--seed", "0"]) == 0
+    # same seed, same movie bytes
+    assert (tmp_path / "d/measurement1/movie.tif").read_bytes() == (demo_dir / "measurement1/movie.tif").read_bytes()
+    assert main(["demo", "-o", str(tmp_path / "d"), "--seed", "5", "--overwrite"]) == 0
+    assert (tmp_path / "d/measurement1/movie.tif").read_bytes() != (demo_dir / "measurement1/movie.tif").read_bytes()
+    assert _tree(tmp_path / "d") == EXPECTED  # no temporary files left
+    out = capsys.readouterr().out
+    assert "converted" in out and "measurement2" in out
+
+
+def test_demo_is_dense_enough_for_binning(demo_dir):
+    """Patch 27 px: most random windows of a frame hold at least 2 emitters."""
+    truth = read_locs(demo_dir / "measurement1" / "movie_locs.hdf5")
+    ps, patch = 107.0, 27
+    rng = np.random.default_rng(0)
+    counts = []
+    for _ in range(500):
+        k = rng.integers(0, 200)
+        row, col = rng.integers(0, 64 - patch + 1, 2)
+        rows = truth.frame_rows(int(k))
+        c, r = np.floor(truth.x[rows] / ps), np.floor(truth.y[rows] / ps)
+        counts.append(np.count_nonzero((c >= col) & (c < col + patch) & (r >= row) & (r < row + patch)))
+    counts = np.array(counts)
+    assert np.mean(counts >= 2) > 0.5
+    assert counts.mean() > 2
+
+
+def test_make_demo_removes_what_it_wrote_when_a_later_step_fails(tmp_path, monkeypatch):
+    calls = []
+    real = demo_module.write_measurement
+
+    def failing_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(demo_module, "write_measurement", failing_second)
+    with pytest.raises(OSError):
+        make_demo(tmp_path / "d", settings={"n_frames": 5})
+    assert _tree(tmp_path / "d") == []
+
+
+def test_make_demo_checks_every_output_first(tmp_path):
+    (tmp_path / "d" / "measurement2").mkdir(parents=True)
+    (tmp_path / "d" / "measurement2" / "movie_locs.csv").write_text("mine")
+    with pytest.raises(OutputExistsError, match="movie_locs.csv"):
+        make_demo(tmp_path / "d", settings={"n_frames": 5})
+    assert _tree(tmp_path / "d") == ["measurement2/movie_locs.csv"]
+    paths = make_demo(tmp_path / "d", settings={"n_frames": 5}, overwrite=True)
+    assert [m.loc_format for m in paths.measurements] == ["picasso", "thunderstorm"]
+    assert all(f.exists() for f in paths.files)

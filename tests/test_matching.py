@@ -1,0 +1,214 @@
+"""Matching and metrics: hand-computed cases, optimality against brute force, sweep against the naive re-run."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import imagebinner.tools.matching as matching
+from imagebinner.io import LocTable
+from imagebinner.tools.matching import (
+    Matcher,
+    efficiency,
+    match,
+    naive_sweep,
+    suggest_thresholds,
+    sweep_thresholds,
+)
+
+
+def table(frame, x, y, confidence=None) -> LocTable:
+    cols = {"frame": np.asarray(frame, np.int64), "x": np.asarray(x, float), "y": np.asarray(y, float)}
+    if confidence is not None:
+        cols["confidence"] = np.asarray(confidence, float)
+    return LocTable(cols)
+
+
+def test_efficiency_decode_test_vector():
+    assert efficiency(0.91204, 32.077) == pytest.approx(66.7, abs=0.05)
+    assert efficiency(1.0, 0.0) == 100.0
+
+
+def test_metrics_by_hand_with_known_jitter_misses_and_false_positives():
+    rng = np.random.default_rng(5)
+    n_frames, per_frame = 4, 6
+    # ground truth on a coarse grid (neighbours 2000 nm apart): no ambiguity at 100 nm tolerance
+    gx, gy, gf = [], [], []
+    for f in range(n_frames):
+        for k in range(per_frame):
+            gf.append(f)
+            gx.append(1000.0 + 2000.0 * k)
+            gy.append(1000.0 + 3000.0 * f)
+    gf, gx, gy = np.array(gf), np.array(gx), np.array(gy)
+    # known jitter: (3, 4) -> 5 nm, (-6, 8) -> 10 nm, (0, -30) -> 30 nm, cycled
+    jit = np.array([[3.0, 4.0], [-6.0, 8.0], [0.0, -30.0]])
+    missed = np.zeros(len(gf), bool)
+    missed[[2, 9, 20]] = True  # three misses
+    keep = np.flatnonzero(~missed)
+    d = jit[keep % 3]
+    # one prediction just outside the tolerance (counts as FP and its gt as FN) and two far false positives
+    px = np.r_[gx[keep] + d[:, 0], gx[0] + 100.5, 50_000.0, 60_000.0]
+    py = np.r_[gy[keep] + d[:, 1], gy[0], 50_000.0, 100.0]
+    pf = np.r_[gf[keep], 1, 0, 3]
+    # gt 0 (frame 0) is matched by its jittered prediction; add an extra gt whose only prediction is out of reach
+    gx2, gy2, gf2 = np.r_[gx, gx[0] + 20_000.0], np.r_[gy, gy[0]], np.r_[gf, 1]
+    px[-3] = gx2[-1] + 100.5
+    py[-3] = gy2[-1]
+    gt = table(gf2, gx2, gy2)
+    pred = table(pf, px, py)
+    m = match(gt, pred, tolerance=100.0).metrics
+    n_gt, n_pred = len(gt), len(pred)
+    tp = len(keep)
+    assert (m["n_gt"], m["n_pred"], m["tp"]) == (n_gt, n_pred, tp)
+    assert m["fp"] == n_pred - tp == 3
+    assert m["fn"] == n_gt - tp == 4
+    sse = float(np.sum(d**2))
+    assert m["rmse_nm"] == pytest.approx(math.sqrt(sse / tp), rel=1e-12)
+    assert m["bias_x_nm"] == pytest.approx(d[:, 0].mean(), rel=1e-12)
+    assert m["bias_y_nm"] == pytest.approx(d[:, 1].mean(), rel=1e-12)
+    assert m["precision"] == pytest.approx(tp / n_pred)
+    assert m["recall"] == pytest.approx(tp / n_gt)
+    assert m["jaccard"] == pytest.approx(tp / (n_gt + n_pred - tp))
+    p, r = tp / n_pred, tp / n_gt
+    assert m["f1"] == pytest.approx(2 * p * r / (p + r))
+    assert m["efficiency"] == pytest.approx(
+        100 - math.sqrt((100 - 100 * m["jaccard"]) ** 2 + m["rmse_nm"] ** 2)
+    )
+    # per frame sums back to the totals; empty frames included
+    res = match(gt, pred, tolerance=100.0)
+    pf_metrics = res.per_frame(gt.counts_per_frame(6), pred.counts_per_frame(6))
+    assert len(pf_metrics["tp"]) == 6 and pf_metrics["tp"][5] == 0 and np.isnan(pf_metrics["precision"][5])
+    assert pf_metrics["tp"].sum() == tp and pf_metrics["fp"].sum() == 3 and pf_metrics["fn"].sum() == 4
+    rng.shuffle(gx)  # (keeps the rng used; the data above is deterministic)
+
+
+def test_same_position_in_another_frame_never_matches():
+    gt = table([0, 1], [500.0, 500.0], [500.0, 500.0])
+    pred = table([1, 2], [500.0, 500.0], [500.0, 500.0])
+    m = match(gt, pred, 100.0).metrics
+    assert m["tp"] == 1 and m["fp"] == 1 and m["fn"] == 1
+    res = match(gt, pred, 100.0)
+    assert res.gt_index.tolist() == [1] and res.pred_index.tolist() == [0]
+
+
+def test_empty_cases_are_nan_not_errors():
+    gt = table([0, 0], [0.0, 1000.0], [0.0, 0.0])
+    none = table([], [], [])
+    m = match(gt, none, 100.0).metrics
+    assert m["tp"] == 0 and m["fn"] == 2 and math.isnan(m["precision"]) and m["recall"] == 0.0
+    assert m["f1"] == 0.0 and m["jaccard"] == 0.0 and math.isnan(m["rmse_nm"]) and math.isnan(m["efficiency"])
+    m = match(none, gt, 100.0).metrics
+    assert m["fp"] == 2 and math.isnan(m["recall"]) and m["precision"] == 0.0
+    m = match(none, none, 100.0).metrics
+    assert math.isnan(m["jaccard"]) and math.isnan(m["f1"])
+
+
+def test_optimal_not_greedy():
+    # greedy nearest-first would pair g0-p0 (distance 10) and leave g1 unmatched; the optimum matches both
+    gt = table([0, 0], [0.0, 90.0], [0.0, 0.0])
+    pred = table([0, 0], [10.0, -80.0], [0.0, 0.0])
+    res = match(gt, pred, 100.0)
+    assert res.tp == 2
+    assert sorted(zip(res.gt_index.tolist(), res.pred_index.tolist())) == [(0, 1), (1, 0)]
+
+
+def _brute_force(gx, gy, px, py, tol):
+    """(max pairs, min Σd²) over all one-to-one matchings of one frame."""
+    n_g, n_p = len(gx), len(px)
+    d2 = (np.subtract.outer(gx, px)) ** 2 + (np.subtract.outer(gy, py)) ** 2
+    best = (0, 0.0)
+    for k in range(1, min(n_g, n_p) + 1):
+        for gs in itertools.combinations(range(n_g), k):
+            for ps in itertools.permutations(range(n_p), k):
+                if all(d2[g, p] <= tol * tol for g, p in zip(gs, ps)):
+                    cost = sum(d2[g, p] for g, p in zip(gs, ps))
+                    if k > best[0] or (k == best[0] and cost < best[1]):
+                        best = (k, cost)
+    return best
+
+
+coords = st.lists(st.tuples(st.integers(0, 1), st.floats(0, 250), st.floats(0, 250)), min_size=0, max_size=5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(coords, coords)
+def test_assignment_is_one_to_one_and_optimal_against_brute_force(gts, preds):
+    tol = 100.0
+    gt = table([g[0] for g in gts], [g[1] for g in gts], [g[2] for g in gts])
+    pred = table([p[0] for p in preds], [p[1] for p in preds], [p[2] for p in preds])
+    res = match(gt, pred, tol)
+    # one-to-one, same frame, within reach
+    assert len(set(res.gt_index.tolist())) == res.tp and len(set(res.pred_index.tolist())) == res.tp
+    assert np.all(gt.frame[res.gt_index] == pred.frame[res.pred_index])
+    assert np.all(res.dx**2 + res.dy**2 <= tol * tol)
+    assert np.allclose(res.dx, pred.x[res.pred_index] - gt.x[res.gt_index])
+    total_k, total_cost = 0, 0.0
+    for f in (0, 1):
+        g = gt.frame == f
+        p = pred.frame == f
+        k, c = _brute_force(gt.x[g], gt.y[g], pred.x[p], pred.y[p], tol)
+        total_k += k
+        total_cost += c
+    assert res.tp == total_k
+    assert float(np.sum(res.dx**2 + res.dy**2)) == pytest.approx(total_cost, rel=1e-9, abs=1e-6)
+
+
+def _crowded(seed: int, n: int = 3000, frames: int = 6, field: float = 3000.0):
+    rng = np.random.default_rng(seed)
+    f = rng.integers(0, frames, n)
+    x, y = rng.uniform(0, field, n), rng.uniform(0, field, n)
+    hit = rng.random(n) < 0.85
+    n_fp = n // 8
+    pf = np.r_[f[hit], rng.integers(0, frames, n_fp)]
+    px = np.r_[x[hit] + rng.normal(0, 25, hit.sum()), rng.uniform(0, field, n_fp)]
+    py = np.r_[y[hit] + rng.normal(0, 25, hit.sum()), rng.uniform(0, field, n_fp)]
+    conf = np.r_[rng.uniform(0.3, 2.2, hit.sum()), rng.uniform(0.1, 0.7, n_fp)]
+    conf[:20] = 1.0  # ties in confidence
+    return table(f, x, y), table(pf, px, py, conf)
+
+
+def _assert_sweeps_equal(fast, naive):
+    for k in ("n_gt", "n_pred", "tp", "fp", "fn"):
+        assert np.array_equal(fast[k], naive[k]), k
+    for k in ("precision", "recall", "f1", "jaccard", "rmse_nm", "bias_x_nm", "bias_y_nm", "efficiency"):
+        np.testing.assert_allclose(fast[k], naive[k], rtol=1e-10, atol=1e-9, equal_nan=True, err_msg=k)
+
+
+@pytest.mark.parametrize("dense_limit", [matching.DENSE_LIMIT, 0])
+def test_sweep_equals_naive_per_threshold_matching(monkeypatch, dense_limit):
+    monkeypatch.setattr(matching, "DENSE_LIMIT", dense_limit)  # 0: every component through the sparse solver
+    gt, pred = _crowded(11)
+    matcher = Matcher(gt, pred, 100.0)
+    assert matcher._general and matcher._star_edges is not None  # all three kinds of components occur
+    thresholds = np.r_[sweep_thresholds(pred["confidence"], 25), 1.0, 5.0]  # incl. a tie value and above all
+    fast = matcher.sweep(thresholds)
+    _assert_sweeps_equal(fast, naive_sweep(gt, pred, 100.0, thresholds))
+    # and the single-threshold matching agrees with the sweep
+    for j in (0, 7, 25):
+        m = matcher.match(thresholds[j]).metrics
+        assert m["tp"] == fast["tp"][j] and m["rmse_nm"] == pytest.approx(fast["rmse_nm"][j], rel=1e-10)
+    assert fast["tp"][-1] == 0 and fast["n_pred"][-1] == 0
+
+
+def test_suggested_thresholds_pick_the_maxima():
+    gt, pred = _crowded(3, n=800)
+    thresholds = sweep_thresholds(pred["confidence"], 30)
+    sw = Matcher(gt, pred, 100.0).sweep(thresholds)
+    best = suggest_thresholds(sw)
+    assert sw["jaccard"][list(thresholds).index(best["jaccard"])] == np.nanmax(sw["jaccard"])
+    assert sw["f1"][list(thresholds).index(best["f1"])] == np.nanmax(sw["f1"])
+    # false positives have low confidences: the best threshold is above the lowest one
+    assert best["jaccard"] > thresholds[0]
+
+
+def test_bad_tolerance_is_a_parameter_error():
+    from imagebinner.errors import ParameterError
+
+    gt = table([0], [0.0], [0.0])
+    with pytest.raises(ParameterError):
+        match(gt, gt, 0.0)
