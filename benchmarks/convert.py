@@ -84,7 +84,8 @@ def main() -> None:
         source = folder / "locs.hdf5"
         t0 = time.perf_counter()
         make_picasso(source, args.rows)
-        print(f"made {args.rows:,} Picasso rows in {time.perf_counter() - t0:.1f} s ({source.stat().st_size / 1e6:.0f} MB)")
+        size_mb = source.stat().st_size / 1e6
+        print(f"made {args.rows:,} Picasso rows in {time.perf_counter() - t0:.1f} s ({size_mb:.0f} MB)")
 
         holder = {}
 

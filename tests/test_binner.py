@@ -469,6 +469,8 @@ def test_cli_end_to_end(sim, picasso, tmp_path, capsys):
     assert "locs/µm²" in printed and "acceptance rate" in printed and "emitters per frame" in printed
     files = sorted(p.suffix for p in out.iterdir())
     assert files == [".csv", ".json", ".tif"]
+    labels = pd.read_csv(out / "binned.csv", index_col=0)[["x [nm]", "y [nm]"]].to_numpy()
+    assert len(labels) and (labels >= 0).all() and (labels < 16 * 130).all()
     sums, _ = reconstruct(out / "binned.json")
     np.testing.assert_array_equal(tifffile.imread(out / "binned.tif"), np.clip(sums, 0, 65535))
     # a second run refuses to overwrite: one-line error, exit 2
@@ -482,3 +484,14 @@ def test_cli_end_to_end(sim, picasso, tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
     assert cli_main(["bin", "--movie", str(movie), "-o", str(tmp_path / "x"), "--locs", str(locs), "--movie",
                      str(movie)]) == 2
+
+
+def test_picasso_raw_and_tif_movies_give_identical_outputs(picasso, shared_data, tmp_path):
+    """Same pixels through the memory-mapped .raw reader and the TIF reader: byte-identical binned TIFs."""
+    movie, locs = picasso
+    raw = shared_data / "picasso" / "testdata.raw"
+    for name, m in (("tif", movie), ("raw", raw)):
+        quiet(Binner(measurements=[(str(m), str(locs))], patch_size=16, min_emitters=1, n_patches=40, n_binned=10,
+                     bin_size=4, seed=8, output_folder=str(tmp_path / name)).run)
+    assert (tmp_path / "tif" / "binned.tif").read_bytes() == (tmp_path / "raw" / "binned.tif").read_bytes()
+    assert (tmp_path / "tif" / "binned.csv").read_bytes() == (tmp_path / "raw" / "binned.csv").read_bytes()

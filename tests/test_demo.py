@@ -1,4 +1,4 @@
-"""``imagebinner demo`` and ``imagebinner.simulate.make_demo``: files, determinism, no overwrite, no half-written demo."""
+"""``imagebinner demo`` and ``simulate.make_demo``: files, determinism, no overwrite, no half-written demo."""
 
 from __future__ import annotations
 

@@ -449,29 +449,48 @@ def _picasso_python() -> str | None:
 
 
 @pytest.mark.skipif(_picasso_python() is None, reason="picasso (picassosr) not importable; set PICASSO_PYTHON")
-def test_picasso_own_loader_opens_our_file(shared_data, tmp_path):
-    table = read_quiet(shared_data / "thunderstorm" / "ecoli_lacy_03_storm.csv", pixel_size=160)
-    table = table.take(slice(0, 500))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = write_locs(table, tmp_path / "ts.hdf5")[0]
-    script = (
-        "import sys, json, picasso.io as io\n"
-        "locs, info = io.load_locs(sys.argv[1])\n"
-        "print(json.dumps({'n': len(locs), 'x0': float(locs['x'].iloc[0]), 'frame0': int(locs['frame'].iloc[0]),"
-        " 'ps': info[-1]['Pixelsize']}))\n"
-    )
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "MPLBACKEND": "Agg"}
-    res = subprocess.run([_picasso_python(), "-c", script, str(out)], capture_output=True, text=True, env=env,
-                         timeout=120)
-    assert res.returncode == 0, res.stderr[-2000:]
+def test_picasso_own_loader_opens_our_files(shared_data, tmp_path):
+    """Picasso's ``io.load_locs`` (incl. ``lib.ensure_sanity``) reads what we write, dropping only what we predicted."""
     import json
 
+    sources = {
+        "ts": (shared_data / "thunderstorm" / "ecoli_lacy_03_storm.csv", 160),
+        "ds": (shared_data / "deepstorm" / "DNAPAINT_localizations.csv", 107),
+        "pic": (shared_data / "picasso" / "testdata_locs.hdf5", None),
+        "edge": (None, 100),
+    }
+    expected = {}
+    for key, (src, ps) in sources.items():
+        if src is None:  # one loc in the outer half of pixel column 0: Picasso drops it
+            table = LocTable({"frame": [0, 1], "x": [20.0, 500.0], "y": [300.0, 400.0]},
+                             LocMeta(pixel_size=100.0, image_shape=(8, 8)))
+        else:
+            table = read_quiet(src, pixel_size=ps)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = write_locs(table, tmp_path / f"{key}.hdf5")[0]
+        records = h5_locs(out)
+        docs = list(yaml.load_all(out.with_suffix(".yaml").read_text(), Loader=yaml.UnsafeLoader))
+        dropped, _ = locformats.picasso_sanity_report(records, docs[-1]["Width"], docs[-1]["Height"])
+        expected[key] = (str(out), len(table) - dropped, float(records["x"][-1]), table.meta.pixel_size)
+    assert expected["edge"][1] == 1
+    script = (
+        "import sys, json, picasso.io as io\n"
+        "res = {}\n"
+        "for key, path in json.loads(sys.argv[1]).items():\n"
+        "    locs, info = io.load_locs(path)\n"
+        "    res[key] = [len(locs), float(locs['x'].iloc[-1]), info[-1]['Pixelsize'], str(locs['frame'].dtype)]\n"
+        "print(json.dumps(res))\n"
+    )
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "MPLBACKEND": "Agg"}
+    arg = json.dumps({k: v[0] for k, v in expected.items()})
+    res = subprocess.run([_picasso_python(), "-c", script, arg], capture_output=True, text=True, env=env, timeout=180)
+    assert res.returncode == 0, res.stderr[-2000:]
     got = json.loads(res.stdout.strip().splitlines()[-1])
-    assert got["n"] == 500
-    assert got["frame0"] == table.frame[0]
-    assert got["x0"] == pytest.approx(table.x[0] / 160 - 0.5, abs=1e-4)
-    assert got["ps"] == 160
+    for key, (_, n, x_last, ps) in expected.items():
+        assert got[key][0] == n, key
+        assert got[key][1] == pytest.approx(x_last), key
+        assert got[key][2] == ps and got[key][3] == "uint32", key
 
 
 # ================================================================================================= errors
@@ -599,6 +618,15 @@ def test_picasso_pair_checked_before_writing(tmp_path):
     _check_error(err, tmp_path / "p.yaml")
     assert not (tmp_path / "p.hdf5").exists()
     assert (tmp_path / "p.yaml").read_text() == "keep me\n"
+
+
+def test_chunked_csv_writer_matches_single_pass(tmp_path, monkeypatch):
+    table = small_table(50, uncertainty=np.linspace(0, 1, 50))
+    whole = write_locs(table, tmp_path / "whole.csv")[0].read_bytes()
+    monkeypatch.setattr(locformats, "_CSV_CHUNK_ROWS", 7)
+    chunked = write_locs(table, tmp_path / "chunked.csv")[0].read_bytes()
+    assert chunked == whole
+    assert len(whole.splitlines()) == 51
 
 
 def test_failing_writes_leave_nothing(tmp_path, monkeypatch):

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import os
-import resource
 import sys
 import time
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
 import tifffile
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None
 
 from imagebinner.errors import FormatError, OutputExistsError, ParameterError
 from imagebinner.io import TifWriter, open_movie, to_output_dtype, write_tif
@@ -27,7 +35,8 @@ def _io_counters() -> tuple[int, int]:
     if os.path.exists("/proc/self/io"):
         with open("/proc/self/io") as fh:
             rchar = int(dict(line.split(": ") for line in fh.read().splitlines())["rchar"])
-    return rchar, resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt if resource is not None else 0
+    return rchar, faults
 
 
 # -- real files -------------------------------------------------------------------------------------------------
@@ -43,7 +52,7 @@ def test_picasso_raw_and_tif_are_pixel_identical(shared_data):
             np.testing.assert_array_equal(raw.frame(k), tif.frame(k))
         assert raw.frame(999).any()
         # the YAML has only Camera.Pixelsize (Picasso Simulate), no Pixelsize: not taken as the pixel size
-        assert raw.pixel_size is None
+        assert raw.pixel_size is None and raw.suggested_pixel_size == 160.0
         with pytest.raises(IndexError):
             raw.frame(1000)
 
@@ -129,6 +138,18 @@ def test_several_long_non_spatial_axes_are_refused(tmp_path, compression):
     assert "h.tif" in str(exc.value) and "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_shaped_tif_with_two_long_axes_is_refused_one_long_axis_is_time(tmp_path, compression):
+    data = _stack(6)
+    tifffile.imwrite(tmp_path / "q.tif", data.reshape(2, 3, 12, 17), photometric="minisblack", compression=compression)
+    with pytest.raises(FormatError, match="several non-spatial axes"):
+        open_movie(tmp_path / "q.tif")
+    tifffile.imwrite(tmp_path / "z.tif", data.reshape(6, 1, 12, 17), photometric="minisblack", compression=compression)
+    with open_movie(tmp_path / "z.tif") as m:
+        assert m.n_frames == 6
+        np.testing.assert_array_equal(m.frame(4), data[4])
+
+
 def test_single_2d_tif_is_one_frame(tmp_path):
     image = _stack(1, 40, 30)[0]
     tifffile.imwrite(tmp_path / "one.tif", image)
@@ -189,10 +210,15 @@ def test_pixel_size_from_resolution_tags(tmp_path):
 
 
 # -- laziness -------------------------------------------------------------------------------------------------
+SPARSE_FILES = pytest.mark.skipif(sys.platform != "linux", reason="needs sparse files (10 GB without using disk)")
+
+
+@SPARSE_FILES
 def test_frame_of_sparse_10gb_imagej_movie_is_fast_and_reads_no_more(tmp_path):
     """ImageJ '>4 GB' layout (one header, raw data behind it, stack axis labelled channels), 10.5 GB sparse."""
     path = tmp_path / "huge.tif"
-    with pytest.warns(UserWarning, match="truncating ImageJ file"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tifffile: "truncating ImageJ file" (the >4 GB layout is what we want)
         mm = tifffile.memmap(path, shape=(20000, 512, 512), dtype="uint16", imagej=True)
     mm[15000, 100, 200] = 4321
     mm.flush()
@@ -216,6 +242,7 @@ def test_frame_of_sparse_10gb_imagej_movie_is_fast_and_reads_no_more(tmp_path):
     assert faults1 - faults0 < 20_000  # one 512 KiB frame is ~130 pages; the whole movie ~2.6 million
 
 
+@SPARSE_FILES
 def test_frame_of_sparse_bigtiff_is_fast(tmp_path):
     path = tmp_path / "huge_bt.tif"
     mm = tifffile.memmap(path, shape=(20000, 512, 512), dtype="uint16", bigtiff=True)
@@ -403,3 +430,34 @@ def test_imagej_raw_behind_one_header_and_truncated_copy(tmp_path):
     with m:
         assert m.n_frames == 6
         np.testing.assert_array_equal(m.read(), data[:6])
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])
+def test_thumbnail_page_before_the_movie_is_skipped(tmp_path, compression):
+    data = _stack(6, 32, 24)
+    with tifffile.TiffWriter(tmp_path / "thumb.tif") as tw:
+        tw.write(np.zeros((8, 6), np.uint8), photometric="minisblack")
+        tw.write(data, photometric="minisblack", compression=compression)
+    with open_movie(tmp_path / "thumb.tif") as m:
+        assert (m.n_frames, m.shape, m.dtype) == (6, (32, 24), np.uint16)
+        np.testing.assert_array_equal(m.frame(5), data[5])
+
+
+_pixel_arrays = st.sampled_from([np.int16, np.int32, np.int64, np.uint32, np.float32, np.float64]).flatmap(
+    lambda dt: hnp.arrays(
+        dtype=dt,
+        shape=hnp.array_shapes(min_dims=2, max_dims=2, max_side=6),
+        elements=hnp.from_dtype(np.dtype(dt), allow_nan=False, allow_infinity=False),
+    )
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_pixel_arrays, st.sampled_from(["uint8", "uint16"]))
+def test_to_output_dtype_clips_and_never_wraps(data, dtype):
+    out, clipped = to_output_dtype(data, dtype)
+    top = np.iinfo(dtype).max
+    rounded = np.rint(data.astype(np.float64))
+    assert out.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(out.astype(np.float64), np.clip(rounded, 0, top))
+    assert clipped == int(np.count_nonzero((rounded < 0) | (rounded > top)))

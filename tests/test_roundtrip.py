@@ -88,7 +88,10 @@ def test_round_trip_between_formats(first, second, table):
 @settings(max_examples=30, deadline=None)
 @given(table=tables())
 def test_deepstorm_picasso_deepstorm_is_exact(table):
-    """DeepSTORM -> Picasso -> DeepSTORM: equal up to Picasso's float32 pixel coordinates (~2e-5 nm per pixel of distance from the origin)."""
+    """DeepSTORM -> Picasso -> DeepSTORM: equal up to Picasso's float32 pixel coordinates.
+
+    (About 2e-5 nm per pixel of distance from the origin; the CSV legs are exact.)
+    """
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         ds = _through(table, "deepstorm", folder, "a")

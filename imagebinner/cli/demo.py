@@ -1,4 +1,4 @@
-"""``imagebinner demo [-o DIR] [--overwrite] [--seed S]``: write the simulated demo folder and run the main job on it."""
+"""``imagebinner demo [-o DIR] [--overwrite] [--seed S]``: write the simulated demo folder, run the main job on it."""
 
 from __future__ import annotations
 

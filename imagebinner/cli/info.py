@@ -59,7 +59,7 @@ def describe(path: str | Path, pixel_size: float | None = None, input_format: st
     base = locformats.FRAME_BASE[fmt]
     lines = [
         f"file: {path}",
-        f"kind: localizations",
+        "kind: localizations",
         f"format: {fmt} ({locformats.FORMAT_TITLES[fmt]}; frames in the file are {base}-based)",
         f"localizations: {len(table)}",
     ]
@@ -79,8 +79,8 @@ def describe(path: str | Path, pixel_size: float | None = None, input_format: st
     )
     if len(table):
         lines.append(
-            f"x range: {table.x.min():.6g}..{table.x.max():.6g} nm, y range: {table.y.min():.6g}..{table.y.max():.6g} nm"
-            " (canonical: origin at the corner of pixel (0, 0))"
+            f"x range: {table.x.min():.6g}..{table.x.max():.6g} nm, "
+            f"y range: {table.y.min():.6g}..{table.y.max():.6g} nm (canonical: origin at the corner of pixel (0, 0))"
         )
     lines.append(f"columns: {', '.join(table.columns)}")
     lines.append(f"conversion: {meta.conversion}")

@@ -11,6 +11,21 @@ from pathlib import Path
 from imagebinner.errors import OutputExistsError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _make_temp(target: Path) -> Path:
+    """An empty temporary file beside ``target`` with the permissions a plain ``open`` would give."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs must be readable like any other file
+    return Path(tmp)
+
+
 def check_writable(paths: Sequence[str | Path], overwrite: bool) -> None:
     """Raise OutputExistsError naming the first target that exists, unless ``overwrite``.
 
@@ -31,10 +46,7 @@ def atomic_path(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """
     target = Path(target)
     check_writable([target], overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _make_temp(target)
     try:
         yield tmp_path
         if not overwrite and target.exists():
@@ -66,10 +78,7 @@ def atomic_group(targets: Sequence[str | Path], overwrite: bool = False) -> Iter
 
 @contextlib.contextmanager
 def _tmp_for(target: Path) -> Iterator[Path]:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _make_temp(target)
     try:
         yield tmp_path
     finally:

@@ -128,7 +128,10 @@ class _Header:
 
 
 def clean_name(name: str) -> str:
-    """Strip surrounding quotes and whitespace repeatedly: ``"id"``, ``' "id" '`` and the re-quoted form all become ``id``."""
+    """Strip surrounding quotes and whitespace repeatedly.
+
+    ``"id"``, ``' "id" '`` and a quoted name re-quoted by another CSV writer all become ``id``.
+    """
     previous = None
     while previous != name:
         previous = name
@@ -151,9 +154,7 @@ def _read_header(path: Path) -> _Header:
     # a whole header wrapped in quotes (inner quotes doubled) parses as one field holding the delimiters
     for _ in range(3):
         if len(fields) == 1 and delimiter in fields[0]:
-            fields = next(csv.reader([clean_name(fields[0]) if fields[0].count('"') % 2 else fields[0]],
-                                     delimiter=delimiter))
-            fields = next(csv.reader([delimiter.join(fields)], delimiter=delimiter))
+            fields = next(csv.reader([fields[0].strip()], delimiter=delimiter))
         else:
             break
     names = [clean_name(f) for f in fields]
@@ -717,7 +718,9 @@ def picasso_record_array(
     fields: dict[str, np.ndarray] = {}
     frames = table.frame
     if len(frames) and frames.max() >= 2**32:
-        raise FormatError(f"frame {int(frames.max())} does not fit Picasso's uint32 frame field", table.meta.source_path)
+        raise FormatError(
+            f"frame {int(frames.max())} does not fit Picasso's uint32 frame field", table.meta.source_path
+        )
     fields["frame"] = frames.astype("<u4")
     fields["x"] = (table.x / ps - shift).astype("<f4")
     fields["y"] = (table.y / ps - shift).astype("<f4")

@@ -71,6 +71,7 @@ class Movie:
         self._lazy_pages = False  # frame k = tif.pages[k], parsed on demand
         self._memmap: np.ndarray | None = None
         self._lock = threading.Lock()
+        self.suggested_pixel_size: float | None = None  # a default to confirm (Picasso raw: Camera.Pixelsize)
         suffix = self.path.suffix.lower()
         if suffix == ".raw":
             meta_pixel_size = self._open_raw()
@@ -109,6 +110,7 @@ class Movie:
         self._memmap = np.memmap(self.path, dtype=dtype, mode="r", shape=(frames, height, width))
         self.n_frames, self.shape, self.stored_dtype = frames, (height, width), dtype
         self.access = "memmap"
+        self.suggested_pixel_size = picasso_yaml.suggested_pixel_size(docs)
         return picasso_yaml.pixel_size(docs, yaml_path)
 
     def _open_tif(self) -> float | None:
@@ -185,7 +187,8 @@ class Movie:
     def _open_series(self, tif: tifffile.TiffFile) -> None:
         if not tif.series:
             raise FormatError("TIF holds no image series", self.path)
-        series = tif.series[0]
+        # the largest series is the movie (others: thumbnails, previews, masks)
+        series = max(tif.series, key=lambda s: math.prod(s.shape))
         axes, shape = series.axes, tuple(series.shape)
         core = [(a, int(n)) for a, n in zip(axes, shape) if not (a == "S" and n == 1)]
         if "S" in (a for a, _ in core):
@@ -283,6 +286,27 @@ class Movie:
 
     def __getitem__(self, k: int) -> np.ndarray:
         return self.frame(k)
+
+    def advise_windows(self, windows: Iterable[tuple[int, int, int]], size: int) -> None:
+        """Ask the OS to read the rows of the windows ``(frame, row, col)`` of ``size`` px ahead, all at once.
+
+        Only a hint (memory-mapped movies on POSIX; a no-op otherwise); it turns many scattered window reads from a
+        cold page cache into one batch of parallel reads.
+        """
+        mm = self._memmap
+        if mm is None or not hasattr(os, "posix_fadvise"):
+            return
+        height, width = self.shape
+        item = mm.dtype.itemsize
+        offset = int(getattr(mm, "offset", 0) or 0)
+        with contextlib.suppress(OSError):
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                for k, row, _col in windows:
+                    start = offset + ((int(k) * height + int(row)) * width) * item
+                    os.posix_fadvise(fd, start, int(size) * width * item, os.POSIX_FADV_WILLNEED)
+            finally:
+                os.close(fd)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self.frames()

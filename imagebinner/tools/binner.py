@@ -47,6 +47,7 @@ from imagebinner.tools.binning_windows import (
 
 _ELEMENTS_PER_BATCH = 200_000  # localization-window tests per vectorised batch (bounded memory)
 _OUTPUT_SUFFIXES = (".tif", ".tiff", ".csv", ".json")
+_PART_FIELDS = ("measurement", "frame", "row", "column", "n_locs")
 _PATCH_CACHE_BYTES = 64 * 2**20  # pool patches kept in memory while writing (read on demand beyond)
 
 
@@ -577,6 +578,12 @@ class Binner(Task):
         if len(indices) * self.patch_size**2 * wide.itemsize > _PATCH_CACHE_BYTES:
             return
         order = np.lexsort((pool["row"][indices], pool["frame"][indices], pool["measurement"][indices]))
+        for meas in self._loaded:
+            mine = indices[pool["measurement"][indices] == meas.index]
+            if len(mine) and hasattr(meas.movie, "advise_windows"):
+                meas.movie.advise_windows(
+                    zip(pool["frame"][mine], pool["row"][mine], pool["column"][mine]), self.patch_size
+                )
         stack = np.zeros((len(pool["frame"]), self.patch_size, self.patch_size), dtype=wide)
         for idx in indices[order]:
             stack[idx] = self._patch_image(pool, int(idx))
@@ -646,9 +653,12 @@ class Binner(Task):
             else:
                 sums = sums.astype(np.float64) - offset
             images, _ = to_output_dtype(sums, dtype)
+            if dtype == "uint16":
+                clipped = ((sums < 0) | (sums > 65535)).sum(axis=(1, 2)).tolist()
+            else:
+                clipped = [0] * len(sums)
             for k in range(len(sums)):
-                clipped = int(np.count_nonzero((sums[k] < 0) | (sums[k] > 65535))) if dtype == "uint16" else 0
-                yield start + k, images[k], clipped
+                yield start + k, images[k], clipped[k]
 
     def _output_meta(self) -> LocMeta:
         return LocMeta(
@@ -789,7 +799,7 @@ class Binner(Task):
                     folder,
                 )
 
-    def provenance(self) -> dict:
+    def provenance(self, frames: bool = True) -> dict:
         """Parameters, inputs (path, size, mtime) and the parts of every binned frame (JSON-ready)."""
         plan, pool = self.compose(), self._pool
         names = (
@@ -815,19 +825,12 @@ class Binner(Task):
                 "dropped_outside": int(m.n_dropped_outside),
             }
             inputs.append(entry)
-        frames = []
-        for j in range(len(plan)):
-            parts = [
-                {
-                    "measurement": int(pool["measurement"][k]),
-                    "frame": int(pool["frame"][k]),
-                    "row": int(pool["row"][k]),
-                    "column": int(pool["column"][k]),
-                    "n_locs": int(pool["n_locs"][k]),
-                }
-                for k in plan[j]
+        binned_frames = []
+        if frames:
+            binned_frames = [
+                {"binned_frame": j + 1, "parts": [dict(zip(_PART_FIELDS, part)) for part in parts]}
+                for j, parts in enumerate(self._parts_table().tolist())
             ]
-            frames.append({"binned_frame": j + 1, "parts": parts})
         stats = self.statistics()
         pool_stats = {k: v for k, v in stats.get("pool", {}).items()}
         from imagebinner import __version__
@@ -844,8 +847,13 @@ class Binner(Task):
             "parameters": params,
             "inputs": inputs,
             "pool": pool_stats,
-            "binned_frames": frames,
+            "binned_frames": binned_frames,
         }
+
+    def _parts_table(self) -> np.ndarray:
+        """``(n_binned, bin_size, 5)`` int array of measurement, frame, row, column, n_locs of every part."""
+        plan, pool = self.compose(), self._pool
+        return np.stack([pool[name] for name in _PART_FIELDS], axis=-1)[plan]
 
     def save(self) -> list[Path]:
         """Write the binned TIF (streamed), the DeepSTORM training CSV and the JSON provenance, atomically."""
@@ -859,7 +867,7 @@ class Binner(Task):
             self._advance()
             plan = self.compose()
             labels = self.binned_locs()
-            provenance = self.provenance()
+            provenance = self.provenance(frames=False)
             self._advance()
             self._update(status="writing binned frames")
             clipped = 0
@@ -868,7 +876,7 @@ class Binner(Task):
 
                 self._prefetch(self._pool, plan.ravel())
 
-                every = max(1, len(plan) // 50)  # progress updates cost a param event each
+                every = max(1, len(plan) // 20)  # progress updates cost a param event each (~0.5 ms)
 
                 def frames():
                     nonlocal clipped
@@ -887,7 +895,7 @@ class Binner(Task):
                     "clipped_pixels": int(clipped),
                     "n_labels": int(len(labels)),
                 }
-                tmp_json.write_text(provenance_json(provenance))
+                tmp_json.write_text(provenance_json(provenance, self._parts_table()))
             self._update(
                 clipped_pixels=int(clipped),
                 written_paths=[str(t) for t in targets],
@@ -903,13 +911,22 @@ class Binner(Task):
         return self.save()
 
 
-def provenance_json(provenance: dict) -> str:
-    """The provenance as JSON text: indented, with one line per binned frame (fast to write, easy to read)."""
+def provenance_json(provenance: dict, parts: np.ndarray | None = None) -> str:
+    """The provenance as JSON text: indented, one line per binned frame (fast to write, easy to read).
+
+    ``parts`` (``(n_binned, bin_size, 5)``, see :meth:`Binner._parts_table`) replaces ``provenance["binned_frames"]``.
+    """
     rest = {k: v for k, v in provenance.items() if k != "binned_frames"}
     head = json.dumps(rest, indent=1, default=_json_default)
+    if parts is None:
+        parts = np.array(
+            [[[p[name] for name in _PART_FIELDS] for p in f["parts"]] for f in provenance.get("binned_frames", [])],
+            dtype=np.int64,
+        )
+    part = '{"measurement": %d, "frame": %d, "row": %d, "column": %d, "n_locs": %d}'
     frames = ",\n".join(
-        "  " + json.dumps(f, separators=(", ", ": "), default=_json_default)
-        for f in provenance.get("binned_frames", [])
+        '  {"binned_frame": %d, "parts": [' % (j + 1) + ", ".join(part % tuple(p) for p in frame) + "]}"
+        for j, frame in enumerate(parts.tolist())
     )
     return head[:-2] + ',\n "binned_frames": [\n' + frames + "\n ]\n}\n"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import param
 
-from imagebinner.errors import FormatError, ParameterError
+from imagebinner.errors import ParameterError
 from imagebinner.io import locformats
 from imagebinner.io.atomic import check_writable
 from imagebinner.io.table import LocTable
@@ -138,4 +138,4 @@ class Convert(Task):
         return table, n_outside
 
 
-__all__ = ["Convert", "OUTPUT_FORMATS", "FormatError"]
+__all__ = ["Convert", "OUTPUT_FORMATS"]

@@ -263,14 +263,17 @@ class PredictionReview(Task):
                 with open_movie(files["stacked"]) as st:
                     stacked_pages = st.n_frames
                     hr_shape = hr_shape or st.shape
-            u = self.upsampling
-            if u is None and hr_shape is not None and image_shape is not None:
-                ratio = (hr_shape[0] / image_shape[0], hr_shape[1] / image_shape[1])
-                if ratio[0] == ratio[1] and float(ratio[0]).is_integer():
-                    u = int(ratio[0])
-            if u is None and movie_ps is not None and ps_hr is not None:
-                u = int(round(movie_ps / ps_hr))
-            camera_ps = self.pixel_size or movie_ps
+            u = self._derive_upsampling(hr_shape, image_shape, movie_ps, ps_hr)
+            truth = None
+            if self.ground_truth:
+                fallback = movie_ps or (ps_hr * u if ps_hr is not None and u is not None else None)
+                truth = self._read_truth(fallback)
+                if image_shape is None and truth.meta.image_shape is not None:
+                    image_shape = tuple(truth.meta.image_shape)
+            known_ps = self.pixel_size or movie_ps or (truth.meta.pixel_size if truth is not None else None)
+            if u is None:
+                u = self._derive_upsampling(hr_shape, image_shape, known_ps, ps_hr)
+            camera_ps = known_ps
             if camera_ps is None and ps_hr is not None and u is not None:
                 camera_ps = ps_hr * u
             if ps_hr is None and camera_ps is not None and u is not None:
@@ -278,7 +281,7 @@ class PredictionReview(Task):
             if hr_shape is not None and image_shape is not None and u is not None:
                 if (hr_shape[0], hr_shape[1]) != (image_shape[0] * u, image_shape[1] * u):
                     warnings.warn(
-                        f"{self.folder}: hr images are {hr_shape[0]}x{hr_shape[1]}, the movie "
+                        f"{self.folder}: hr images are {hr_shape[0]}x{hr_shape[1]}, the camera image "
                         f"{image_shape[0]}x{image_shape[1]} at upsampling {u}"
                     )
             self._advance()
@@ -307,13 +310,6 @@ class PredictionReview(Task):
             if "confidence" not in pred or not np.all(np.isfinite(pred["confidence"])):
                 raise FormatError("predictions lack finite confidence values", files["localizations"])
             self._advance()
-            truth = None
-            if self.ground_truth:
-                truth = self._read_truth(camera_ps)
-                if camera_ps is None and truth.meta.pixel_size is not None:
-                    camera_ps = truth.meta.pixel_size
-                if image_shape is None and truth.meta.image_shape is not None:
-                    image_shape = truth.meta.image_shape
             # frames
             candidates = [movie.n_frames if movie is not None else None, stacked_pages]
             n_frames = next((n for n in candidates if n is not None), None)
@@ -356,6 +352,18 @@ class PredictionReview(Task):
             self._advance()
             self._update(status=self.summary_line())
         return self
+
+    def _derive_upsampling(self, hr_shape, image_shape, camera_ps, ps_hr) -> int | None:
+        """The param when set, else hr image size / camera image size, else camera / hr pixel size."""
+        if self.upsampling is not None:
+            return int(self.upsampling)
+        if hr_shape is not None and image_shape is not None:
+            ratio = (hr_shape[0] / image_shape[0], hr_shape[1] / image_shape[1])
+            if ratio[0] == ratio[1] and float(ratio[0]).is_integer():
+                return int(ratio[0])
+        if camera_ps is not None and ps_hr is not None:
+            return int(round(camera_ps / ps_hr))
+        return None
 
     def _open_movie(self, stem: str):
         if not self.movie:

@@ -92,3 +92,71 @@ class MovieLocsView(param.Parameterized):
     def frame_overlay(self) -> hv.DynamicMap:
         """Image and crosses as separate DynamicMaps (each recomputes only on its own dependencies)."""
         return hv.DynamicMap(self.image) * hv.DynamicMap(self.points)
+
+
+# -- shared helpers for the Binner and review views ---------------------------------------------------------------
+
+#: frames with more pixels than this are rasterized (aggregated to the plot's screen size) before being sent
+RASTERIZE_ABOVE_PIXELS = 1024 * 1024
+
+REGION_OPTS = dict(fill_alpha=0.0, line_color="orange", line_width=2)
+TRUTH_OPTS = dict(marker="circle", size=12, fill_alpha=0.0, line_color="lime", line_width=1.5, color="lime")
+
+
+def hr_image(image: np.ndarray, pixel_size_hr: float, clim: tuple[float, float] | None = None,
+             label: str = "") -> hv.Image:
+    """A Deep-STORM high-resolution image in nm: hr pixel (row r, col k) centred at (k·ps_hr, r·ps_hr)."""
+    height, width = image.shape
+    xs = np.arange(width) * pixel_size_hr
+    ys = np.arange(height) * pixel_size_hr
+    img = hv.Image((xs, ys, image), kdims=["x", "y"], vdims=["intensity"], label=label)
+    opts = dict(FRAME_OPTS, cmap="fire")
+    if clim is not None:
+        opts["clim"] = clim
+    return img.opts(**opts).redim.label(x="x [nm]", y="y [nm]")
+
+
+def regions(boxes: list[tuple[float, float, float, float]], label: str = "patches") -> hv.Rectangles:
+    """Rectangles ``(x0, y0, x1, y1)`` in nm (e.g. the windows of binned-frame parts on their source frame)."""
+    return hv.Rectangles(list(boxes), kdims=["x0", "y0", "x1", "y1"], label=label).opts(**REGION_OPTS)
+
+
+def image_clim(images: list[np.ndarray], low: float = 0.5, high: float = 99.9) -> tuple[float, float]:
+    """Fixed colour limits from a few images (percentiles; never an empty range)."""
+    if not images:
+        return (0.0, 1.0)
+    sample = np.concatenate([np.asarray(im, dtype=np.float64).ravel() for im in images])
+    lo, hi = np.percentile(sample, [low, high])
+    return (float(lo), float(hi if hi > lo else lo + 1))
+
+
+def is_large(shape: tuple[int, int] | None) -> bool:
+    """True when a frame of this shape should be rasterized rather than sent as a plain image."""
+    return shape is not None and int(shape[0]) * int(shape[1]) > RASTERIZE_ABOVE_PIXELS
+
+
+def maybe_rasterize(dmap: hv.DynamicMap, shape: tuple[int, int] | None) -> hv.DynamicMap:
+    """Rasterize the image DynamicMap only when its frames are large (small frames are cheaper as they are)."""
+    if not is_large(shape):
+        return dmap
+    from holoviews.operation.datashader import rasterize
+
+    return rasterize(dmap, aggregator="mean").opts(cmap=FRAME_OPTS["cmap"], colorbar=True)
+
+
+def empty_image(label: str = "") -> hv.Image:
+    """A 1×1 placeholder image (a DynamicMap must always return the same element type)."""
+    return hv.Image((np.array([0.5]), np.array([0.5]), np.zeros((1, 1))), kdims=["x", "y"], vdims=["intensity"],
+                    label=label).opts(**FRAME_OPTS)
+
+
+def frame_cost_ms(render, repeats: int = 3) -> float:
+    """Median wall time in ms of ``render()`` (to set a player's interval at or above the per-frame cost)."""
+    import time
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        render()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))

@@ -1,0 +1,168 @@
+"""Shared pieces of the Panel apps: widgets from tool params, threaded jobs with notifications, server-side paths."""
+
+from __future__ import annotations
+
+import os
+import threading
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import panel as pn
+import param
+
+from imagebinner.errors import ImageBinnerError
+
+#: environment variable naming a data folder the apps open on (measurement pairs, prediction folder, ...)
+DATA_ENV = "IMAGEBINNER_DATA"
+#: environment variable restricting every path typed into an app to one folder (server-side check)
+ROOT_ENV = "IMAGEBINNER_ROOT"
+MOVIE_SUFFIXES = (".tif", ".tiff", ".raw")
+LOCS_SUFFIXES = (".hdf5", ".h5", ".csv")
+
+
+def session_arg(name: str) -> list[str]:
+    """Values of a query parameter of the current page (``?movie=a.tif&movie=b.tif``); empty outside a server."""
+    args = pn.state.session_args or {}
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in args.get(name, [])]
+
+
+def data_folder() -> Path | None:
+    """The folder named by ``$IMAGEBINNER_DATA`` (or None)."""
+    value = os.environ.get(DATA_ENV, "").strip()
+    return Path(value) if value else None
+
+
+def check_path(text: str, what: str, kind: str = "file", must_exist: bool = True) -> Path:
+    """A path typed into the app, validated on the server.
+
+    ``kind`` is "file", "folder" or "any". With ``$IMAGEBINNER_ROOT`` set, the resolved path must lie inside that
+    folder (symlinks resolved, so no prefix tricks). Raises :class:`ImageBinnerError` with a one-line message.
+    """
+    text = (text or "").strip()
+    if not text:
+        raise ImageBinnerError(f"no {what} given")
+    path = Path(text).expanduser()
+    root = os.environ.get(ROOT_ENV, "").strip()
+    if root and not path.resolve().is_relative_to(Path(root).resolve()):
+        raise ImageBinnerError(f"{what} is outside the allowed folder {root}", path)
+    if must_exist:
+        if not path.exists():
+            raise ImageBinnerError(f"{what} not found", path)
+        if kind == "file" and not path.is_file():
+            raise ImageBinnerError(f"{what} is not a file", path)
+        if kind == "folder" and not path.is_dir():
+            raise ImageBinnerError(f"{what} is not a folder", path)
+    return path
+
+
+def find_measurement_pairs(folder: str | Path, max_depth: int = 2) -> list[tuple[str, str]]:
+    """Movie + localization pairs under ``folder``: ``<stem>.tif`` (or ``.raw``) with ``<stem>_locs.hdf5|.csv``.
+
+    One pair per localization file (a TIF preferred over a ``.raw`` of the same stem); sorted by path.
+    """
+    folder = Path(folder)
+    pairs: dict[Path, Path] = {}
+    for depth in range(max_depth + 1):
+        for movie in sorted(folder.glob("/".join(["*"] * depth + ["*"]))):
+            if movie.suffix.lower() not in MOVIE_SUFFIXES or not movie.is_file():
+                continue
+            for suffix in LOCS_SUFFIXES:
+                locs = movie.with_name(f"{movie.stem}_locs{suffix}")
+                if locs.is_file():
+                    known = pairs.get(locs)
+                    if known is None or (known.suffix.lower() == ".raw" and movie.suffix.lower() != ".raw"):
+                        pairs[locs] = movie
+                    break
+    return sorted(((str(m), str(l)) for l, m in pairs.items()), key=lambda p: p[0])
+
+
+def tool_widgets(obj: param.Parameterized, parameters: list[str], widgets: dict | None = None,
+                 text: tuple[str, ...] = ()) -> pn.Param:
+    """Widgets generated from a tool's params (tooltips from the param docs); ``text`` params as text inputs."""
+    spec = {name: {"type": pn.widgets.TextInput, "placeholder": obj.param[name].doc.split(";")[0][:80]}
+            for name in text}
+    spec.update(widgets or {})
+    return pn.Param(obj, parameters=parameters, widgets=spec, show_name=False, sizing_mode="stretch_width")
+
+
+def notify(kind: str, message: str, notifications=None) -> None:
+    """A success/error/info notification when a page shows notifications; printed otherwise."""
+    target = notifications if notifications is not None else pn.state.notifications
+    if target is None:
+        print(f"{kind}: {message}")
+        return
+    if kind == "error":
+        target.error(message, duration=0)
+    else:
+        getattr(target, kind)(message, duration=5000)
+
+
+def in_session(doc, callback: Callable[[], Any]) -> None:
+    """Run ``callback`` in the session's document context (on its event loop when served)."""
+    if doc is None or getattr(doc, "session_context", None) is None:
+        callback()
+        return
+    from panel.io.state import set_curdoc
+
+    with set_curdoc(doc):
+        pn.state.execute(callback, schedule=True)
+
+
+class Job(param.Parameterized):
+    """Runs one long task at a time in a daemon thread; success/error notifications; ``busy`` while running."""
+
+    busy = param.Boolean(default=False, doc="True while a job runs (buttons are disabled).")
+    message = param.String(default="", doc="Result or error of the last job.")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.thread: threading.Thread | None = None
+
+    def start(self, work: Callable[[], Any], done: Callable[[Any], str] | None = None,
+              label: str = "job", threaded: bool = True) -> None:
+        """Run ``work()``; then ``done(result)`` (in the session) whose text is the success message."""
+        if self.busy:
+            notify("warning", f"{label}: another job is still running")
+            return
+        notifications = pn.state.notifications
+        doc = pn.state.curdoc
+        self.busy = True
+
+        def finish(result: Any = None, error: BaseException | None = None) -> None:
+            try:
+                if error is None:
+                    text = done(result) if done else f"{label} done"
+                    self.message = text or f"{label} done"
+                    notify("success", self.message, notifications)
+                else:
+                    self.message = f"{label} failed: {error}"
+                    notify("error", self.message, notifications)
+            except Exception as exc:  # the done callback itself failed
+                self.message = f"{label} failed: {exc}"
+                notify("error", self.message, notifications)
+                traceback.print_exc()
+            finally:
+                self.busy = False
+
+        def target() -> None:
+            try:
+                result = work()
+            except Exception as exc:
+                if not isinstance(exc, ImageBinnerError):
+                    traceback.print_exc()
+                in_session(doc, lambda: finish(error=exc))
+                return
+            in_session(doc, lambda: finish(result))
+
+        if threaded:
+            self.thread = threading.Thread(target=target, name=f"imagebinner-{label}", daemon=True)
+            self.thread.start()
+        else:
+            target()
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Wait for the running thread (tests, scripts)."""
+        if self.thread is not None:
+            self.thread.join(timeout)

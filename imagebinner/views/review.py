@@ -1,0 +1,245 @@
+"""Views of a :class:`~imagebinner.tools.review.PredictionReview`: frames, merged images, histogram, metrics, sweep.
+
+Camera frames: pixel ``j`` centred at ``(j + 0.5)·ps`` nm. Deep-STORM high-resolution images (``Predicted_``,
+``Widefield_``, ``Predicted_stacked_``): hr pixel ``k`` centred at ``k·ps_hr`` nm. Predictions and ground truth are
+canonical nm and overlay both as they are. No widgets here: :mod:`imagebinner.apps.review` adds them.
+"""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import param
+
+from imagebinner.io import Movie, open_movie
+from imagebinner.tools.review import PredictionReview
+from imagebinner.views.frames import (
+    TRUTH_OPTS,
+    crosses,
+    empty_image,
+    frame_image,
+    hr_image,
+    image_clim,
+    is_large,
+    maybe_rasterize,
+)
+
+CURVE_OPTS = dict(responsive=True, height=220, tools=["hover"], show_grid=True)
+SWEEP_METRICS = ("jaccard", "f1", "precision", "recall")
+SWEEP_COLOURS = {"jaccard": "#1f77b4", "f1": "#ff7f0e", "precision": "#2ca02c", "recall": "#d62728"}
+TABLE_METRICS = ("threshold", "n_pred", "n_gt", "tp", "fp", "fn", "precision", "recall", "f1", "jaccard", "rmse_nm",
+                 "bias_x_nm", "bias_y_nm", "efficiency", "tolerance_nm")
+
+
+def truth_marks(x: np.ndarray, y: np.ndarray, label: str = "ground truth") -> hv.Points:
+    """Ground-truth localizations as green circles (nm)."""
+    return hv.Points((np.asarray(x), np.asarray(y)), kdims=["x", "y"], label=label).opts(**TRUTH_OPTS)
+
+
+class ReviewView(param.Parameterized):
+    """Frame-by-frame and summary views of a prediction review; ``threshold`` lives on the review itself."""
+
+    frame = param.Integer(default=0, bounds=(0, 0), doc="Frame shown (0-based).")
+    show_truth = param.Boolean(default=True, doc="Overlay the ground truth (green circles).")
+    show_predictions = param.Boolean(default=True, doc="Overlay the predictions kept at the threshold (red crosses).")
+    revision = param.Integer(default=0, doc="Bumped after (re)loading (every layer redraws).")
+    review = param.ClassSelector(class_=PredictionReview, constant=True, doc="The review shown.")
+
+    def __init__(self, review: PredictionReview, **params):
+        self._stacked: Movie | None = None
+        self._sums: dict[str, np.ndarray] = {}
+        self._clims: dict[str, tuple[float, float]] = {}
+        super().__init__(review=review, **params)
+
+    # -- state ------------------------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Re-read the review after ``load()``: open the stacked density, read the sum images, fix colour limits."""
+        r = self.review
+        if self._stacked is not None:
+            self._stacked.close()
+        self._stacked, self._sums, self._clims = None, {}, {}
+        files = r.files or {}
+        for role in ("predicted", "widefield"):
+            if files.get(role):
+                with open_movie(files[role]) as m:
+                    self._sums[role] = m.frame(0)
+                self._clims[role] = image_clim([self._sums[role]])
+        if files.get("stacked"):
+            self._stacked = open_movie(files["stacked"])
+            picks = np.unique(np.linspace(0, self._stacked.n_frames - 1, min(8, self._stacked.n_frames)).astype(int))
+            self._clims["stacked"] = image_clim([self._stacked.frame(int(k)) for k in picks], 0.0, 99.99)
+        if r.n_frames and r.movie_frame(0) is not None:
+            picks = np.unique(np.linspace(0, r.n_frames - 1, min(8, r.n_frames)).astype(int))
+            self._clims["camera"] = image_clim([r.movie_frame(int(k)) for k in picks])
+        self.param.frame.bounds = (0, max(r.n_frames - 1, 0))
+        with param.parameterized.batch_call_watchers(self):
+            self.frame = min(self.frame, max(r.n_frames - 1, 0))
+            self.revision += 1
+
+    @property
+    def has_movie(self) -> bool:
+        return self.review.loaded and self.review.movie_frame(0) is not None
+
+    @property
+    def has_stacked(self) -> bool:
+        return self._stacked is not None
+
+    def _rows(self, table, frame: int) -> slice:
+        return table.frame_rows(frame)
+
+    # -- per-frame layers -------------------------------------------------------------------------------------
+    @param.depends("frame", "revision")
+    def camera_image(self) -> hv.Image:
+        """The test movie's frame (camera pixels centred at (j + 0.5)·ps nm)."""
+        r = self.review
+        frame = r.movie_frame(self.frame) if r.loaded else None
+        if frame is None or not r.camera_pixel_size:
+            return empty_image("no movie")
+        return frame_image(frame, r.camera_pixel_size, self._clims.get("camera"),
+                           label=f"widefield frame {self.frame}")
+
+    @param.depends("frame", "revision")
+    def stacked_image(self) -> hv.Image:
+        """The predicted hr density of the frame (``Predicted_stacked``; hr pixel k centred at k·ps_hr nm)."""
+        r = self.review
+        if self._stacked is None or not r.pixel_size_hr or self.frame >= self._stacked.n_frames:
+            return empty_image("no Predicted_stacked image")
+        return hr_image(self._stacked.frame(self.frame), r.pixel_size_hr, self._clims.get("stacked"),
+                        label=f"prediction frame {self.frame}")
+
+    @param.depends("frame", "show_predictions", "revision", "review.threshold")
+    def prediction_points(self) -> hv.Points:
+        """Predictions of the frame with confidence >= threshold (nm as they are)."""
+        r = self.review
+        if not r.loaded or not self.show_predictions or r.filtered is None:
+            return crosses(np.empty(0), np.empty(0), label="predictions")
+        rows = self._rows(r.filtered, self.frame)
+        return crosses(r.filtered.x[rows], r.filtered.y[rows], label="predictions")
+
+    @param.depends("frame", "show_truth", "revision")
+    def truth_points(self) -> hv.Points:
+        """Ground truth of the frame (nm)."""
+        r = self.review
+        if not r.loaded or not self.show_truth or r.truth is None:
+            return truth_marks(np.empty(0), np.empty(0))
+        rows = self._rows(r.truth, self.frame)
+        return truth_marks(r.truth.x[rows], r.truth.y[rows])
+
+    def camera_plot(self) -> hv.Overlay:
+        """Widefield frame with ground truth and predictions, one DynamicMap per layer."""
+        shape = self.review.image_shape
+        return (maybe_rasterize(hv.DynamicMap(self.camera_image), shape) * hv.DynamicMap(self.truth_points)
+                * hv.DynamicMap(self.prediction_points))
+
+    def stacked_plot(self) -> hv.Overlay:
+        """Predicted hr frame with ground truth and predictions, one DynamicMap per layer (large frames rasterized)."""
+        shape = self.review.hr_shape
+        return (maybe_rasterize(hv.DynamicMap(self.stacked_image), shape) * hv.DynamicMap(self.truth_points)
+                * hv.DynamicMap(self.prediction_points))
+
+    # -- merged (sum) images ----------------------------------------------------------------------------------
+    def sum_image(self, role: str) -> hv.Image:
+        """``Predicted_<stem>.tif`` (role "predicted") or ``Widefield_<stem>.tif`` ("widefield") in nm."""
+        r = self.review
+        if role not in self._sums or not r.pixel_size_hr:
+            return empty_image(f"no {role} image")
+        title = {"predicted": "Predicted (sum of frames)", "widefield": "Widefield (sum of frames)"}[role]
+        return hr_image(self._sums[role], r.pixel_size_hr, self._clims.get(role), label=title).opts(
+            cmap="fire" if role == "predicted" else "gray")
+
+    def sum_plot(self, role: str) -> hv.Element:
+        """A sum image, rasterized when large."""
+        image = self.sum_image(role)
+        if role in self._sums and is_large(self._sums[role].shape):
+            from holoviews.operation.datashader import rasterize
+
+            return rasterize(image, aggregator="mean").opts(cmap=image.opts.get().kwargs.get("cmap", "gray"))
+        return image
+
+    @param.depends("revision", "review.threshold")
+    def kept_points(self) -> hv.Points:
+        """All predictions kept at the threshold (every frame), as points to rasterize."""
+        r = self.review
+        if not r.loaded or r.filtered is None:
+            return hv.Points((np.empty(0), np.empty(0)), kdims=["x", "y"])
+        return hv.Points((r.filtered.x, r.filtered.y), kdims=["x", "y"])
+
+    def merged_localizations(self) -> hv.DynamicMap:
+        """The kept predictions of all frames rendered as a super-resolution image (rasterized counts)."""
+        from holoviews.operation.datashader import rasterize
+
+        opts = dict(cmap="fire", cnorm="eq_hist", invert_yaxis=True, data_aspect=1, responsive=True, min_height=300,
+                    colorbar=True, title="kept predictions, all frames")
+        return rasterize(hv.DynamicMap(self.kept_points)).opts(**opts)
+
+    # -- summaries --------------------------------------------------------------------------------------------
+    @param.depends("revision", "review.threshold")
+    def confidence_histogram(self) -> hv.Overlay:
+        """Histogram of all prediction confidences (counts computed by the review) with the threshold marked."""
+        h = self.review.confidence_histogram or {}
+        edges, counts = np.asarray(h.get("edges", [])), np.asarray(h.get("counts", []))
+        if len(edges) < 2:
+            edges, counts = np.array([0.0, 1.0]), np.array([0])
+        hist = hv.Histogram((edges, counts), kdims=["confidence"], vdims=["predictions"]).opts(
+            responsive=True, height=220, tools=["hover"], color="#7f7f7f", line_color=None,
+            title="confidence histogram")
+        return hist * hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)
+
+    @param.depends("frame", "revision", "review.threshold")
+    def density_curves(self) -> hv.Overlay:
+        """Localizations per µm² per frame: ground truth vs predictions kept at the threshold."""
+        d = self.review.density or {}
+        frames = np.asarray(d.get("frame", np.arange(1)))
+        curves = []
+        for key, label, colour in (("ground_truth", "ground truth", "green"), ("predictions", "predictions", "red")):
+            if key in d:
+                curves.append(hv.Curve((frames, np.asarray(d[key])), "frame", "locs per µm²", label=label).opts(
+                    color=colour, **CURVE_OPTS))
+        if not curves:
+            curves.append(hv.Curve((frames, np.zeros(len(frames))), "frame", "locs per µm²").opts(**CURVE_OPTS))
+        overlay = hv.Overlay(curves) * hv.VLine(self.frame).opts(color="orange", line_width=1)
+        return overlay.opts(title="density per frame", legend_position="top_right")
+
+    @param.depends("revision", "review.threshold")
+    def metrics_table(self) -> hv.Table:
+        """Metrics at the current threshold (empty without ground truth)."""
+        m = self.review.metrics or {}
+        names = [k for k in TABLE_METRICS if k in m]
+        values = [f"{m[k]:.4g}" if isinstance(m[k], (float, np.floating)) else str(m[k]) for k in names]
+        if not names:
+            n = len(self.review.filtered) if self.review.filtered is not None else 0
+            names, values = ["threshold", "n_pred"], [f"{self.review.threshold:.4g}", str(n)]
+        return hv.Table((names, values), kdims=["metric"], vdims=["value"]).opts(height=420, width=260)
+
+    @param.depends("revision", "review.threshold")
+    def sweep_plot(self) -> hv.Overlay:
+        """Jaccard, F1, precision and recall against the threshold; suggested thresholds (dashed), current (red)."""
+        s = self.review.sweep or {}
+        thresholds = np.asarray(s.get("threshold", [0.0, 1.0]))
+        curves = [
+            hv.Curve((thresholds, np.asarray(s[k]) if k in s else np.zeros(len(thresholds))), "threshold", "score",
+                     label=k).opts(color=SWEEP_COLOURS[k], **CURVE_OPTS)
+            for k in SWEEP_METRICS
+        ]
+        overlay = hv.Overlay(curves)
+        for name, value in (self.review.suggested_thresholds or {}).items():
+            if value is not None:
+                overlay = overlay * hv.VLine(float(value), label=f"best {name}").opts(
+                    color=SWEEP_COLOURS.get(name, "black"), line_dash="dashed", line_width=1.5)
+        overlay = overlay * hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)
+        return overlay.opts(title="metrics vs threshold", legend_position="bottom_left")
+
+    @param.depends("revision", "review.threshold")
+    def rmse_plot(self) -> hv.Overlay:
+        """RMSE of matched pairs (nm) against the threshold, current threshold marked."""
+        s = self.review.sweep or {}
+        thresholds = np.asarray(s.get("threshold", [0.0, 1.0]))
+        rmse = np.asarray(s.get("rmse_nm", np.zeros(len(thresholds))), dtype=float)
+        curve = hv.Curve((thresholds, rmse), "threshold", "RMSE [nm]").opts(color="purple", **CURVE_OPTS)
+        return (curve * hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)).opts(
+            title="RMSE vs threshold")
+
+    def close(self) -> None:
+        if self._stacked is not None:
+            self._stacked.close()
+            self._stacked = None

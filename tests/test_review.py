@@ -1,0 +1,207 @@
+"""PredictionReview: file discovery, metrics at a threshold, sweep, density, histogram, save, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from imagebinner.cli import main
+from imagebinner.errors import FormatError, OutputExistsError, ParameterError
+from imagebinner.io import LocMeta, LocTable, read_locs, write_locs, write_tif
+from imagebinner.simulate.prediction import make_prediction_folder
+from imagebinner.tools.matching import Matcher, naive_sweep
+from imagebinner.tools.review import PredictionReview, find_prediction_files
+
+PS, U, SHAPE, N_FRAMES = 100.0, 8, (24, 32), 12
+
+
+@pytest.fixture(scope="module")
+def measurement(tmp_path_factory):
+    d = tmp_path_factory.mktemp("review")
+    rng = np.random.default_rng(7)
+    write_tif(d / "meas.tif", rng.poisson(80, (N_FRAMES, *SHAPE)).astype(np.uint16), pixel_size=PS)
+    n = 240
+    frames = rng.integers(0, N_FRAMES - 1, n)  # the last frame stays empty
+    truth = LocTable(
+        {"frame": frames, "x": rng.uniform(0, SHAPE[1] * PS, n), "y": rng.uniform(0, SHAPE[0] * PS, n)},
+        LocMeta(pixel_size=PS, image_shape=SHAPE, n_frames=N_FRAMES),
+    )
+    write_locs(truth, d / "truth.csv")  # DeepSTORM training CSV
+    paths = make_prediction_folder(d / "pred", truth, d / "meas.tif", upsampling=U, seed=3)
+    return {"dir": d, "truth": truth, "paths": paths, "pred": d / "pred"}
+
+
+def test_demo_folder_layout_and_tags(measurement):
+    from imagebinner.io import open_movie
+
+    names = sorted(p.name for p in measurement["pred"].iterdir())
+    assert names == [
+        "Localizations_meas_avg.csv", "Predicted_meas.tif", "Predicted_stacked_meas.tif", "Widefield_meas.tif"
+    ]
+    with open_movie(measurement["paths"]["predicted"]) as m:
+        assert m.shape == (SHAPE[0] * U, SHAPE[1] * U) and m.pixel_size == pytest.approx(PS / U)
+    with open_movie(measurement["paths"]["stacked"]) as m:
+        assert m.n_frames == N_FRAMES and m.pixel_size is None
+    first_line = measurement["paths"]["localizations"].read_text().splitlines()[0]
+    assert first_line == "frame,x [nm],y [nm],confidence [a.u]"
+    pred = read_locs(measurement["paths"]["localizations"])
+    assert pred["confidence"].max() > 1.0  # like the notebook's _avg values
+
+
+def test_find_files_errors_and_exact_patterns(tmp_path, measurement):
+    folder = tmp_path / "p"
+    shutil.copytree(measurement["pred"], folder)
+    # saved/filtered files and look-alikes are not taken for predictions
+    (folder / "Localizations_meas_avg_filtered.csv").write_text("x")
+    (folder / "my_Localizations_meas_max.csv").write_text("x")
+    found = find_prediction_files(folder)
+    assert found["stem"] == "meas" and found["variant"] == "avg"
+    assert found["stacked"].name == "Predicted_stacked_meas.tif" and found["predicted"].name == "Predicted_meas.tif"
+    # both _avg and _max: an error naming both
+    (folder / "Localizations_meas_max.csv").write_text("frame,x [nm],y [nm],confidence [a.u]\n")
+    with pytest.raises(FormatError, match="Localizations_meas_avg.csv and Localizations_meas_max.csv"):
+        find_prediction_files(folder)
+    (folder / "Localizations_meas_max.csv").unlink()
+    # a second stem: ambiguity listing both, resolved by `stem`
+    shutil.copy(folder / "Localizations_meas_avg.csv", folder / "Localizations_other_max.csv")
+    with pytest.raises(FormatError, match=r"several predictions.*meas: .*other: Localizations_other_max.csv"):
+        find_prediction_files(folder)
+    assert find_prediction_files(folder, "other")["variant"] == "max"
+    with pytest.raises(FormatError, match="no prediction files for stem 'nope'"):
+        find_prediction_files(folder, "nope")
+    # none at all
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "Localizations.csv").write_text("x")
+    with pytest.raises(FormatError, match="no DeepSTORM prediction files"):
+        find_prediction_files(empty)
+    with pytest.raises(FormatError, match="not found"):
+        find_prediction_files(tmp_path / "missing")
+
+
+def test_review_metrics_threshold_sweep_density_histogram(measurement):
+    review = PredictionReview(
+        folder=str(measurement["pred"]), ground_truth=str(measurement["dir"] / "truth.csv"),
+        movie=str(measurement["dir"] / "meas.tif"),
+    ).load()
+    pred = read_locs(measurement["paths"]["localizations"])
+    truth = measurement["truth"]
+    assert review.upsampling_used == U and review.camera_pixel_size == PS
+    assert review.pixel_size_hr == pytest.approx(PS / U) and review.n_frames == N_FRAMES
+    assert review.hr_shape == (SHAPE[0] * U, SHAPE[1] * U) and review.image_shape == SHAPE
+    # threshold 0 keeps all; metrics equal a from-scratch matching
+    ref = Matcher(truth, pred, 100.0).match().metrics
+    for k in ("tp", "fp", "fn", "n_gt", "n_pred"):
+        assert review.metrics[k] == ref[k]
+    assert review.metrics["jaccard"] == pytest.approx(ref["jaccard"])
+    assert 0.7 < review.metrics["jaccard"] < 0.95 and 20 < review.metrics["rmse_nm"] < 40
+    # changing the threshold: filtered table, metrics and per-frame metrics follow
+    t = float(np.quantile(pred["confidence"], 0.3))
+    review.threshold = t
+    kept = pred["confidence"] >= t
+    assert len(review.filtered) == int(kept.sum())
+    ref = naive_sweep(truth, pred, 100.0, [t])
+    assert review.metrics["tp"] == ref["tp"][0] and review.metrics["threshold"] == t
+    assert review.metrics["rmse_nm"] == pytest.approx(ref["rmse_nm"][0], rel=1e-10)
+    fm = review.frame_metrics
+    assert len(fm["frame"]) == N_FRAMES and fm["tp"].sum() == review.metrics["tp"]
+    assert fm["fn"].sum() == review.metrics["fn"] and fm["n_pred"].sum() == len(review.filtered)
+    # sweep over 50 thresholds spanning the confidences, equal to the naive per-threshold matching
+    sw = review.sweep
+    assert len(sw["threshold"]) == 50
+    assert sw["threshold"][0] == pytest.approx(pred["confidence"].min())
+    assert sw["threshold"][-1] == pytest.approx(pred["confidence"].max())
+    naive = naive_sweep(truth, pred, 100.0, sw["threshold"])
+    assert np.array_equal(sw["tp"], naive["tp"]) and np.array_equal(sw["fp"], naive["fp"])
+    np.testing.assert_allclose(sw["jaccard"], naive["jaccard"], rtol=1e-12, equal_nan=True)
+    best = review.suggested_thresholds
+    assert np.nanmax(sw["jaccard"]) == sw["jaccard"][list(sw["threshold"]).index(best["jaccard"])]
+    # density per frame, empty frames included, in locs per µm²
+    area = SHAPE[0] * SHAPE[1] * (PS / 1000) ** 2
+    dens = review.density
+    assert len(dens["frame"]) == N_FRAMES and dens["ground_truth"][-1] == 0.0
+    np.testing.assert_allclose(dens["ground_truth"], truth.counts_per_frame(N_FRAMES) / area)
+    np.testing.assert_allclose(dens["predictions"] * area, review.filtered.counts_per_frame(N_FRAMES))
+    # histogram over the data's range (confidences > 1 included)
+    hist = review.confidence_histogram
+    assert hist["counts"].sum() == len(pred) and hist["edges"][-1] == pytest.approx(pred["confidence"].max())
+    # threshold bounds come from the data (above 1)
+    assert review.param.threshold.bounds[1] == pytest.approx(pred["confidence"].max())
+    assert review.param.threshold.bounds[1] > 1
+    # a tolerance change re-matches
+    review.tolerance = 10.0
+    assert review.metrics["tp"] < ref["tp"][0] and review.metrics["tolerance_nm"] == 10.0
+
+
+def test_review_without_truth_and_from_the_stacked_density(measurement, tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    from imagebinner.io import open_movie
+
+    with open_movie(measurement["dir"] / "meas.tif") as m:
+        for k in range(m.n_frames):
+            write_tif(frames / f"meas_frame{k + 1:05d}.tif", m.frame(k), pixel_size=PS)
+        frame3 = m.frame(3)
+    review = PredictionReview(folder=str(measurement["pred"]), movie=str(frames), source="stacked").load()
+    assert review.metrics == {} and review.sweep == {} and review.n_frames == N_FRAMES
+    assert review.upsampling_used == U and np.array_equal(review.movie_frame(3), frame3)
+    csv = read_locs(measurement["paths"]["localizations"])
+    assert abs(len(review.predictions) - len(csv)) <= 0.05 * len(csv)  # overlapping blobs may merge or split
+    assert review.predictions.meta.pixel_size == PS
+
+
+def test_save_filtered_atomic_no_overwrite_and_formats(measurement, tmp_path):
+    review = PredictionReview(folder=str(measurement["pred"]), threshold=1.0).load()
+    out = tmp_path / "filtered.csv"
+    review.save(out)
+    back = read_locs(out)
+    assert out.read_text().splitlines()[0] == "frame,x [nm],y [nm],confidence [a.u]"
+    assert len(back) == len(review.filtered) and back["confidence"].min() >= 1.0
+    np.testing.assert_array_equal(back.frame, review.filtered.frame)
+    np.testing.assert_allclose(back.x, review.filtered.x)
+    with pytest.raises(OutputExistsError):
+        review.save(out)
+    review.threshold = 2.0
+    review.save(out, overwrite=True)
+    assert len(read_locs(out)) == len(review.filtered)
+    review.save(tmp_path / "f.csv", format="thunderstorm")
+    assert read_locs(tmp_path / "f.csv").frame.tolist() == review.filtered.frame.tolist()
+    with pytest.raises(ParameterError, match="input file"):
+        review.save(measurement["paths"]["localizations"], overwrite=True)
+    with pytest.raises(ParameterError, match="taken for a prediction"):
+        review.save(measurement["pred"] / "Localizations_meas_keep_avg.csv")
+
+
+def test_cli_json_on_a_generated_prediction_folder(measurement, capsys):
+    code = main(["review", str(measurement["pred"]), "--ground-truth", str(measurement["dir"] / "truth.csv"),
+                 "--threshold", "0.6", "--tolerance", "80", "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    for key in ("n_gt", "n_pred", "tp", "fp", "fn", "precision", "recall", "f1", "jaccard", "rmse_nm",
+                "efficiency", "threshold", "sweep"):
+        assert key in data
+    assert data["threshold"] == 0.6 and data["tolerance_nm"] == 80.0 and len(data["sweep"]) == 50
+    assert set(data["sweep"][0]) >= {"threshold", "jaccard", "f1", "precision", "recall", "rmse_nm"}
+    assert data["tp"] + data["fn"] == data["n_gt"] == len(measurement["truth"])
+    # without ground truth the metrics are null (NaN never leaks into JSON)
+    assert main(["review", str(measurement["pred"]), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["jaccard"] is None and data["sweep"] == [] and data["n_pred"] > 0
+
+
+def test_cli_text_summary_and_clear_errors(measurement, tmp_path, capsys):
+    out = tmp_path / "kept.csv"
+    assert main(["review", str(measurement["pred"]), "--ground-truth", str(measurement["dir"] / "truth.csv"),
+                 "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "tolerance 100 nm" in text and "optimal one-to-one per frame" in text and "max Jaccard at" in text
+    assert out.exists()
+    bad = tmp_path / "bad"
+    shutil.copytree(measurement["pred"], bad)
+    shutil.copy(bad / "Localizations_meas_avg.csv", bad / "Localizations_meas_max.csv")
+    assert main(["review", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1].split("\r")[-1]  # after the progress bar
+    assert err.startswith("imagebinner: error:") and "_avg.csv and Localizations_meas_max.csv" in err
