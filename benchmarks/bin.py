@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bin.py [--frames 2000] [--size 512] [--repeat 3]
 
 Writes three movies (default 2000 frames of 512x512 uint16, ~1.05 GB each) with TifWriter and a DeepSTORM CSV of
-50 localizations per frame for each into a temporary folder, then times
+``--locs-per-frame`` (default 5) uniformly placed localizations per frame for each into a temporary folder, then times
 
 * the Binner: ``Binner(...).run()`` end to end (reads the CSVs, draws the pool, writes TIF + CSV + JSON) for 1000
   binned frames of bin 10 and 27 px patches;
@@ -36,20 +36,21 @@ from imagebinner.tools.binner import Binner
 
 PIXEL_SIZE = 100.0
 N_MOVIES = 3
-LOCS_PER_FRAME = 50
 
 
-def make_movie(folder: Path, index: int, n_frames: int, size: int, rng: np.random.Generator) -> tuple[Path, Path]:
+def make_movie(
+    folder: Path, index: int, n_frames: int, size: int, rng: np.random.Generator, locs_per_frame: int = 5
+) -> tuple[Path, Path]:
     """A fast synthetic movie (a few cycled noise frames around offset 100) and random localizations."""
     movie_path = folder / f"movie{index}.tif"
     locs_path = folder / f"movie{index}_locs.csv"
     templates = (100 + rng.poisson(10, size=(8, size, size))).astype(np.uint16)
     with TifWriter(movie_path, pixel_size=PIXEL_SIZE) as writer:
         writer.write_stream((templates[k % len(templates)] for k in range(n_frames)), n_frames)
-    n = n_frames * LOCS_PER_FRAME
+    n = n_frames * locs_per_frame
     table = LocTable(
         {
-            "frame": np.repeat(np.arange(n_frames), LOCS_PER_FRAME),
+            "frame": np.repeat(np.arange(n_frames), locs_per_frame),
             "x": rng.uniform(0, size * PIXEL_SIZE, n),
             "y": rng.uniform(0, size * PIXEL_SIZE, n),
             "photons": rng.uniform(500, 5000, n),
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=2000, help="frames per movie (default 2000: ~1.05 GB)")
     parser.add_argument("--size", type=int, default=512, help="frame edge in pixels (default 512)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--locs-per-frame", type=int, default=5, help="uniformly placed localizations per frame")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per condition (median reported)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rng = np.random.default_rng(args.seed)
         t0 = time.perf_counter()
-        pairs = [make_movie(tmp, i, args.frames, args.size, rng) for i in range(N_MOVIES)]
+        pairs = [make_movie(tmp, i, args.frames, args.size, rng, args.locs_per_frame) for i in range(N_MOVIES)]
         gen_time = time.perf_counter() - t0
         movie_bytes = [p.stat().st_size for p, _ in pairs]
         print(f"generated {N_MOVIES} movies of {args.frames} x {args.size}x{args.size} uint16 "
@@ -187,11 +189,13 @@ def main(argv: list[str] | None = None) -> int:
         results["heap"] = {"binner_peak_mb": round(peak_bin / 2**20, 1), "baseline_peak_mb": round(peak_base / 2**20, 1)}
         print(f"peak traced heap: Binner {peak_bin / 2**20:.1f} MB, baseline {peak_base / 2**20:.1f} MB")
         pool = info["stats"]["pool"]
-        print(f"pool: {pool['draws']} windows drawn, acceptance rate {pool['acceptance_rate']:.3g}")
+        print(f"pool: {pool['draws']} windows drawn, acceptance rate {pool['acceptance_rate']:.3g}, mode {pool['mode']}")
         figures = {
             "movies": N_MOVIES,
             "frames_per_movie": args.frames,
             "frame_size": args.size,
+            "locs_per_frame": args.locs_per_frame,
+            "pool_mode": pool["mode"],
             "movie_gb_total": round(sum(movie_bytes) / 1e9, 2),
             "n_binned": 1000,
             "bin_size": 10,

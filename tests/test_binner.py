@@ -495,3 +495,55 @@ def test_picasso_raw_and_tif_movies_give_identical_outputs(picasso, shared_data,
                      bin_size=4, seed=8, output_folder=str(tmp_path / name)).run)
     assert (tmp_path / "tif" / "binned.tif").read_bytes() == (tmp_path / "raw" / "binned.tif").read_bytes()
     assert (tmp_path / "tif" / "binned.csv").read_bytes() == (tmp_path / "raw" / "binned.csv").read_bytes()
+
+
+def test_windows_that_never_qualify_in_busy_frames_fail_fast(tmp_path):
+    """Frames with enough localizations but spread too far apart: no window qualifies, no endless drawing."""
+    n_frames, per_frame = 200, 4
+    write_tif(tmp_path / "m.tif", np.zeros((n_frames, 64, 64), np.uint16), pixel_size=100)
+    corners = np.array([[50.0, 50.0], [6350.0, 50.0], [50.0, 6350.0], [6350.0, 6350.0]])
+    t = LocTable({"frame": np.repeat(np.arange(n_frames), per_frame), "x": np.tile(corners[:, 0], n_frames),
+                  "y": np.tile(corners[:, 1], n_frames)})
+    write_locs(t, tmp_path / "m.csv", format="deepstorm")
+    b = make([(tmp_path / "m.tif", tmp_path / "m.csv")], patch_size=20, min_emitters=2, n_patches=10)
+    msg = fails_fast(b, "only 0 of ")
+    assert "windows hold >= 2 localizations" in msg
+
+
+def test_rare_qualifying_windows_are_found_exactly_and_uniformly(tmp_path):
+    """Sparse data: rejection sampling gives up early, exact sampling among qualifying windows fills the pool."""
+    n_frames = 300
+    write_tif(tmp_path / "m.tif", np.zeros((n_frames, 64, 64), np.uint16), pixel_size=100)
+    corners = [[50.0, 50.0], [6350.0, 50.0], [50.0, 6350.0], [6350.0, 6350.0]]
+    frames, xs, ys = [], [], []
+    for f in range(n_frames):
+        pts = corners
+        if f == 7:
+            pts = [[1000.0, 1000.0], [1150.0, 1250.0]]  # pixels (10, 10) and (11, 12): a close pair
+        if f == 123:
+            pts = [[3000.0, 3000.0], [4450.0, 3050.0]]  # pixels (30, 30) and (30, 44): a wider pair
+        for x, y in pts:
+            frames.append(f)
+            xs.append(x)
+            ys.append(y)
+    t = LocTable({"frame": frames, "x": xs, "y": ys})
+    write_locs(t, tmp_path / "m.csv", format="deepstorm")
+    b = make([(tmp_path / "m.tif", tmp_path / "m.csv")], patch_size=20, min_emitters=2, n_patches=30,
+             max_attempts=5000, bin_size=2, n_binned=3)
+    t0 = time.perf_counter()
+    pool = quiet(b.draw_pool)
+    assert time.perf_counter() - t0 < 1.0
+    q7 = count_qualifying_windows(np.array([10, 12]), np.array([10, 11]), 64, 64, 20, 2)
+    q123 = count_qualifying_windows(np.array([30, 30]), np.array([30, 44]), 64, 64, 20, 2)
+    assert b.count_qualifying_windows() == q7 + q123 == b.statistics()["pool"]["qualifying_windows"]
+    assert set(pool["frame"]) <= {7, 123} and (pool["n_locs"] == 2).all()
+    assert len(set(zip(pool["frame"], pool["row"], pool["column"]))) == 30
+    # uniform over the qualifying windows: frame shares follow their numbers of qualifying windows
+    big = make([(tmp_path / "m.tif", tmp_path / "m.csv")], patch_size=20, min_emitters=2, n_patches=200,
+               max_attempts=1, bin_size=2, n_binned=1)
+    shares = []
+    for seed in range(5):
+        big.seed = seed
+        shares.append(np.mean(quiet(big.draw_pool)["frame"] == 7))
+    expected = q7 / (q7 + q123)
+    assert abs(np.mean(shares) - expected) < 0.06

@@ -45,13 +45,17 @@ def describe(path: str | Path, pixel_size: float | None = None, input_format: st
         with open_movie(path, pixel_size=pixel_size) as movie:
             ps = movie.pixel_size
             source = "argument" if pixel_size is not None else "metadata"
+            unknown = "unknown (give --pixel-size)"
+            if movie.suggested_pixel_size is not None:
+                unknown = (f"unknown (the YAML's Camera.Pixelsize suggests {movie.suggested_pixel_size:g} nm; "
+                           "confirm with --pixel-size)")
             return [
                 f"file: {path}",
                 f"kind: movie ({movie.format})",
                 f"frames: {movie.n_frames}",
                 f"shape: {movie.shape[0]} x {movie.shape[1]} px (height x width)",
                 f"dtype: {np.dtype(movie.dtype).name}",
-                f"pixel size: {'unknown (give --pixel-size)' if ps is None else f'{ps:g} nm (from {source})'}",
+                f"pixel size: {unknown if ps is None else f'{ps:g} nm (from {source})'}",
             ]
     table = read_locs(path, format=input_format, pixel_size=pixel_size)
     meta = table.meta

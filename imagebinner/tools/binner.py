@@ -39,7 +39,10 @@ from imagebinner.io import (
 from imagebinner.io.table import OPTIONAL
 from imagebinner.tools.base import Task
 from imagebinner.tools.binning_windows import (
+    cell_areas,
     count_qualifying_windows,
+    qualifying_cells,
+    window_at,
     pixel_indices,
     window_counts,
     windows_overlap,
@@ -143,7 +146,8 @@ class Binner(Task):
     max_attempts = param.Integer(
         default=2_000_000,
         bounds=(1, None),
-        doc="Maximum random windows drawn to fill the pool before giving up with a message.",
+        doc="Random windows tested (rejection sampling) before switching to exact sampling among the qualifying "
+        "windows (sparse data); the result stays a uniform draw either way.",
     )
     output_folder = param.String(default="", doc="Folder receiving the binned TIF, CSV and JSON.")
     output_name = param.String(default="binned", doc="Base name of the output files (<name>.tif/.csv/.json).")
@@ -238,8 +242,8 @@ class Binner(Task):
             raise ParameterError(
                 "no pixel size in the movies' or localization files' metadata; give pixel_size (--pixel-size NM)"
             )
-        values = sorted({round(v, 6) for v, _ in known})
-        if len(values) > 1:
+        values = [v for v, _ in known]
+        if max(values) > min(values) * (1 + 1e-6):
             listing = ", ".join(f"{Path(p).name}: {v:g} nm" for v, p in known)
             raise ParameterError(
                 f"measurements disagree on the pixel size ({listing}); give one pixel_size (--pixel-size NM) if "
@@ -377,13 +381,13 @@ class Binner(Task):
                 "qualify; lower min_emitters"
             )
         if cand_windows < need:
-            self._fail_pool(0, need, 0, 0, cand_windows, total_windows, exact=None)
+            self._fail_pool(need, self.count_qualifying_windows(), total_windows)
 
         mean_locs = float(((c_stop - c_start) * c_nwin).sum()) / cand_windows
         pool_keys: set[tuple[int, int, int, int]] = set()
         pool: list[tuple[int, int, int, int, int]] = []
         draws = accepted = 0
-        stall_checked = False
+        # 1) rejection sampling: uniform windows of the candidate frames, tested in vectorised batches
         while len(pool) < need and draws < self.max_attempts:
             rate = (accepted + 1) / (draws + 1)
             batch = int(min((need - len(pool)) / rate * 1.5 + 256, _ELEMENTS_PER_BATCH / max(mean_locs, 1.0)))
@@ -405,15 +409,18 @@ class Binner(Task):
                         used = int(k) + 1
                         break
             draws += used
-            if not stall_checked and len(pool) < need and accepted >= 10 * need + 100:
-                # many accepted draws but few distinct windows: count exactly, fail at once if too few qualify
-                stall_checked = True
-                q = self.count_qualifying_windows()
-                if q < need:
-                    self._fail_pool(len(pool), need, draws, accepted, cand_windows, total_windows, exact=q)
+            missing = need - len(pool)
+            hopeless = draws >= 20_000 and missing * draws > (accepted + 1) * (self.max_attempts - draws)
+            if missing > 0 and (hopeless or accepted >= 10 * need + 100):
+                break  # rare or few qualifying windows: sample them exactly instead
+        # 2) exact sampling among the qualifying windows themselves (sparse data, or too few of them)
+        qualifying = None
         if len(pool) < need:
-            q = self.count_qualifying_windows()
-            self._fail_pool(len(pool), need, draws, accepted, cand_windows, total_windows, exact=q)
+            q = self._qualifying_per_candidate(c_meas, c_frame, c_start, c_stop)
+            qualifying = int(q.sum())
+            if qualifying < need:
+                self._fail_pool(need, qualifying, total_windows)
+            self._draw_exact(rng, q, c_meas, c_frame, c_start, c_stop, need, pool, pool_keys)
 
         arr = np.array(pool, dtype=np.int64).reshape(-1, 5)
         self._pool = {
@@ -432,25 +439,67 @@ class Binner(Task):
             "candidate_windows": cand_windows,
             "valid_windows": int(total_windows),
             "candidate_frames": int(len(c_frame)),
+            "mode": "rejection" if qualifying is None else "rejection + exact",
+            "qualifying_windows": qualifying,
         }
         self._update(seed_used=seed)
         self._update(stats=self.statistics())
         return self._pool
 
-    def _fail_pool(self, found, need, draws, accepted, cand, total, exact: int | None) -> None:
+    def _fail_pool(self, need: int, qualifying: int, total: int) -> None:
         P, emin = self.patch_size, self.min_emitters
-        if exact is None:
-            what = f"only {cand} windows lie in frames with >= {emin} localizations"
+        raise ParameterError(
+            f"cannot fill a pool of n_patches={need} {P}x{P} px patches: only {qualifying} of {total} windows hold "
+            f">= {emin} localizations; lower min_emitters, use a smaller n_patches, or a larger patch_size"
+        )
+
+    def _frame_cells(self, i: int, start: int, stop: int) -> np.ndarray:
+        height, width = self._loaded[i].shape
+        sl = slice(int(start), int(stop))
+        return qualifying_cells(self._gpy[sl], self._gpx[sl], height, width, self.patch_size, self.min_emitters)
+
+    def _qualifying_per_candidate(self, c_meas, c_frame, c_start, c_stop) -> np.ndarray:
+        """Exact number of qualifying windows in each candidate frame."""
+        return np.array(
+            [cell_areas(self._frame_cells(i, a, b)).sum() for i, a, b in zip(c_meas, c_start, c_stop)],
+            dtype=np.int64,
+        ).reshape(-1)
+
+    def _draw_exact(self, rng, q, c_meas, c_frame, c_start, c_stop, need, pool, pool_keys) -> None:
+        """Add distinct windows drawn uniformly among the qualifying ones until the pool holds ``need``."""
+        total = int(q.sum())
+        ends = np.cumsum(q)
+        cells_cache: dict[int, np.ndarray] = {}
+
+        def windows(numbers: np.ndarray):
+            c = np.searchsorted(ends, numbers, side="right")
+            within = numbers - (ends[c] - q[c])
+            for cand in np.unique(c):
+                if int(cand) not in cells_cache:
+                    cells_cache[int(cand)] = self._frame_cells(c_meas[cand], c_start[cand], c_stop[cand])
+            rows = np.empty(len(numbers), np.int64)
+            cols = np.empty(len(numbers), np.int64)
+            for cand in np.unique(c):
+                sel = c == cand
+                rows[sel], cols[sel] = window_at(cells_cache[int(cand)], within[sel])
+            return c, rows, cols
+
+        if total <= 20 * need:
+            order = rng.permutation(total)  # few qualifying windows: a permutation of all of them
+            batches = [order]
         else:
-            what = f"only {exact} of {total} windows hold >= {emin} localizations"
-        advice = "lower min_emitters, use a smaller n_patches, or a larger patch_size"
-        if exact is not None and exact >= need:
-            raise ParameterError(
-                f"found {found} of n_patches={need} qualifying {P}x{P} px windows in {draws} draws "
-                f"({accepted} accepted); {exact} qualify in total but they are rare (acceptance "
-                f"{accepted / max(draws, 1):.2g}); raise max_attempts, or {advice}"
-            )
-        raise ParameterError(f"cannot fill a pool of n_patches={need} {P}x{P} px patches: {what}; {advice}")
+            batches = None
+        while len(pool) < need:
+            numbers = batches.pop(0) if batches is not None else rng.integers(0, total, 2 * (need - len(pool)) + 16)
+            c, rows, cols = windows(numbers)
+            counts = window_counts(c_start[c], c_stop[c], rows, cols, self._gpy, self._gpx, self.patch_size)
+            for k in range(len(numbers)):
+                wkey = (int(c_meas[c[k]]), int(c_frame[c[k]]), int(rows[k]), int(cols[k]))
+                if wkey not in pool_keys:
+                    pool_keys.add(wkey)
+                    pool.append((*wkey, int(counts[k])))
+                    if len(pool) == need:
+                        return
 
     def count_qualifying_windows(self) -> int:
         """Exact number of valid windows holding at least ``min_emitters`` localizations (all measurements)."""
@@ -460,12 +509,8 @@ class Binner(Task):
             height, width = m.shape
             if P > min(height, width):
                 continue
-            counts = m.locs_per_frame()
-            if emin <= 0:
-                total += m.n_frames * (height - P + 1) * (width - P + 1)
-                continue
             base = self._bases[m.index]
-            for f in np.flatnonzero(counts >= emin):
+            for f in np.flatnonzero(m.locs_per_frame() >= max(emin, 0)):
                 sl = slice(base + m.offsets[f], base + m.offsets[f + 1])
                 total += count_qualifying_windows(self._gpy[sl], self._gpx[sl], height, width, P, emin)
         return total

@@ -53,23 +53,25 @@ def window_counts(
     return np.bincount(owner[inside], minlength=n_windows)
 
 
-def count_qualifying_windows(
+def qualifying_cells(
     loc_rows: np.ndarray, loc_cols: np.ndarray, height: int, width: int, size: int, min_emitters: int
-) -> int:
-    """Exact number of windows ``(n, m)`` of one frame holding at least ``min_emitters`` localizations.
+) -> np.ndarray:
+    """The windows ``(n, m)`` of one frame holding at least ``min_emitters`` localizations, as disjoint rectangles.
 
-    Localizations must lie inside the image. Uses the union of the rectangles of window corners that contain each
-    localization on compressed coordinates (cost ~ k^2 for k localizations), or a summed-area table of pixel counts
-    when that is cheaper (cost ~ height*width).
+    Returns an ``(R, 4)`` int64 array of ``row0, row1, col0, col1`` (ends exclusive): the qualifying window corners
+    are exactly the union of ``[row0, row1) x [col0, col1)``. Localizations must lie inside the image. Uses the
+    rectangles of window corners that contain each localization on compressed coordinates (cost ~ k^2 for k
+    localizations), or a summed-area table of pixel counts when that is cheaper (cost ~ height*width).
     """
     n_rows, n_cols = height - size + 1, width - size + 1
+    empty = np.empty((0, 4), dtype=np.int64)
     if n_rows <= 0 or n_cols <= 0:
-        return 0
+        return empty
     if min_emitters <= 0:
-        return n_rows * n_cols
+        return np.array([[0, n_rows, 0, n_cols]], dtype=np.int64)
     k = len(loc_rows)
     if k < min_emitters:
-        return 0
+        return empty
     py = np.asarray(loc_rows, dtype=np.int64)
     px = np.asarray(loc_cols, dtype=np.int64)
     if 4 * k * k > height * width:
@@ -78,7 +80,8 @@ def count_qualifying_windows(
         sat = counts.cumsum(0).cumsum(1)
         s = size
         sums = sat[s:, s:] - sat[:-s, s:] - sat[s:, :-s] + sat[:-s, :-s]
-        return int(np.count_nonzero(sums >= min_emitters))
+        rows, cols = np.nonzero(sums >= min_emitters)
+        return np.stack([rows, rows + 1, cols, cols + 1], axis=1).astype(np.int64)
     # window corners (n, m) whose window contains a loc form the rectangle [py-P+1, py] x [px-P+1, px]
     r_lo = np.maximum(py - size + 1, 0)
     r_hi = np.minimum(py, n_rows - 1) + 1  # exclusive
@@ -94,8 +97,31 @@ def count_qualifying_windows(
     np.add.at(diff, (a, d), -1)
     np.add.at(diff, (b, d), 1)
     cover = diff.cumsum(0).cumsum(1)[:-1, :-1]
-    area = np.outer(np.diff(ys), np.diff(xs))
-    return int(area[cover >= min_emitters].sum())
+    ia, ib = np.nonzero(cover >= min_emitters)
+    return np.stack([ys[ia], ys[ia + 1], xs[ib], xs[ib + 1]], axis=1).astype(np.int64)
+
+
+def cell_areas(cells: np.ndarray) -> np.ndarray:
+    """Number of windows in each rectangle of :func:`qualifying_cells`."""
+    return (cells[:, 1] - cells[:, 0]) * (cells[:, 3] - cells[:, 2])
+
+
+def window_at(cells: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the qualifying windows number ``index`` (0 <= index < total area), cell by cell."""
+    areas = cell_areas(cells)
+    ends = np.cumsum(areas)
+    index = np.asarray(index, dtype=np.int64)
+    cell = np.searchsorted(ends, index, side="right")
+    within = index - (ends[cell] - areas[cell])
+    widths = cells[cell, 3] - cells[cell, 2]
+    return cells[cell, 0] + within // widths, cells[cell, 2] + within % widths
+
+
+def count_qualifying_windows(
+    loc_rows: np.ndarray, loc_cols: np.ndarray, height: int, width: int, size: int, min_emitters: int
+) -> int:
+    """Exact number of windows ``(n, m)`` of one frame holding at least ``min_emitters`` localizations."""
+    return int(cell_areas(qualifying_cells(loc_rows, loc_cols, height, width, size, min_emitters)).sum())
 
 
 def windows_overlap(row_a: int, col_a: int, row_b: np.ndarray, col_b: np.ndarray, size: int) -> np.ndarray:

@@ -104,7 +104,10 @@ def metrics_from_sums(tp, n_gt, n_pred, sse, sum_dx, sum_dy) -> dict:
 
 @dataclasses.dataclass
 class MatchResult:
-    """Matched pairs of one matching: row indices into the ground-truth and prediction tables (sorted by gt row)."""
+    """Matched pairs of one matching: row indices into the ground-truth and prediction tables.
+
+    The pair order is deterministic but unspecified (sort by ``gt_index`` when needed).
+    """
 
     gt_index: np.ndarray
     pred_index: np.ndarray
@@ -357,8 +360,6 @@ class Matcher:
             for c in np.flatnonzero(counts):
                 parts.append(self._solve_general(int(c), int(counts[c])))
         gi, pi, dx, dy = (np.concatenate([p[j] for p in parts]) for j in range(4))
-        order = np.argsort(gi, kind="stable")
-        gi, pi, dx, dy = gi[order], pi[order], dx[order], dy[order]
         return MatchResult(
             gt_index=gi.astype(np.int64),
             pred_index=pi.astype(np.int64),

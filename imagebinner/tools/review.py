@@ -149,7 +149,8 @@ class PredictionReview(Task):
     movie = param.String(
         default="",
         doc="Test movie (TIF or Picasso .raw) or a folder of its exploded frames <stem>_frame00001.tif, ...; "
-        "optional (frame count, camera pixel size, field size).",
+        "optional (frame count, camera pixel size, field size); empty = <stem>.tif in the prediction folder if "
+        "present.",
     )
     ground_truth = param.String(default="", doc="Ground-truth localizations in any supported format; optional.")
     ground_truth_format = param.Selector(
@@ -229,7 +230,7 @@ class PredictionReview(Task):
         default={},
         constant=True,
         doc="Localizations per µm² per frame, empty frames included: 'frame', 'predictions' (kept at the threshold), "
-        "'ground_truth'.",
+        "'ground_truth' (NaN when the field size is unknown).",
     )
     confidence_histogram = param.Dict(
         default={}, constant=True, doc="'counts' and bin 'edges' of all prediction confidences (range from the data)."
@@ -240,6 +241,7 @@ class PredictionReview(Task):
         self._matcher: Matcher | None = None
         self._conf = np.empty(0)
         self._movie = None
+        self._movie_path: str | None = None
 
     # -- loading --------------------------------------------------------------------------------------------
     def load(self) -> "PredictionReview":
@@ -255,6 +257,7 @@ class PredictionReview(Task):
                 hr_shape, ps_hr = wf_shape, wf_ps
             elif ps_hr is None:
                 ps_hr = wf_ps
+            self._movie_path = None
             movie = self._open_movie(files["stem"])
             image_shape = movie.shape if movie is not None else None
             movie_ps = movie.pixel_size if movie is not None else None
@@ -332,7 +335,10 @@ class PredictionReview(Task):
             self._conf = np.asarray(pred["confidence"], dtype=float)
             self._pred_frame = pred.frame
             self._update(
-                files={k: (str(v) if isinstance(v, Path) else v) for k, v in files.items()},
+                files={
+                    **{k: (str(v) if isinstance(v, Path) else v) for k, v in files.items()},
+                    "movie": self._movie_path,
+                },
                 predictions=pred,
                 truth=truth,
                 n_frames=int(n_frames),
@@ -366,9 +372,16 @@ class PredictionReview(Task):
         return None
 
     def _open_movie(self, stem: str):
-        if not self.movie:
-            return None
-        path = Path(self.movie)
+        """The ``movie`` param, else the test movie ``<stem>.tif`` lying in the prediction folder, else None."""
+        if self.movie:
+            path = Path(self.movie)
+        else:
+            beside = [Path(self.folder) / f"{stem}{ext}" for ext in (".tif", ".tiff")]
+            beside = [p for p in beside if p.is_file()]
+            if len(beside) != 1:
+                return None
+            path = beside[0]
+        self._movie_path = str(path)
         if path.is_dir():
             return ExplodedFrames(path, stem)
         return open_movie(path, pixel_size=self.pixel_size)
@@ -455,11 +468,16 @@ class PredictionReview(Task):
         updates["density"] = density
         self._update(**updates)
 
-    @param.depends("tolerance", watch=True)
+    @param.depends("tolerance", "n_thresholds", watch=True)
     def _tolerance_changed(self) -> None:
         if self.loaded:
             self._match_all()
             self._apply_threshold()
+
+    @param.depends("histogram_bins", watch=True)
+    def _bins_changed(self) -> None:
+        if self.loaded:
+            self._histogram()
 
     # -- outputs --------------------------------------------------------------------------------------------
     def movie_frame(self, k: int) -> np.ndarray | None:
@@ -467,6 +485,12 @@ class PredictionReview(Task):
         if self._movie is None:
             return None
         return self._movie.frame(k)
+
+    def close(self) -> None:
+        """Release the test movie's file handle (the review stays usable except for ``movie_frame``)."""
+        if self._movie is not None:
+            self._movie.close()
+            self._movie = None
 
     def summary_line(self) -> str:
         n_pred = len(self.filtered) if self.filtered is not None else 0
@@ -490,7 +514,7 @@ class PredictionReview(Task):
         if format not in WRITE_FORMATS:
             raise ParameterError(f"cannot write format {format!r} (choose from {', '.join(WRITE_FORMATS)})", path)
         targets = [Path(p) for p in output_paths(path, format)]
-        roles = ("localizations", "predicted", "widefield", "stacked")
+        roles = ("localizations", "predicted", "widefield", "stacked", "movie")
         inputs = [Path(self.files[r]) for r in roles if self.files.get(r)]
         inputs += [Path(p) for p in (self.ground_truth, self.movie) if p]
         for t in targets:

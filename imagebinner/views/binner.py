@@ -40,7 +40,7 @@ class BinnerView(param.Parameterized):
     frame = param.Integer(default=0, bounds=(0, 0), doc="Input frame shown (0-based page of the movie).")
     binned_frame = param.Integer(default=0, bounds=(0, 0), doc="Binned frame shown (0-based).")
     part = param.Integer(
-        default=0, bounds=(0, 0),
+        default=0, bounds=(0, 1),
         doc="Part (patch) of the binned frame: the input player jumps to its source frame, where its window is "
         "drawn as a rectangle.",
     )
@@ -57,6 +57,7 @@ class BinnerView(param.Parameterized):
         self._binned_clim: tuple[float, float] = (0.0, 1.0)
         self._emitters = np.zeros(0, dtype=np.int64)
         self._large = False
+        self._n_parts = 0
         super().__init__(**params)
 
     # -- state ------------------------------------------------------------------------------------------------
@@ -93,7 +94,7 @@ class BinnerView(param.Parameterized):
             sample = [self._binned(j).image for j in range(min(len(plan), 8))]
             self._binned_clim = image_clim(sample)
             self.param.binned_frame.bounds = (0, max(len(plan) - 1, 0))
-            self.param.part.bounds = (0, max(plan.shape[1] - 1, 0))
+            self.param.part.bounds = (0, max(plan.shape[1] - 1, 1))  # a slider needs start < end
             updates["binned_frame"] = min(self.binned_frame, len(plan) - 1)
             updates["part"] = min(self.part, plan.shape[1] - 1)
         self.param.measurement.bounds = (0, max(len(ms) - 1, 0))
@@ -103,8 +104,9 @@ class BinnerView(param.Parameterized):
         updates.update(measurement=measurement, frame=min(self.frame, n_frames - 1))
         with param.parameterized.batch_call_watchers(self):
             self.param.update(**updates)
-            if large != self._large:
-                self._large = large
+            n_parts = min(self.binner.bin_size, MAX_PARTS_SHOWN) if binned else self._n_parts
+            if large != self._large or n_parts != self._n_parts:
+                self._large, self._n_parts = large, n_parts
                 self.layout_revision += 1
             self.revision += 1
 
@@ -237,28 +239,33 @@ class BinnerView(param.Parameterized):
                   & (py >= part["row"]) & (py < part["row"] + size))
         return x[inside] - part["column"] * ps, y[inside] - part["row"] * ps
 
-    @param.depends("binned_frame", "show_crosses", "revision")
-    def parts(self) -> hv.Layout:
-        """The single patches summed into the shown binned frame (small images with their crosses)."""
+    def part_element(self, k: int, binned_frame: int = 0, show_crosses: bool = True, revision: int = 0) -> hv.Overlay:
+        """Part ``k`` of the shown binned frame: its patch (patch-local nm) with its localizations."""
         bf = self.current_binned()
-        if bf is None:
-            return hv.Layout([empty_image("parts appear after Preview or Run").opts(responsive=False, width=200,
-                                                                                   height=200)])
-        ps, size = self.pixel_size, self.binner.patch_size
-        items = []
-        for k, p in enumerate(bf.parts[:MAX_PARTS_SHOWN]):
-            m = self._ms[p["measurement"]]
-            patch = m.movie.window(p["frame"], p["row"], p["column"], size)
-            title = f"part {k}: m{p['measurement'] + 1} f{p['frame']} r{p['row']} c{p['column']}"
-            img = frame_image(patch, ps, self._clims.get(m.index)).opts(
-                title=title, responsive=False, width=190, height=190, colorbar=False, xaxis=None, yaxis=None,
-                fontsize={"title": 8}, min_height=0)
-            overlay = img
-            if self.show_crosses:
-                x, y = self.part_locs(p)
-                overlay = img * crosses(x, y, size=7)
-            items.append(overlay)
-        return hv.Layout(items).cols(5)
+        if bf is None or k >= len(bf.parts):
+            return (empty_image("") * crosses(np.empty(0), np.empty(0), size=7)).opts(title=f"part {k}")
+        p = bf.parts[k]
+        m = self._ms[p["measurement"]]
+        patch = m.movie.window(p["frame"], p["row"], p["column"], self.binner.patch_size)
+        x, y = self.part_locs(p) if show_crosses else (np.empty(0), np.empty(0))
+        title = f"part {k}: m{p['measurement'] + 1} f{p['frame']} r{p['row']} c{p['column']}"
+        return (frame_image(patch, self.pixel_size, self._clims.get(m.index)) * crosses(x, y, size=7)).opts(
+            title=title)
+
+    def part_plot(self, k: int) -> hv.DynamicMap:
+        """Part ``k`` as a DynamicMap following the shown binned frame (updates data only, no re-layout)."""
+        from functools import partial
+
+        stream = hv.streams.Params(self, ["binned_frame", "show_crosses", "revision"])
+        dmap = hv.DynamicMap(partial(self.part_element, k), streams=[stream])
+        return dmap.opts(hv.opts.Image(responsive=False, width=190, height=190, colorbar=False, xaxis=None,
+                                       yaxis=None, min_height=0, tools=[]),
+                         hv.opts.Overlay(fontsize={"title": 8}))
+
+    def parts(self, max_parts: int = MAX_PARTS_SHOWN) -> hv.Layout:
+        """The single patches summed into the shown binned frame (small images with their crosses)."""
+        n = min(self._n_parts or self.binner.bin_size, max_parts)
+        return hv.Layout([self.part_plot(k) for k in range(n)]).cols(5)
 
     def emitters_per_binned_frame(self) -> np.ndarray:
         """Emitters of every binned frame of the last preview/run."""

@@ -1,0 +1,13 @@
+"""``panel serve dashboards/binner.py``: the Binner dashboard (open on data with ?movie=...&locs=... or
+$IMAGEBINNER_DATA)."""
+
+import holoviews as hv
+import panel as pn
+
+from imagebinner.apps.binner import BinnerApp, template
+
+pn.extension(notifications=True, throttled=True)
+hv.extension("bokeh")
+
+if pn.state.served:
+    template(BinnerApp()).servable(title="ImageBinner: Binner")

@@ -1,0 +1,189 @@
+"""The prediction review app: load a DeepSTORM prediction folder (+ movie, ground truth), live threshold, metrics.
+
+Open on data with query parameters (``?folder=pred/&movie=movie.tif&truth=movie_locs.hdf5``), the constructor's
+arguments, or ``$IMAGEBINNER_DATA`` (a prediction folder, or a folder holding ``prediction/`` plus a movie and its
+``<stem>_locs`` file).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import holoviews as hv
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from imagebinner.apps.common import Job, check_path, data_folder, find_measurement_pairs, notify, session_arg, \
+    tool_widgets
+from imagebinner.errors import ImageBinnerError
+from imagebinner.io import WRITE_FORMATS
+from imagebinner.tools.review import PredictionReview
+from imagebinner.views.review import ReviewView
+
+INPUTS = ["folder", "stem", "movie", "ground_truth", "ground_truth_format", "source", "pixel_size", "upsampling"]
+RELOCALIZE = ["relocalize_threshold", "local_average", "l2_weighting_factor"]
+MATCHING = ["tolerance", "n_thresholds", "histogram_bins"]
+MIN_INTERVAL_MS = 200
+
+
+def _initial_inputs() -> dict:
+    """Inputs from the page's query parameters, else from ``$IMAGEBINNER_DATA``."""
+    found = {key: (session_arg(arg) or [""])[0] for key, arg in
+             (("folder", "folder"), ("movie", "movie"), ("ground_truth", "truth"))}
+    if found["folder"]:
+        return {k: v for k, v in found.items() if v}
+    folder = data_folder()
+    if folder is None or not folder.is_dir():
+        return {}
+    if any(p.name.startswith("Localizations_") for p in folder.iterdir()):
+        return {"folder": str(folder)}
+    sub = [p for p in sorted(folder.iterdir()) if p.is_dir() and any(q.name.startswith("Localizations_")
+                                                                     for q in p.iterdir())]
+    if not sub:
+        return {}
+    out = {"folder": str(sub[0])}
+    pairs = find_measurement_pairs(folder, max_depth=1)
+    if pairs:
+        out["movie"], out["ground_truth"] = pairs[0]
+    return out
+
+
+class ReviewApp(Viewer):
+    """Review DeepSTORM predictions against ground truth: threshold, frames, merged images, metrics, sweep."""
+
+    def __init__(self, folder: str | None = None, movie: str | None = None, ground_truth: str | None = None,
+                 review: PredictionReview | None = None, **params):
+        super().__init__(**params)
+        self.review = review or PredictionReview()
+        self.view = ReviewView(self.review)
+        self.job = Job()
+        given = {k: v for k, v in (("folder", folder), ("movie", movie), ("ground_truth", ground_truth)) if v}
+        initial = given or _initial_inputs()
+        if initial:
+            self.review.param.update(**{k: str(v) for k, v in initial.items()})
+        self._build_widgets()
+        if self.review.folder:
+            self.load(threaded=False)
+
+    def _build_widgets(self) -> None:
+        r, v = self.review, self.view
+        self.inputs = tool_widgets(r, INPUTS, text=("folder", "stem", "movie", "ground_truth"))
+        self.relocalize = tool_widgets(r, RELOCALIZE)
+        self.matching = tool_widgets(r, MATCHING, widgets={"tolerance": {"throttled": True}})
+        self.load_button = pn.widgets.Button(label="Load", color="primary", on_click=lambda e: self.load(),
+                                             disabled=self.job.param.busy)
+        self.progress = pn.indicators.Progress(value=r.param.progress, max=r.param.n_steps, height=20,
+                                               sizing_mode="stretch_width")
+        self.status = pn.pane.Str(r.param.status, sizing_mode="stretch_width")
+        self.threshold = pn.widgets.FloatSlider.from_param(r.param.threshold, throttled=True, step=0.01,
+                                                           label="Confidence threshold", sizing_mode="stretch_width")
+        self.player = pn.widgets.Player.from_param(v.param.frame, throttled=True, interval=MIN_INTERVAL_MS,
+                                                   loop_policy="loop", show_loop_controls=False, label="Frame",
+                                                   sizing_mode="stretch_width")
+        self.show_truth = pn.widgets.Checkbox.from_param(v.param.show_truth, label="Ground truth (green circles)")
+        self.show_pred = pn.widgets.Checkbox.from_param(v.param.show_predictions, label="Predictions (red crosses)")
+        self.summary = pn.pane.Markdown(pn.bind(self._summary, v.param.revision, r.param.threshold),
+                                        sizing_mode="stretch_width")
+        self.save_path = pn.widgets.TextInput(label="Save kept predictions to", placeholder="/path/filtered.csv")
+        self.save_format = pn.widgets.Select(label="Format", options=list(WRITE_FORMATS),
+                                             value="deepstorm-prediction" if "deepstorm-prediction" in WRITE_FORMATS
+                                             else WRITE_FORMATS[0])
+        self.save_overwrite = pn.widgets.Checkbox(label="Overwrite")
+        self.save_button = pn.widgets.Button(label="Save", color="default", on_click=self._save,
+                                             disabled=self.job.param.busy)
+
+    # -- actions ----------------------------------------------------------------------------------------------
+    def load(self, threaded: bool = True) -> None:
+        """Validate the paths on the server, then load (matching and sweep) in a thread."""
+        r = self.review
+        try:
+            check_path(r.folder, "prediction folder", kind="folder")
+            if r.movie:
+                check_path(r.movie, "movie", kind="any")
+            if r.ground_truth:
+                check_path(r.ground_truth, "ground truth")
+        except ImageBinnerError as exc:
+            notify("error", str(exc))
+            return
+        self.job.start(r.load, self._loaded, label="load", threaded=threaded)
+
+    def _loaded(self, result) -> str:
+        r = self.review
+        lo, hi = r.param.threshold.bounds
+        self.threshold.param.update(start=lo, end=hi, step=max((hi - lo) / 200, 1e-6), value=r.threshold)
+        self.view.refresh()
+        return r.status
+
+    def _save(self, event=None) -> None:
+        try:
+            path = check_path(self.save_path.value, "output file", kind="any", must_exist=False)
+            written = self.review.save(path, format=self.save_format.value, overwrite=self.save_overwrite.value)
+        except (ImageBinnerError, OSError) as exc:
+            notify("error", f"save failed: {exc}")
+            return
+        notify("success", f"wrote {', '.join(str(p) for p in written)} ({len(self.review.filtered)} predictions)")
+
+    def _summary(self, revision: int, threshold: float) -> str:
+        r = self.review
+        if not r.loaded:
+            return "*Give a prediction folder (and optionally the movie and ground truth) and press Load.*"
+        lines = [f"**{r.summary_line()}**"]
+        st = {k: v for k, v in (r.suggested_thresholds or {}).items() if v is not None}
+        if st:
+            lines.append("Suggested thresholds: " + ", ".join(f"{k} {v:.3g}" for k, v in st.items()))
+        lines.append(f"hr pixel {r.pixel_size_hr or float('nan'):.4g} nm, camera pixel "
+                     f"{r.camera_pixel_size or float('nan'):.4g} nm, upsampling {r.upsampling_used}, "
+                     f"{r.n_frames} frames")
+        return "\n\n".join(lines)
+
+    # -- layout -----------------------------------------------------------------------------------------------
+    @property
+    def sidebar(self) -> list:
+        return [
+            "### Prediction", self.inputs, self.load_button, self.progress, self.status,
+            "### Threshold", self.threshold,
+            "### Matching", self.matching,
+            pn.Card(self.relocalize, title="Re-localization (source = stacked)", collapsed=True),
+            "### Save", self.save_path, self.save_format, self.save_overwrite, self.save_button,
+        ]
+
+    @property
+    def main(self) -> list:
+        v = self.view
+        pane = dict(sizing_mode="stretch_width", height=420)
+        frames = pn.Column(
+            "### Frame by frame", self.player, pn.Row(self.show_truth, self.show_pred),
+            pn.Row(pn.pane.HoloViews(v.camera_plot(), **pane), pn.pane.HoloViews(v.stacked_plot(), **pane),
+                   sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+        merged = pn.Column(
+            "### Merged (all frames)",
+            pn.Row(pn.panel(pn.bind(lambda rev: pn.pane.HoloViews(v.sum_plot("widefield"), **pane), v.param.revision)),
+                   pn.panel(pn.bind(lambda rev: pn.pane.HoloViews(v.sum_plot("predicted"), **pane), v.param.revision)),
+                   pn.pane.HoloViews(v.merged_localizations(), **pane), sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+        small = dict(sizing_mode="stretch_width", height=240)
+        metrics = pn.Column(
+            "### Metrics", self.summary,
+            pn.Row(pn.pane.HoloViews(hv.DynamicMap(v.confidence_histogram), **small),
+                   pn.pane.HoloViews(hv.DynamicMap(v.density_curves), **small), sizing_mode="stretch_width"),
+            pn.Row(pn.pane.HoloViews(hv.DynamicMap(v.sweep_plot), **small),
+                   pn.pane.HoloViews(hv.DynamicMap(v.rmse_plot), **small),
+                   pn.pane.HoloViews(hv.DynamicMap(v.metrics_table), width=280, height=440),
+                   sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+        return [frames, merged, metrics]
+
+    def __panel__(self):
+        return pn.Row(pn.Column(*self.sidebar, width=340), pn.Column(*self.main, sizing_mode="stretch_width"),
+                      sizing_mode="stretch_width")
+
+
+def template(app: ReviewApp) -> pn.template.FastListTemplate:
+    """The served page: inputs and threshold in the sidebar, views in the main area."""
+    return pn.template.FastListTemplate(title="ImageBinner: prediction review", sidebar=app.sidebar, main=app.main,
+                                        sidebar_width=360)
