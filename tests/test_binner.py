@@ -16,7 +16,12 @@ from imagebinner.cli import main as cli_main
 from imagebinner.errors import OutputExistsError, ParameterError
 from imagebinner.io import LocMeta, LocTable, open_movie, read_locs, write_locs, write_tif
 from imagebinner.tools.binner import Binner
-from imagebinner.tools.binning_windows import count_qualifying_windows, pixel_indices, window_counts
+from imagebinner.tools.binning_windows import (
+    count_qualifying_windows,
+    frames_may_qualify,
+    pixel_indices,
+    window_counts,
+)
 
 PS = 100.0
 
@@ -255,6 +260,22 @@ def test_window_counts_and_exact_qualifying_counts_match_brute_force():
         cols = rng.integers(0, w - size + 1, 25)
         got = window_counts(np.zeros(25, int), np.full(25, k), rows, cols, py, px, size)
         np.testing.assert_array_equal(got, sums[rows, cols])
+
+
+def test_pair_filter_never_drops_a_frame_that_qualifies():
+    rng = np.random.default_rng(1)
+    lengths = rng.integers(0, 12, 300)
+    lengths[:3] = [80, 0, 2]  # a large frame (always kept), an empty one, a pair
+    starts = np.r_[0, np.cumsum(lengths)[:-1]]
+    n = int(lengths.sum())
+    py, px = rng.integers(0, 60, n), rng.integers(0, 60, n)
+    for emin in (0, 1, 2, 3, 4):
+        keep = frames_may_qualify(starts, starts + lengths, py, px, 12, emin, max_pairs=500)
+        exact = np.array([count_qualifying_windows(py[a:a + k], px[a:a + k], 60, 60, 12, emin)
+                          for a, k in zip(starts, lengths)])
+        assert keep[exact > 0].all()
+        if emin == 2:  # for pairs the filter is exact
+            np.testing.assert_array_equal(keep[3:], exact[3:] > 0)
 
 
 # -- draws ------------------------------------------------------------------------------------------------------
@@ -547,3 +568,24 @@ def test_rare_qualifying_windows_are_found_exactly_and_uniformly(tmp_path):
         shares.append(np.mean(quiet(big.draw_pool)["frame"] == 7))
     expected = q7 / (q7 + q123)
     assert abs(np.mean(shares) - expected) < 0.06
+
+
+def test_in_memory_tables_and_binned_frame_for_a_gui(sim, tmp_path):
+    """A LocTable can stand in for a file; binned_frame(j) matches the written frame j and its CSV rows."""
+    movie, locs_path, _ = sim[0]
+    table = quiet(read_locs, locs_path)
+    b = Binner(measurements=[(str(movie), table)], patch_size=16, n_patches=30, n_binned=6, bin_size=3,
+               min_emitters=1, seed=4, output_folder=str(tmp_path / "out"))
+    quiet(b.run)
+    written = tifffile.imread(tmp_path / "out" / "binned.tif")
+    raw = pd.read_csv(tmp_path / "out" / "binned.csv", index_col=0)
+    for j in range(6):
+        frame = b.binned_frame(j)
+        np.testing.assert_array_equal(frame.image, written[j])
+        np.testing.assert_allclose(np.c_[frame.locs.x, frame.locs.y],
+                                   raw[raw["frame"] == j + 1][["x [nm]", "y [nm]"]].to_numpy())
+        assert [p["n_locs"] for p in frame.parts] == [
+            len(b.patch_locs(int(k))["x"]) for k in b.compose()[j]
+        ]
+    assert json.loads((tmp_path / "out" / "binned.json").read_text())["inputs"][0]["locs"]["path"] == str(
+        locs_path.resolve())

@@ -80,9 +80,16 @@ def find_measurement_pairs(folder: str | Path, max_depth: int = 2) -> list[tuple
 
 def tool_widgets(obj: param.Parameterized, parameters: list[str], widgets: dict | None = None,
                  text: tuple[str, ...] = ()) -> pn.Param:
-    """Widgets generated from a tool's params (tooltips from the param docs); ``text`` params as text inputs."""
-    spec = {name: {"type": pn.widgets.TextInput, "placeholder": obj.param[name].doc.split(";")[0][:80]}
-            for name in text}
+    """Widgets generated from a tool's params (tooltips from the param docs); ``text`` params as text inputs and
+    optional (None-able) numbers as input boxes."""
+    spec: dict = {}
+    for name in parameters:
+        p = obj.param[name]
+        if name in text:
+            spec[name] = {"type": pn.widgets.TextInput, "placeholder": p.doc.split(";")[0][:80]}
+        elif isinstance(p, param.Number) and p.allow_None:
+            # optional numbers ("empty = from the metadata"): an input box that can stay empty, not a slider
+            spec[name] = {"type": pn.widgets.IntInput if isinstance(p, param.Integer) else pn.widgets.FloatInput}
     spec.update(widgets or {})
     return pn.Param(obj, parameters=parameters, widgets=spec, show_name=False, sizing_mode="stretch_width")
 

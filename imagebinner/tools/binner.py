@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import param
 
-from imagebinner.errors import FormatError, ImageBinnerError, ParameterError
+from imagebinner.errors import ParameterError
 from imagebinner.io import (
     LocMeta,
     LocTable,
@@ -40,7 +39,7 @@ from imagebinner.io.table import OPTIONAL
 from imagebinner.tools.base import Task
 from imagebinner.tools.binning_windows import (
     cell_areas,
-    count_qualifying_windows,
+    frames_may_qualify,
     qualifying_cells,
     window_at,
     pixel_indices,
@@ -170,6 +169,7 @@ class Binner(Task):
         self._plan_key: tuple | None = None
         self._draw_stats: dict = {}
         self._patch_cache: dict | None = None
+        self._cells_cache: dict[int, np.ndarray] = {}
 
     # -- loading --------------------------------------------------------------------------------------------
     def _measurement_key(self) -> tuple:
@@ -355,23 +355,7 @@ class Binner(Task):
         rng = np.random.default_rng(seed)
         P, need, emin = self.patch_size, self.n_patches, self.min_emitters
 
-        # candidate frames: enough localizations to possibly qualify
-        c_meas, c_frame, c_start, c_stop, c_nwin, c_ncols = [], [], [], [], [], []
-        total_windows = 0
-        for m in ms:
-            rows, cols = m.shape[0] - P + 1, m.shape[1] - P + 1
-            total_windows += m.n_frames * rows * cols
-            counts = m.locs_per_frame()
-            frames = np.flatnonzero(counts >= emin)
-            c_meas.append(np.full(len(frames), m.index))
-            c_frame.append(frames)
-            c_start.append(m.offsets[frames] + self._bases[m.index])
-            c_stop.append(m.offsets[frames + 1] + self._bases[m.index])
-            c_nwin.append(np.full(len(frames), rows * cols, dtype=np.int64))
-            c_ncols.append(np.full(len(frames), cols, dtype=np.int64))
-        c_meas, c_frame = np.concatenate(c_meas), np.concatenate(c_frame)
-        c_start, c_stop = np.concatenate(c_start), np.concatenate(c_stop)
-        c_nwin, c_ncols = np.concatenate(c_nwin), np.concatenate(c_ncols)
+        c_meas, c_frame, c_start, c_stop, c_nwin, c_ncols, total_windows = self._candidates()
         cum = np.cumsum(c_nwin)
         cand_windows = int(cum[-1]) if len(cum) else 0
         if cand_windows == 0:
@@ -410,7 +394,7 @@ class Binner(Task):
                         break
             draws += used
             missing = need - len(pool)
-            hopeless = draws >= 20_000 and missing * draws > (accepted + 1) * (self.max_attempts - draws)
+            hopeless = draws >= 5_000 and missing * draws > (accepted + 1) * (self.max_attempts - draws)
             if missing > 0 and (hopeless or accepted >= 10 * need + 100):
                 break  # rare or few qualifying windows: sample them exactly instead
         # 2) exact sampling among the qualifying windows themselves (sparse data, or too few of them)
@@ -421,6 +405,7 @@ class Binner(Task):
             if qualifying < need:
                 self._fail_pool(need, qualifying, total_windows)
             self._draw_exact(rng, q, c_meas, c_frame, c_start, c_stop, need, pool, pool_keys)
+            self._cells_cache = {}
 
         arr = np.array(pool, dtype=np.int64).reshape(-1, 5)
         self._pool = {
@@ -459,29 +444,36 @@ class Binner(Task):
         return qualifying_cells(self._gpy[sl], self._gpx[sl], height, width, self.patch_size, self.min_emitters)
 
     def _qualifying_per_candidate(self, c_meas, c_frame, c_start, c_stop) -> np.ndarray:
-        """Exact number of qualifying windows in each candidate frame."""
-        return np.array(
-            [cell_areas(self._frame_cells(i, a, b)).sum() for i, a, b in zip(c_meas, c_start, c_stop)],
-            dtype=np.int64,
-        ).reshape(-1)
+        """Exact number of qualifying windows in each candidate frame (cheap pair filter first)."""
+        q = np.zeros(len(c_meas), dtype=np.int64)
+        maybe = frames_may_qualify(c_start, c_stop, self._gpy, self._gpx, self.patch_size, self.min_emitters)
+        self._cells_cache = {}
+        for k in np.flatnonzero(maybe):
+            cells = self._frame_cells(c_meas[k], c_start[k], c_stop[k])
+            q[k] = cell_areas(cells).sum()
+            if len(cells) <= 4096:  # small: keep for the exact draw
+                self._cells_cache[int(k)] = cells
+        return q
 
     def _draw_exact(self, rng, q, c_meas, c_frame, c_start, c_stop, need, pool, pool_keys) -> None:
         """Add distinct windows drawn uniformly among the qualifying ones until the pool holds ``need``."""
         total = int(q.sum())
         ends = np.cumsum(q)
-        cells_cache: dict[int, np.ndarray] = {}
+        cells_cache = self._cells_cache
 
         def windows(numbers: np.ndarray):
             c = np.searchsorted(ends, numbers, side="right")
             within = numbers - (ends[c] - q[c])
-            for cand in np.unique(c):
-                if int(cand) not in cells_cache:
-                    cells_cache[int(cand)] = self._frame_cells(c_meas[cand], c_start[cand], c_stop[cand])
             rows = np.empty(len(numbers), np.int64)
             cols = np.empty(len(numbers), np.int64)
             for cand in np.unique(c):
+                cells = cells_cache.get(int(cand))
+                if cells is None:
+                    cells = self._frame_cells(c_meas[cand], c_start[cand], c_stop[cand])
+                    if len(cells) <= 4096:  # large ones (dense frames) are recomputed: bounded memory
+                        cells_cache[int(cand)] = cells
                 sel = c == cand
-                rows[sel], cols[sel] = window_at(cells_cache[int(cand)], within[sel])
+                rows[sel], cols[sel] = window_at(cells, within[sel])
             return c, rows, cols
 
         if total <= 20 * need:
@@ -501,19 +493,33 @@ class Binner(Task):
                     if len(pool) == need:
                         return
 
+    def _candidates(self):
+        """Candidate frames (at least ``min_emitters`` localizations): measurement, frame, global row range,
+        windows per frame, window columns per row; and the number of valid windows of all frames."""
+        P, emin = self.patch_size, self.min_emitters
+        c_meas, c_frame, c_start, c_stop, c_nwin, c_ncols = [], [], [], [], [], []
+        total_windows = 0
+        for m in self._loaded:
+            rows, cols = m.shape[0] - P + 1, m.shape[1] - P + 1
+            if rows <= 0 or cols <= 0:
+                continue
+            total_windows += m.n_frames * rows * cols
+            frames = np.flatnonzero(m.locs_per_frame() >= emin)
+            c_meas.append(np.full(len(frames), m.index))
+            c_frame.append(frames)
+            c_start.append(m.offsets[frames] + self._bases[m.index])
+            c_stop.append(m.offsets[frames + 1] + self._bases[m.index])
+            c_nwin.append(np.full(len(frames), rows * cols, dtype=np.int64))
+            c_ncols.append(np.full(len(frames), cols, dtype=np.int64))
+        cat = [np.concatenate(v) if v else np.empty(0, np.int64) for v in
+               (c_meas, c_frame, c_start, c_stop, c_nwin, c_ncols)]
+        return (*cat, total_windows)
+
     def count_qualifying_windows(self) -> int:
         """Exact number of valid windows holding at least ``min_emitters`` localizations (all measurements)."""
-        ms = self.load()
-        P, emin, total = self.patch_size, self.min_emitters, 0
-        for m in ms:
-            height, width = m.shape
-            if P > min(height, width):
-                continue
-            base = self._bases[m.index]
-            for f in np.flatnonzero(m.locs_per_frame() >= max(emin, 0)):
-                sl = slice(base + m.offsets[f], base + m.offsets[f + 1])
-                total += count_qualifying_windows(self._gpy[sl], self._gpx[sl], height, width, P, emin)
-        return total
+        self.load()
+        c_meas, c_frame, c_start, c_stop, *_ = self._candidates()
+        return int(self._qualifying_per_candidate(c_meas, c_frame, c_start, c_stop).sum())
 
     # -- composing binned frames ------------------------------------------------------------------------------
     def compose(self) -> np.ndarray:
@@ -988,4 +994,4 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-__all__ = ["Binner", "BinnedFrame", "Measurement", "ImageBinnerError", "FormatError"]
+__all__ = ["Binner", "BinnedFrame", "Measurement", "provenance_json"]

@@ -127,3 +127,59 @@ def count_qualifying_windows(
 def windows_overlap(row_a: int, col_a: int, row_b: np.ndarray, col_b: np.ndarray, size: int) -> np.ndarray:
     """Whether window ``(row_a, col_a)`` shares a pixel with each window ``(row_b, col_b)`` (same size)."""
     return (np.abs(np.asarray(row_b) - row_a) < size) & (np.abs(np.asarray(col_b) - col_a) < size)
+
+
+def frames_may_qualify(
+    starts: np.ndarray,
+    stops: np.ndarray,
+    loc_rows: np.ndarray,
+    loc_cols: np.ndarray,
+    size: int,
+    min_emitters: int,
+    max_locs: int = 64,
+    max_pairs: int = 2_000_000,
+) -> np.ndarray:
+    """Cheap vectorised filter: False for frames where no window can hold ``min_emitters`` localizations.
+
+    A frame can only qualify if one of its localizations has at least ``min_emitters - 1`` others within
+    ``|d row| < size`` and ``|d col| < size``. Tested on all pairs of each frame's localizations at once for frames
+    with at most ``max_locs`` of them (larger frames are reported as True and must be counted exactly).
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(stops, dtype=np.int64) - starts
+    result = lengths >= max(min_emitters, 0)
+    if min_emitters <= 1:
+        return result
+    small = np.flatnonzero(result & (lengths <= max_locs))
+    chunk: list[int] = []
+    pairs = 0
+
+    def flush(frames: list[int]) -> None:
+        if not frames:
+            return
+        fr = np.asarray(frames)
+        lens, firsts = lengths[fr], starts[fr]
+        # every localization of these frames, with its frame's first row and length
+        locs = np.repeat(firsts, lens) + (np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens))
+        loc_len = np.repeat(lens, lens)
+        loc_first = np.repeat(firsts, lens)
+        # all (loc, partner) pairs inside the same frame
+        a = np.repeat(np.arange(len(locs)), loc_len)
+        partner = np.repeat(loc_first, loc_len) + (np.arange(len(a)) - np.repeat(np.cumsum(loc_len) - loc_len, loc_len))
+        near = (np.abs(loc_rows[locs[a]] - loc_rows[partner]) < size) & (
+            np.abs(loc_cols[locs[a]] - loc_cols[partner]) < size
+        )
+        neighbours = np.bincount(a, weights=near, minlength=len(locs))  # includes the localization itself
+        frame_of_loc = np.repeat(np.arange(len(fr)), lens)
+        best = np.zeros(len(fr))
+        np.maximum.at(best, frame_of_loc, neighbours)
+        result[fr] = best >= min_emitters
+
+    for f in small:
+        chunk.append(int(f))
+        pairs += int(lengths[f]) ** 2
+        if pairs >= max_pairs:
+            flush(chunk)
+            chunk, pairs = [], 0
+    flush(chunk)
+    return result

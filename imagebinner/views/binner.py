@@ -42,7 +42,7 @@ class BinnerView(param.Parameterized):
     part = param.Integer(
         default=0, bounds=(0, 1),
         doc="Part (patch) of the binned frame: the input player jumps to its source frame, where its window is "
-        "drawn as a rectangle.",
+        "drawn as a rectangle (also when the binned frame changes).",
     )
     show_crosses = param.Boolean(default=True, doc="Overlay localizations as red crosses.")
     revision = param.Integer(default=0, doc="Bumped when the binner's data change (every layer redraws).")
@@ -118,9 +118,9 @@ class BinnerView(param.Parameterized):
             if self.frame >= n_frames:
                 self.frame = n_frames - 1
 
-    @param.depends("part", watch=True)
+    @param.depends("part", "binned_frame", watch=True)
     def show_part_source(self) -> None:
-        """Point the input player at the source frame of the selected part."""
+        """Point the input player at the source frame of the selected part (on a part or binned-frame change)."""
         bf = self.current_binned()
         if bf is None or not bf.parts:
             return
@@ -156,10 +156,9 @@ class BinnerView(param.Parameterized):
     def input_image(self) -> hv.Image:
         """The input frame in nm (pixel j centred at (j + 0.5)·ps), colour limits fixed per movie."""
         if not self._ms:
-            return empty_image("no measurement loaded")
+            return empty_image()
         m = self._ms[self.measurement]
-        return frame_image(m.movie.frame(self.frame), self.pixel_size, self._clims.get(m.index),
-                           label=f"measurement {m.index + 1}: {m.movie_path.name}, frame {self.frame}")
+        return frame_image(m.movie.frame(self.frame), self.pixel_size, self._clims.get(m.index))
 
     @param.depends("measurement", "frame", "show_crosses", "revision")
     def input_points(self) -> hv.Points:
@@ -206,9 +205,8 @@ class BinnerView(param.Parameterized):
         """The binned frame (output dtype) in patch-local nm, colour limits fixed per run."""
         bf = self.current_binned()
         if bf is None:
-            return empty_image("no binned frames yet: press Preview or Run")
-        return frame_image(bf.image, self.pixel_size, self._binned_clim,
-                           label=f"binned frame {bf.index} ({len(bf.locs)} emitters)")
+            return empty_image()
+        return frame_image(bf.image, self.pixel_size, self._binned_clim)
 
     @param.depends("binned_frame", "show_crosses", "revision")
     def binned_points(self) -> hv.Points:
@@ -243,7 +241,7 @@ class BinnerView(param.Parameterized):
         """Part ``k`` of the shown binned frame: its patch (patch-local nm) with its localizations."""
         bf = self.current_binned()
         if bf is None or k >= len(bf.parts):
-            return (empty_image("") * crosses(np.empty(0), np.empty(0), size=7)).opts(title=f"part {k}")
+            return (empty_image() * crosses(np.empty(0), np.empty(0), size=7)).opts(title=f"part {k}")
         p = bf.parts[k]
         m = self._ms[p["measurement"]]
         patch = m.movie.window(p["frame"], p["row"], p["column"], self.binner.patch_size)

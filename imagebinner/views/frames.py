@@ -75,8 +75,7 @@ class MovieLocsView(param.Parameterized):
 
     @param.depends("frame")
     def image(self) -> hv.Image:
-        return frame_image(self.movie.frame(self.frame), self.pixel_size, self.clim,
-                           label=f"{self.movie.path.name} frame {self.frame}")
+        return frame_image(self.movie.frame(self.frame), self.pixel_size, self.clim)
 
     @param.depends("frame", "show_crosses")
     def points(self) -> hv.Points:

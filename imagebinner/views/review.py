@@ -94,18 +94,16 @@ class ReviewView(param.Parameterized):
         r = self.review
         frame = r.movie_frame(self.frame) if r.loaded else None
         if frame is None or not r.camera_pixel_size:
-            return empty_image("no movie")
-        return frame_image(frame, r.camera_pixel_size, self._clims.get("camera"),
-                           label=f"widefield frame {self.frame}")
+            return empty_image()
+        return frame_image(frame, r.camera_pixel_size, self._clims.get("camera"))
 
     @param.depends("frame", "revision")
     def stacked_image(self) -> hv.Image:
         """The predicted hr density of the frame (``Predicted_stacked``; hr pixel k centred at k·ps_hr nm)."""
         r = self.review
         if self._stacked is None or not r.pixel_size_hr or self.frame >= self._stacked.n_frames:
-            return empty_image("no Predicted_stacked image")
-        return hr_image(self._stacked.frame(self.frame), r.pixel_size_hr, self._clims.get("stacked"),
-                        label=f"prediction frame {self.frame}")
+            return empty_image()
+        return hr_image(self._stacked.frame(self.frame), r.pixel_size_hr, self._clims.get("stacked"))
 
     @param.depends("frame", "show_predictions", "revision", "review.threshold")
     def prediction_points(self) -> hv.Points:

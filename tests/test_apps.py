@@ -1,0 +1,252 @@
+"""Panel apps in-process (no browser): buttons, threads, server-side path checks; `panel serve` smoke test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pn = pytest.importorskip("panel")
+hv = pytest.importorskip("holoviews")
+requests = pytest.importorskip("requests")
+
+import param  # noqa: E402
+from bokeh.document import Document  # noqa: E402
+from bokeh.models import ColumnDataSource  # noqa: E402
+from pyviz_comms import Comm  # noqa: E402
+
+from imagebinner.apps.addons import AddonsApp  # noqa: E402
+from imagebinner.apps.binner import BinnerApp  # noqa: E402
+from imagebinner.apps.common import ROOT_ENV, check_path, find_measurement_pairs  # noqa: E402
+from imagebinner.apps.review import ReviewApp  # noqa: E402
+from imagebinner.errors import ImageBinnerError  # noqa: E402
+from imagebinner.io import read_locs  # noqa: E402
+from imagebinner.simulate import make_demo  # noqa: E402
+from imagebinner.simulate.prediction import make_prediction_folder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+hv.extension("bokeh")
+
+
+@pytest.fixture(autouse=True)
+def _reset_panel_state():
+    yield
+    pn.state.reset()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("apps_demo")
+    paths = make_demo(root / "demo", seed=5, settings={"n_frames": 60})
+    m1 = paths.measurements[0]
+    make_prediction_folder(root / "demo" / "prediction", read_locs(m1.locs), m1.movie, upsampling=4, seed=2)
+    return paths
+
+
+def _pairs(paths) -> list[tuple[str, str]]:
+    return [(str(m.movie), str(m.locs)) for m in paths.measurements]
+
+
+def _small(app: BinnerApp, out: Path) -> None:
+    app.binner.param.update(n_patches=40, n_binned=8, bin_size=4, seed=3, output_folder=str(out))
+
+
+def _render(app) -> None:
+    pn.panel(app).get_root(Document(), comm=Comm())
+
+
+def _click(button) -> None:
+    button.clicks += 1
+
+
+# -- Binner app ---------------------------------------------------------------------------------------------------
+def test_binner_app_run_writes_outputs_and_shows_binned_frames(demo, tmp_path):
+    app = BinnerApp(measurements=_pairs(demo))
+    _render(app)
+    assert app.frame_player.end == 59 and app.frame_player.interval >= 150
+    assert [m.movie_path for m in app.view.measurements] == [m.movie for m in demo.measurements]
+    _small(app, tmp_path / "out")
+    assert not app.view.has_binned
+    _click(app.run_button)
+    app.job.wait(60)
+    assert not app.job.busy and not app.binner.running
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["binned.csv", "binned.json", "binned.tif"]
+    assert app.view.has_binned and app.binned_player.end == 7
+    assert app.part_slider.end == 3
+    assert "acceptance rate" in str(app._stats_text(0, False)) and "binned: 8 frames" in app._stats_text(0, False)
+    # the saved labels of binned frame 5 are what the binned view shows for it
+    app.view.binned_frame = 5
+    saved = read_locs(tmp_path / "out" / "binned.csv")
+    shown = app.view.binned_points()
+    assert sorted(np.round(shown.dimension_values("x"), 2)) == sorted(np.round(saved.x[saved.frame == 5], 2))
+
+
+def test_binner_app_refuses_existing_outputs_without_running(demo, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "binned.tif").write_bytes(b"keep me")
+    app = BinnerApp(measurements=_pairs(demo))
+    _small(app, out)
+    _click(app.run_button)
+    assert app.job.thread is None and not app.job.busy
+    assert (out / "binned.tif").read_bytes() == b"keep me"
+    assert "exists" in capsys.readouterr().out
+
+
+def test_binner_app_checks_typed_paths_on_the_server(demo, tmp_path, capsys):
+    app = BinnerApp(measurements=[])
+    app.movie_input.value = str(demo.measurements[0].movie)
+    app.locs_input.value = str(tmp_path / "missing_locs.hdf5")
+    _click(app.add_button)
+    assert app.binner.measurements == [] and "not found" in capsys.readouterr().out
+    app.locs_input.value = str(demo.measurements[0].locs)
+    _click(app.add_button)
+    assert len(app.binner.measurements) == 1 and len(app.measurement_list.options) == 1
+    assert app.load() and app.frame_player.end == 59
+
+
+def test_binner_app_opens_on_the_data_folder(demo, monkeypatch):
+    monkeypatch.setenv("IMAGEBINNER_DATA", str(demo.out_dir))
+    app = BinnerApp()
+    assert [Path(m) for m, _ in app.binner.measurements] == [m.movie for m in demo.measurements]
+    assert len(app.view.measurements) == 2
+    app.measurement_select.value = 1
+    assert app.view.measurement == 1
+
+
+def test_measurement_pairs_and_root_restriction(shared_data, tmp_path, monkeypatch):
+    pairs = find_measurement_pairs(shared_data / "picasso")
+    assert pairs == [(str(shared_data / "picasso" / "testdata.tif"), str(shared_data / "picasso" / "testdata_locs.hdf5"))]
+    inside = tmp_path / "root" / "a.tif"
+    inside.parent.mkdir()
+    inside.write_bytes(b"x")
+    outside = tmp_path / "elsewhere.tif"
+    outside.write_bytes(b"x")
+    (tmp_path / "root" / "link.tif").symlink_to(outside)
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path / "root"))
+    assert check_path(str(inside), "movie") == inside
+    for bad in (outside, tmp_path / "root" / "link.tif", tmp_path / "root2" / "a.tif"):
+        with pytest.raises(ImageBinnerError, match="outside the allowed folder"):
+            check_path(str(bad), "movie")
+
+
+# -- review app ---------------------------------------------------------------------------------------------------
+def _review_app(demo) -> ReviewApp:
+    m1 = demo.measurements[0]
+    return ReviewApp(folder=str(demo.out_dir / "prediction"), movie=str(m1.movie), ground_truth=str(m1.locs))
+
+
+def _set_throttled(slider, value: float) -> None:
+    with param.edit_constant(slider):
+        slider.param.update(value=value, value_throttled=value)
+
+
+def test_review_app_threshold_slider_updates_metrics(demo):
+    app = _review_app(demo)
+    assert app.review.loaded
+    lo, hi = app.review.param.threshold.bounds
+    assert (app.threshold.start, app.threshold.end) == (lo, hi) and hi > 1  # confidences exceed 1
+    root = pn.panel(app).get_root(Document(), comm=Comm())
+    (table,) = [c for c in root.select({"type": ColumnDataSource}) if "metric" in c.data]
+    before = dict(zip(table.data["metric"], table.data["value"]))
+    _set_throttled(app.threshold, 1.2)
+    assert app.review.threshold == pytest.approx(1.2)
+    after = dict(zip(table.data["metric"], table.data["value"]))
+    n_kept = int(np.count_nonzero(app.review.predictions["confidence"] >= 1.2))
+    assert int(after["n_pred"]) == n_kept < int(before["n_pred"])
+    assert "threshold 1.2" in app._summary(0, 1.2)
+
+
+def test_review_app_saves_the_kept_predictions_once(demo, tmp_path, capsys):
+    app = _review_app(demo)
+    app.review.threshold = 1.5
+    target = tmp_path / "kept.csv"
+    app.save_path.value = str(target)
+    app.save_format.value = "deepstorm"
+    _click(app.save_button)
+    saved = read_locs(target)
+    assert len(saved) == len(app.review.filtered) > 0
+    assert np.all(np.isin(np.round(saved.x, 1), np.round(app.review.filtered.x, 1)))
+    before = target.read_bytes()
+    app.review.threshold = 0.0
+    _click(app.save_button)
+    assert target.read_bytes() == before and "exists" in capsys.readouterr().out
+
+
+def test_review_app_reports_a_missing_folder(tmp_path, capsys):
+    app = ReviewApp(folder=str(tmp_path / "nope"))
+    assert not app.review.loaded and "not found" in capsys.readouterr().out
+
+
+# -- add-ons app --------------------------------------------------------------------------------------------------
+def test_addons_app_convert_and_explode(demo, tmp_path):
+    app = AddonsApp()
+    _render(app)
+    convert = app.panels["Convert"]
+    convert.tool.param.update(input_path=str(demo.measurements[1].locs), output_path=str(tmp_path / "c.hdf5"),
+                              pixel_size=107.0)
+    _click(convert.run_button)
+    convert.job.wait(30)
+    assert (tmp_path / "c.hdf5").exists() and (tmp_path / "c.yaml").exists()
+    assert len(read_locs(tmp_path / "c.hdf5")) == len(read_locs(demo.measurements[1].locs))
+    assert "2 file(s) written" in convert._written(convert.tool.written)
+    explode = app.panels["Explode"]
+    explode.tool.param.update(movie=str(demo.measurements[0].movie), locs=str(demo.measurements[0].locs),
+                              output_folder=str(tmp_path / "frames"), to="deepstorm")
+    _click(explode.run_button)
+    explode.job.wait(60)
+    assert len(list((tmp_path / "frames").glob("*.tif"))) == 60
+    assert explode.tool.progress == explode.tool.n_steps
+
+
+# -- served dashboards --------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_panel_serve_all_dashboards(demo, tmp_path):
+    """`panel serve dashboards/*.py --liveness`: every app answers 200 with its title, no traceback in the log."""
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "IMAGEBINNER_DATA": str(demo.out_dir)}
+    scripts = sorted(str(p) for p in (ROOT / "dashboards").glob("*.py"))
+    assert {Path(s).stem for s in scripts} >= {"binner", "review", "addons"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "panel", "serve", *scripts, "--address", "127.0.0.1", "--port", str(port),
+             "--liveness", "--allow-websocket-origin", f"127.0.0.1:{port}"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if requests.get(f"http://127.0.0.1:{port}/liveness", timeout=2).ok:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            titles = {"binner": "ImageBinner: Binner", "review": "ImageBinner: prediction review",
+                      "addons": "ImageBinner: add-ons"}
+            for name, title in titles.items():
+                response = requests.get(f"http://127.0.0.1:{port}/{name}", timeout=30)
+                assert response.status_code == 200, name
+                assert f"<title>{title}</title>" in response.text
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    text = log.read_text()
+    assert "Traceback" not in text and "ERROR" not in text, text

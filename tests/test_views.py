@@ -1,0 +1,257 @@
+"""Views (HoloViews elements and DynamicMaps) on simulated and real data, rendered to Bokeh models without a browser."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+hv = pytest.importorskip("holoviews")
+pn = pytest.importorskip("panel")
+
+from bokeh.document import Document  # noqa: E402
+from bokeh.models import ColumnDataSource, GlyphRenderer, Quad, Scatter  # noqa: E402
+from bokeh.models import Image as BokehImage  # noqa: E402
+from pyviz_comms import Comm  # noqa: E402
+
+from imagebinner.io import open_movie, read_locs  # noqa: E402
+from imagebinner.simulate import make_demo  # noqa: E402
+from imagebinner.simulate.prediction import make_prediction_folder  # noqa: E402
+from imagebinner.tools.binner import Binner  # noqa: E402
+from imagebinner.tools.review import PredictionReview  # noqa: E402
+from imagebinner.views.binner import BinnerView  # noqa: E402
+from imagebinner.views.frames import MovieLocsView, frame_image, hr_image  # noqa: E402
+from imagebinner.views.review import ReviewView  # noqa: E402
+
+hv.extension("bokeh")
+
+
+@pytest.fixture(autouse=True)
+def _reset_panel_state():
+    yield
+    pn.state.reset()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """Two small simulated measurements (64×64 px, 60 frames, 107 nm) and a prediction folder for the first."""
+    root = tmp_path_factory.mktemp("views_demo")
+    paths = make_demo(root / "demo", seed=3, settings={"n_frames": 60})
+    m1 = paths.measurements[0]
+    truth = read_locs(m1.locs)
+    make_prediction_folder(root / "prediction", truth, m1.movie, upsampling=4, seed=1)
+    return paths, root / "prediction"
+
+
+def _binner(demo, **settings) -> Binner:
+    paths, _ = demo
+    values = dict(n_patches=40, n_binned=6, bin_size=4, seed=11, min_emitters=1)
+    values.update(settings)
+    return Binner(measurements=[(str(m.movie), str(m.locs)) for m in paths.measurements], **values)
+
+
+def _render(obj):
+    return pn.panel(obj).get_root(Document(), comm=Comm())
+
+
+def _sources(root, glyph_type, **props) -> list[ColumnDataSource]:
+    out = []
+    for renderer in root.select({"type": GlyphRenderer}):
+        glyph = renderer.glyph
+        if isinstance(glyph, glyph_type) and all(getattr(glyph, k, None) == v for k, v in props.items()):
+            if all(renderer.data_source is not o for o in out):
+                out.append(renderer.data_source)
+    return out
+
+
+def _cross_xy(root) -> set[tuple[float, float]]:
+    (cds,) = _sources(root, Scatter, marker="x")
+    return {(round(float(x), 6), round(float(y), 6)) for x, y in zip(cds.data["x"], cds.data["y"])}
+
+
+def _rows_of_frame(table, frame) -> set[tuple[float, float]]:
+    keep = table.frame == frame
+    return {(round(float(x), 6), round(float(y), 6)) for x, y in zip(table.x[keep], table.y[keep])}
+
+
+# -- geometry -----------------------------------------------------------------------------------------------------
+def test_camera_pixel_j_is_centred_at_j_plus_half_pixel_size():
+    arr = np.arange(8 * 12, dtype=np.uint16).reshape(8, 12)
+    img = frame_image(arr, pixel_size=130.0)
+    assert img.bounds.lbrt() == pytest.approx((0.0, 0.0, 12 * 130.0, 8 * 130.0), abs=1e-6)
+    xs, ys = img.dimension_values("x", expanded=False), img.dimension_values("y", expanded=False)
+    assert xs == pytest.approx((np.arange(12) + 0.5) * 130.0)
+    assert ys == pytest.approx((np.arange(8) + 0.5) * 130.0)
+    # row r, column j of the array is the pixel at ((j + 0.5) ps, (r + 0.5) ps)
+    assert img[(5 + 0.5) * 130.0, (2 + 0.5) * 130.0] == arr[2, 5]
+    assert img[(5 + 0.9) * 130.0, (2 + 0.1) * 130.0] == arr[2, 5]
+
+
+def test_hr_pixel_k_is_centred_at_k_times_hr_pixel_size():
+    arr = np.random.default_rng(0).random((16, 20))
+    img = hr_image(arr, pixel_size_hr=26.75)
+    assert img.bounds.lbrt() == pytest.approx((-13.375, -13.375, 19.5 * 26.75, 15.5 * 26.75), abs=1e-6)
+    assert img[7 * 26.75, 3 * 26.75] == arr[3, 7]
+
+
+def test_picasso_crosses_of_frame_k_are_that_frames_localizations(shared_data):
+    """Real Picasso data (130 nm): the crosses drawn for a frame are exactly that frame's canonical localizations."""
+    movie = open_movie(shared_data / "picasso" / "testdata.tif")
+    table = read_locs(shared_data / "picasso" / "testdata_locs.hdf5")
+    view = MovieLocsView(movie, table)
+    root = _render(pn.pane.HoloViews(view.frame_overlay()))
+    busy = int(np.argmax(table.counts_per_frame(movie.n_frames)))
+    for frame in (busy, 11, 0):
+        view.frame = frame
+        assert _cross_xy(root) == _rows_of_frame(table, frame)
+    view.frame = busy
+    assert len(_cross_xy(root)) == table.counts_per_frame(movie.n_frames)[busy] > 1
+    # Picasso pixel centre (integer px) -> canonical nm: each cross sits inside the camera pixel it was fitted in
+    rows = table.frame_rows(busy)
+    (image_cds,) = _sources(root, BokehImage)
+    assert image_cds.data["x"][0] == pytest.approx(0.0, abs=1e-6)
+    assert image_cds.data["dw"][0] == pytest.approx(32 * 130.0)
+    frame = movie.frame(busy).astype(float)
+    for x, y in zip(table.x[rows], table.y[rows]):
+        j, r = int(x // 130.0), int(y // 130.0)
+        # a fitted emitter is brighter than the frame's median at its pixel
+        assert frame[r, j] > np.median(frame)
+
+
+# -- Binner views -------------------------------------------------------------------------------------------------
+def test_binner_input_crosses_follow_the_frame(demo):
+    paths, _ = demo
+    binner = _binner(demo)
+    view = BinnerView(binner)
+    view.refresh()
+    root = _render(pn.pane.HoloViews(view.input_plot()))
+    truth2 = read_locs(paths.measurements[1].locs)
+    view.measurement = 1
+    for frame in (0, 7, 59):
+        view.frame = frame
+        assert _cross_xy(root) == _rows_of_frame(truth2, frame)
+    view.show_crosses = False
+    assert _cross_xy(root) == set()
+
+
+def test_binned_frame_view_shows_sum_of_parts_and_union_of_their_labels(demo):
+    binner = _binner(demo, camera_offset=100)
+    view = BinnerView(binner)
+    view.refresh(binned=True)
+    assert view.param.binned_frame.bounds == (0, 5)
+    root = _render(pn.pane.HoloViews(view.binned_plot()))
+    P, ps = binner.patch_size, 107.0
+    for j in (0, 3):
+        view.binned_frame = j
+        bf = binner.binned_frame(j)
+        # image: sum of the parts' windows read straight from the movies, minus the offset (bin_size - 1) times
+        expected = -100 * (binner.bin_size - 1)
+        labels = set()
+        for part in bf.parts:
+            with open_movie(view.measurements[part["measurement"]].movie_path) as movie:
+                expected = expected + movie.frame(part["frame"])[part["row"]:part["row"] + P,
+                                                                  part["column"]:part["column"] + P].astype(np.int64)
+            x, y = view.part_locs(part)
+            assert np.all((x >= 0) & (x < P * ps) & (y >= 0) & (y < P * ps))
+            labels |= {(round(float(a), 6), round(float(b), 6)) for a, b in zip(x, y)}
+        (image_cds,) = _sources(root, BokehImage)
+        # bokeh's image row 0 is at y = 0 (the top with the inverted y axis), like the array's row 0
+        np.testing.assert_array_equal(np.asarray(image_cds.data["image"][0]), np.clip(expected, 0, 65535))
+        assert image_cds.data["dw"][0] == pytest.approx(P * ps)
+        assert _cross_xy(root) == labels
+        assert len(labels) == len(bf.locs)
+
+
+def test_part_selection_draws_its_window_on_its_source_frame(demo):
+    binner = _binner(demo)
+    view = BinnerView(binner)
+    view.refresh(binned=True)
+    view.binned_frame = 2
+    root = _render(pn.pane.HoloViews(view.input_plot()))
+    bf = binner.binned_frame(2)
+    ps, P = 107.0, binner.patch_size
+    for k in (0, 3):
+        view.part = k
+        part = bf.parts[k]
+        assert (view.measurement, view.frame) == (part["measurement"], part["frame"])
+        (quads,) = _sources(root, Quad)
+        boxes = set(zip(quads.data["left"], quads.data["bottom"], quads.data["right"], quads.data["top"]))
+        box = (part["column"] * ps, part["row"] * ps, (part["column"] + P) * ps, (part["row"] + P) * ps)
+        assert any(np.allclose(b, box) for b in boxes)
+        # the crosses inside that window are the part's labels shifted back to camera nm
+        x, y = view.part_locs(part)
+        inside = {(round(a + part["column"] * ps, 6), round(b + part["row"] * ps, 6)) for a, b in zip(x, y)}
+        assert inside <= _cross_xy(root) and len(inside) == part["n_locs"]
+
+
+def test_binned_views_go_stale_when_settings_change(demo):
+    binner = _binner(demo)
+    view = BinnerView(binner)
+    view.refresh(binned=True)
+    assert view.current_binned() is not None
+    binner.bin_size = 3
+    assert view.current_binned() is None
+    assert view.binned_image().data["intensity"].shape == (1, 1)  # the placeholder
+
+
+# -- review views -------------------------------------------------------------------------------------------------
+@pytest.fixture()
+def review(demo):
+    paths, folder = demo
+    m1 = paths.measurements[0]
+    r = PredictionReview(folder=str(folder), movie=str(m1.movie), ground_truth=str(m1.locs))
+    r.load()
+    return r
+
+
+def test_threshold_filters_the_prediction_crosses(demo, review):
+    _, folder = demo
+    view = ReviewView(review)
+    view.refresh()
+    raw = read_locs(next(folder.glob("Localizations_*_avg.csv")))
+    root = _render(pn.pane.HoloViews(hv.DynamicMap(view.prediction_points)))
+    frame = int(np.argmax(raw.counts_per_frame()))
+    view.frame = frame
+    assert _cross_xy(root) == _rows_of_frame(raw, frame)
+    conf = raw["confidence"][raw.frame == frame]
+    threshold = float(np.median(conf))
+    review.threshold = threshold
+    kept = raw.take(raw["confidence"] >= threshold)
+    assert _cross_xy(root) == _rows_of_frame(kept, frame)
+    assert 0 < len(_cross_xy(root)) < len(conf)
+
+
+def test_stacked_prediction_peaks_lie_on_the_predictions(review):
+    """hr geometry: the brightest hr pixel of a frame is centred (k·ps_hr) within one hr pixel of a prediction."""
+    view = ReviewView(review)
+    view.refresh()
+    pred = review.predictions
+    for frame in (5, 30):
+        img = view.stacked_image()
+        view.frame = frame
+        img = view.stacked_image()
+        data = img.dimension_values(2, flat=False)
+        xs, ys = img.dimension_values("x", expanded=False), img.dimension_values("y", expanded=False)
+        r, c = np.unravel_index(np.argmax(data), data.shape)
+        rows = pred.frame_rows(frame)
+        d = np.hypot(pred.x[rows] - xs[c], pred.y[rows] - ys[r])
+        assert d.min() < review.pixel_size_hr
+
+
+def test_metrics_table_and_histogram_follow_the_threshold(review):
+    view = ReviewView(review)
+    view.refresh()
+    root = _render(pn.pane.HoloViews(hv.DynamicMap(view.metrics_table)))
+    (cds,) = [c for c in root.select({"type": ColumnDataSource}) if "metric" in c.data]
+    before = dict(zip(cds.data["metric"], cds.data["value"]))
+    review.threshold = review.suggested_thresholds["jaccard"]
+    after = dict(zip(cds.data["metric"], cds.data["value"]))
+    assert float(after["threshold"]) == pytest.approx(review.threshold, rel=1e-3)
+    assert int(after["n_pred"]) < int(before["n_pred"]) == len(review.predictions)
+    assert float(after["jaccard"]) == pytest.approx(review.metrics["jaccard"], rel=1e-3)
+    hist = view.confidence_histogram()
+    counts = hist.Histogram.I.dimension_values("predictions")
+    assert counts.sum() == len(review.predictions)
+    assert hist.VLine.I.data == pytest.approx(review.threshold)
+    sweep = view.sweep_plot()
+    marked = [el.data for el in sweep if isinstance(el, hv.VLine)]
+    assert review.suggested_thresholds["f1"] == pytest.approx(marked[1])
