@@ -17,7 +17,7 @@ requests = pytest.importorskip("requests")
 
 import param  # noqa: E402
 from bokeh.document import Document  # noqa: E402
-from bokeh.models import ColumnDataSource  # noqa: E402
+from panel.models.markup import HTML  # noqa: E402
 from pyviz_comms import Comm  # noqa: E402
 
 from imagebinner.apps.addons import AddonsApp  # noqa: E402
@@ -146,17 +146,25 @@ def _set_throttled(slider, value: float) -> None:
         slider.param.update(value=value, value_throttled=value)
 
 
+def _html_metrics(html: str) -> dict[str, str]:
+    import html as html_lib
+    import re
+
+    cells = re.findall(r"<td>([^<]*)</td>", html_lib.unescape(html))
+    return dict(zip(cells[::2], cells[1::2]))
+
+
 def test_review_app_threshold_slider_updates_metrics(demo):
     app = _review_app(demo)
     assert app.review.loaded
     lo, hi = app.review.param.threshold.bounds
     assert (app.threshold.start, app.threshold.end) == (lo, hi) and hi > 1  # confidences exceed 1
     root = pn.panel(app).get_root(Document(), comm=Comm())
-    (table,) = [c for c in root.select({"type": ColumnDataSource}) if "metric" in c.data]
-    before = dict(zip(table.data["metric"], table.data["value"]))
+    (table,) = [p for p in root.select({"type": HTML}) if "table" in str(p.text) and "n_pred" in str(p.text)]
+    before = _html_metrics(table.text)
     _set_throttled(app.threshold, 1.2)
     assert app.review.threshold == pytest.approx(1.2)
-    after = dict(zip(table.data["metric"], table.data["value"]))
+    after = _html_metrics(table.text)
     n_kept = int(np.count_nonzero(app.review.predictions["confidence"] >= 1.2))
     assert int(after["n_pred"]) == n_kept < int(before["n_pred"])
     assert "threshold 1.2" in app._summary(0, 1.2)

@@ -13,13 +13,17 @@ from imagebinner.simulate import make_demo
 
 EXPECTED = [
     "README.txt",
+    "binned/binned.csv",
+    "binned/binned.json",
+    "binned/binned.tif",
     "measurement1/movie.tif",
-    "measurement1/movie_deepstorm.csv",
     "measurement1/movie_locs.hdf5",
     "measurement1/movie_locs.yaml",
     "measurement2/movie.tif",
-    "measurement2/movie_deepstorm.csv",
     "measurement2/movie_locs.csv",
+    "prediction/Localizations_movie_avg.csv",
+    "prediction/Predicted_movie.tif",
+    "prediction/Widefield_movie.tif",
 ]
 
 
@@ -43,12 +47,33 @@ def test_demo_command_writes_the_expected_files(demo_dir):
         locs_name = "movie_locs.hdf5" if fmt == "picasso" else "movie_locs.csv"
         truth = read_locs(demo_dir / name / locs_name)
         assert truth.meta.source_format == fmt
-        converted = read_locs(demo_dir / name / "movie_deepstorm.csv")
-        assert converted.meta.source_format == "deepstorm"
-        assert len(converted) == len(truth) > 1000
-        np.testing.assert_array_equal(converted.frame, truth.frame)
-        np.testing.assert_allclose(converted.x, truth.x, atol=1e-6)
-        assert truth.frame.max() < 200
+        assert len(truth) > 1000 and truth.frame.max() < 200
+
+
+def test_demo_bins_both_measurements(demo_dir):
+    """The main job: 100 binned frames of 27 px from both measurements (Picasso and ThunderSTORM input)."""
+    import json
+
+    with open_movie(demo_dir / "binned/binned.tif") as binned:
+        assert (binned.n_frames, binned.shape, binned.dtype) == (100, (27, 27), np.uint16)
+        assert binned.pixel_size == pytest.approx(107.0, rel=1e-6)
+    labels = read_locs(demo_dir / "binned/binned.csv")
+    assert labels.meta.source_format == "deepstorm"
+    assert set(np.unique(labels.frame)) == set(range(100))
+    assert labels.x.min() >= 0 and labels.x.max() < 27 * 107.0
+    provenance = json.loads((demo_dir / "binned/binned.json").read_text())
+    used = {part["measurement"] for frame in provenance["binned_frames"] for part in frame["parts"]}
+    assert used == {0, 1}
+
+
+def test_demo_prediction_folder_reviews(demo_dir, capsys):
+    capsys.readouterr()
+    assert main(["review", str(demo_dir / "prediction"), "--ground-truth",
+                 str(demo_dir / "measurement1/movie_locs.hdf5"), "--json"]) == 0
+    import json
+
+    result = json.loads(capsys.readouterr().out)
+    assert 0.7 < result["jaccard"] < 0.95 and result["fp"] > 0 and result["fn"] > 0
 
 
 def test_second_run_without_overwrite_fails_with_one_line(demo_dir, capsys):
@@ -69,7 +94,7 @@ def test_overwrite_and_seed(demo_dir, tmp_path, capsys):
     assert (tmp_path / "d/measurement1/movie.tif").read_bytes() != (demo_dir / "measurement1/movie.tif").read_bytes()
     assert _tree(tmp_path / "d") == EXPECTED  # no temporary files left
     out = capsys.readouterr().out
-    assert "converted" in out and "measurement2" in out
+    assert "binned: 100 frames" in out and "measurement2" in out and "Jaccard" in out
 
 
 def test_demo_is_dense_enough_for_binning(demo_dir):

@@ -240,11 +240,11 @@ def test_stacked_prediction_peaks_lie_on_the_predictions(review):
 def test_metrics_table_and_histogram_follow_the_threshold(review):
     view = ReviewView(review)
     view.refresh()
-    root = _render(pn.pane.HoloViews(hv.DynamicMap(view.metrics_table)))
-    (cds,) = [c for c in root.select({"type": ColumnDataSource}) if "metric" in c.data]
-    before = dict(zip(cds.data["metric"], cds.data["value"]))
+    pane = pn.pane.DataFrame(view.metrics_table)
+    pane.get_root(Document(), comm=Comm())
+    before = dict(zip(pane.object["metric"], pane.object["value"]))
     review.threshold = review.suggested_thresholds["jaccard"]
-    after = dict(zip(cds.data["metric"], cds.data["value"]))
+    after = dict(zip(pane.object["metric"], pane.object["value"]))
     assert float(after["threshold"]) == pytest.approx(review.threshold, rel=1e-3)
     assert int(after["n_pred"]) < int(before["n_pred"]) == len(review.predictions)
     assert float(after["jaccard"]) == pytest.approx(review.metrics["jaccard"], rel=1e-3)

@@ -172,7 +172,7 @@ class ReviewApp(Viewer):
                    pn.pane.HoloViews(hv.DynamicMap(v.density_curves), **small), sizing_mode="stretch_width"),
             pn.Row(pn.pane.HoloViews(hv.DynamicMap(v.sweep_plot), **small),
                    pn.pane.HoloViews(hv.DynamicMap(v.rmse_plot), **small),
-                   pn.pane.HoloViews(hv.DynamicMap(v.metrics_table), width=280, height=440),
+                   pn.pane.DataFrame(v.metrics_table, index=False, width=260),
                    sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 from imagebinner.errors import ParameterError
@@ -53,32 +52,55 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# MAIN JOB — wiring point for the lead.
-# When the Binner (imagebinner.tools.binner.Binner) is ready, replace the body of run_main_job (and the file list in
-# main_job_outputs) with a Binner run on paths.measurements. Until then the main job converts both localization
-# files to DeepSTORM training CSV.
+# The main job on the demo folder: the Binner on both measurements, then a simulated DeepSTORM prediction folder for
+# measurement1 reviewed against its ground truth.
 # ------------------------------------------------------------------------------------------------------------------
-BINNER_AVAILABLE = importlib.util.find_spec("imagebinner.tools.binner") is not None
+BINNED_DIR = "binned"
+PREDICTION_DIR = "prediction"
+PREDICTION_FILES = ("Localizations_movie_avg.csv", "Predicted_movie.tif", "Widefield_movie.tif")
 
 
 def main_job_outputs(out_dir: Path) -> list[Path]:
     """Every file :func:`run_main_job` writes (checked before the demo is written)."""
-    from imagebinner.simulate.demo import _DEMO_MEASUREMENTS
-
-    return [out_dir / name / "movie_deepstorm.csv" for name, _, _ in _DEMO_MEASUREMENTS]
+    binned = out_dir / BINNED_DIR
+    return [binned / "binned.tif", binned / "binned.csv", binned / "binned.json",
+            *[out_dir / PREDICTION_DIR / name for name in PREDICTION_FILES]]
 
 
 def run_main_job(paths, out_dir: Path, args: argparse.Namespace) -> list[Path]:
-    """The main job on the demo folder (``paths`` is a :class:`imagebinner.simulate.demo.DemoPaths`).
+    """Bin both demo measurements (Picasso + ThunderSTORM input) and review a simulated prediction folder."""
+    from imagebinner.cli.common import progress_bar
+    from imagebinner.io import read_locs
+    from imagebinner.simulate.prediction import make_prediction_folder
+    from imagebinner.tools.binner import Binner
+    from imagebinner.tools.review import PredictionReview
 
-    For now: each measurement's localizations -> DeepSTORM training CSV beside its movie.
-    """
-    from imagebinner.io import read_locs, write_locs
+    binner = Binner(
+        measurements=[(str(m.movie), str(m.locs)) for m in paths.measurements],
+        output_folder=str(out_dir / BINNED_DIR),
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    try:
+        with progress_bar(binner, "binning"):
+            written = [Path(p) for p in binner.run()]
+        for line in binner.summary_lines():
+            print(line)
+    finally:
+        binner.close()
 
-    written: list[Path] = []
-    for m, target in zip(paths.measurements, main_job_outputs(out_dir)):
-        table = read_locs(m.locs)
-        files = write_locs(table, target, format="deepstorm", overwrite=args.overwrite)
-        written += [Path(f) for f in files]
-        print(f"converted {m.locs} ({m.loc_format}, {len(table)} localizations) -> {target} (deepstorm)")
+    first = paths.measurements[0]
+    truth = read_locs(first.locs)
+    folder = out_dir / PREDICTION_DIR
+    predicted = make_prediction_folder(folder, truth, first.movie, seed=args.seed, write_stacked=False,
+                                       overwrite=args.overwrite)
+    written += [Path(p) for p in predicted.values() if p is not None]
+    review = PredictionReview(folder=str(folder), movie=str(first.movie), ground_truth=str(first.locs))
+    review.load()
+    s = review.result_summary()
+    print(f"simulated DeepSTORM prediction folder: {folder}")
+    print(f"review at confidence >= {s['threshold']:g}, tolerance {s['tolerance_nm']:g} nm: "
+          f"Jaccard {s['jaccard']:.3f}, F1 {s['f1']:.3f}, RMSE {s['rmse_nm']:.1f} nm, "
+          f"efficiency {s['efficiency']:.1f} %")
+    print(f"try: imagebinner review {folder} --movie {first.movie} --ground-truth {first.locs}")
     return written

@@ -199,15 +199,18 @@ class ReviewView(param.Parameterized):
         return overlay.opts(title="density per frame", legend_position="top_right")
 
     @param.depends("revision", "review.threshold")
-    def metrics_table(self) -> hv.Table:
-        """Metrics at the current threshold (empty without ground truth)."""
+    def metrics_table(self):
+        """Metrics at the current threshold as a two-column ``pandas.DataFrame`` (metric, value); without ground
+        truth only the threshold and the kept count."""
+        import pandas as pd
+
         m = self.review.metrics or {}
         names = [k for k in TABLE_METRICS if k in m]
         values = [f"{m[k]:.4g}" if isinstance(m[k], (float, np.floating)) else str(m[k]) for k in names]
         if not names:
             n = len(self.review.filtered) if self.review.filtered is not None else 0
             names, values = ["threshold", "n_pred"], [f"{self.review.threshold:.4g}", str(n)]
-        return hv.Table((names, values), kdims=["metric"], vdims=["value"]).opts(height=420, width=260)
+        return pd.DataFrame({"metric": names, "value": values})
 
     @param.depends("revision", "review.threshold")
     def sweep_plot(self) -> hv.Overlay:
