@@ -222,7 +222,10 @@ def _free_port() -> int:
 
 
 def test_panel_serve_all_dashboards(demo, tmp_path):
-    """`panel serve dashboards/*.py --liveness`: every app answers 200 with its title, no traceback in the log."""
+    """`panel serve dashboards/*.py --liveness`: every app answers 200 with its title, its document can be pulled
+    over the websocket, no traceback in the log."""
+    from bokeh.client import pull_session
+
     port = _free_port()
     log = tmp_path / "serve.log"
     env = {**os.environ, "IMAGEBINNER_DATA": str(demo.out_dir)}
@@ -250,6 +253,9 @@ def test_panel_serve_all_dashboards(demo, tmp_path):
                 response = requests.get(f"http://127.0.0.1:{port}/{name}", timeout=30)
                 assert response.status_code == 200, name
                 assert f"<title>{title}</title>" in response.text
+                # pull the session's document over the websocket: the server serialises every model
+                with pull_session(url=f"http://127.0.0.1:{port}/{name}") as session:
+                    assert session.document.roots
         finally:
             proc.terminate()
             try:

@@ -288,7 +288,34 @@ class _AddOn(Task):
         return list(written)
 
 
-class Split(_AddOn):
+class _OneMovie(_AddOn):
+    """An add-on working on one movie and its localization file."""
+
+    __abstract = True
+
+    movie = param.String(default=None, allow_None=True, doc="Movie (TIF, or Picasso .raw with its .yaml).")
+    locs = param.String(
+        default=None,
+        allow_None=True,
+        doc="Localization file of that movie (Picasso .hdf5, ThunderSTORM or DeepSTORM CSV).",
+    )
+
+    def run(self) -> list[Path]:
+        """Write the outputs; returns the written paths (also in ``written``)."""
+        if not self.movie or not self.locs:
+            raise ParameterError(f"{type(self).__name__.lower()} needs a movie and a localization file")
+        self._update(written=[])
+        pair = _Pair(self.movie, self.locs, self.pixel_size, self.half_pixel)
+        try:
+            return self._run(pair)
+        finally:
+            pair.close()
+
+    def _run(self, pair: _Pair) -> list[Path]:
+        raise NotImplementedError
+
+
+class Split(_OneMovie):
     """Split a movie and its localizations at frame ``at``: part 1 = frames 0..at-1, part 2 = frames at..end.
 
     Part 2's frames start again at the format's first frame. Works when frame ``at`` (or any frame) has no
@@ -296,28 +323,11 @@ class Split(_AddOn):
     ``output_folder`` (``<stem>`` = the movie's stem).
     """
 
-    movie = param.String(default=None, allow_None=True, doc="Movie to split (TIF, or Picasso .raw with its .yaml).")
-    locs = param.String(
-        default=None,
-        allow_None=True,
-        doc="Localization file of that movie (Picasso .hdf5, ThunderSTORM or DeepSTORM CSV).",
-    )
     at = param.Integer(
         default=1,
         bounds=(1, None),
         doc="First frame of part 2, as a count of frames in part 1 (1 <= at < number of frames of the movie).",
     )
-
-    def run(self) -> list[Path]:
-        """Write both parts; returns the written paths (also in ``written``)."""
-        if not self.movie or not self.locs:
-            raise ParameterError("split needs a movie and a localization file")
-        self._update(written=[])
-        pair = _Pair(self.movie, self.locs, self.pixel_size, self.half_pixel)
-        try:
-            return self._run(pair)
-        finally:
-            pair.close()
 
     def _run(self, pair: _Pair) -> list[Path]:
         n, k = pair.n_frames, int(self.at)
@@ -459,30 +469,12 @@ class Merge(_AddOn):
         )
 
 
-class Explode(_AddOn):
+class Explode(_OneMovie):
     """Explode a movie and its localizations into one TIF + one localization file per frame.
 
     Frames without localizations get a table with the header and no rows; every file's frame is the format's
     first frame. Names: ``<stem>_frame00001.tif`` + ``<stem>_frame00001.<ext>`` (1-based, at least 5 digits).
     """
-
-    movie = param.String(default=None, allow_None=True, doc="Movie to explode (TIF, or Picasso .raw with its .yaml).")
-    locs = param.String(
-        default=None,
-        allow_None=True,
-        doc="Localization file of that movie (Picasso .hdf5, ThunderSTORM or DeepSTORM CSV).",
-    )
-
-    def run(self) -> list[Path]:
-        """Write one movie + table per frame; returns the written paths (also in ``written``)."""
-        if not self.movie or not self.locs:
-            raise ParameterError("explode needs a movie and a localization file")
-        self._update(written=[])
-        pair = _Pair(self.movie, self.locs, self.pixel_size, self.half_pixel)
-        try:
-            return self._run(pair)
-        finally:
-            pair.close()
 
     def _run(self, pair: _Pair) -> list[Path]:
         n = pair.n_frames

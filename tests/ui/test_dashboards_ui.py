@@ -27,13 +27,18 @@ def _reset_panel_state(page):
     pn.state.reset()
 
 
+def _console_errors(msgs) -> list[str]:
+    """Browser console errors (rendering failures), ignoring a missing favicon."""
+    return [m.text for m in msgs if m.type == "error" and "favicon" not in m.text]
+
+
 def _pairs(demo) -> list[tuple[str, str]]:
     return [(str(m.movie), str(m.locs)) for m in demo.measurements]
 
 
 def test_binner_player_next_changes_the_frame(page, ui_demo, tmp_path):
     app = BinnerApp(measurements=_pairs(ui_demo))
-    serve_component(page, app)
+    msgs, _ = serve_component(page, app)
     page.locator("canvas").first.wait_for(state="attached")
     assert app.view.frame == 0
     page.locator("button.next").first.click()
@@ -44,13 +49,14 @@ def test_binner_player_next_changes_the_frame(page, ui_demo, tmp_path):
     rows = slice(int(app.view.measurements[0].offsets[2]), int(app.view.measurements[0].offsets[3]))
     assert len(app.view.input_points()) == rows.stop - rows.start
     page.screenshot(path=str(tmp_path / "binner_player.png"))
+    assert not _console_errors(msgs)
 
 
 def test_binner_run_button_writes_the_outputs(page, ui_demo, tmp_path):
     out = tmp_path / "out"
     app = BinnerApp(measurements=_pairs(ui_demo), output_folder=str(out))
     app.binner.param.update(n_patches=30, n_binned=6, bin_size=3, seed=2)
-    serve_component(page, app)
+    msgs, _ = serve_component(page, app)
     page.get_by_role("button", name="Run", exact=True).click()
     wait_until(lambda: (out / "binned.json").exists() and not app.job.busy, page, timeout=TIMEOUT)
     assert sorted(p.name for p in out.iterdir()) == ["binned.csv", "binned.json", "binned.tif"]
@@ -58,12 +64,13 @@ def test_binner_run_button_writes_the_outputs(page, ui_demo, tmp_path):
     page.locator("button.next").nth(1).click()
     wait_until(lambda: app.view.binned_frame == 1, page, timeout=TIMEOUT)
     page.screenshot(path=str(tmp_path / "binner_run.png"))
+    assert not _console_errors(msgs)
 
 
 def test_review_threshold_slider_changes_the_metrics(page, ui_demo, tmp_path):
     m1 = ui_demo.measurements[0]
     app = ReviewApp(folder=str(ui_demo.out_dir / "prediction"), movie=str(m1.movie), ground_truth=str(m1.locs))
-    serve_component(page, app)
+    msgs, _ = serve_component(page, app)
     before = dict(app.review.metrics)
     handle = page.locator(".noUi-handle").first
     handle.wait_for(state="visible")
@@ -74,3 +81,4 @@ def test_review_threshold_slider_changes_the_metrics(page, ui_demo, tmp_path):
     assert app.review.metrics["n_pred"] < before["n_pred"]
     assert app.review.metrics["threshold"] == pytest.approx(app.review.threshold)
     page.screenshot(path=str(tmp_path / "review.png"))
+    assert not _console_errors(msgs)
