@@ -1,6 +1,6 @@
 """Benchmark the Binner on three simulated 1 GB uint16 movies against a whole-movie ``tifffile.imread`` baseline.
 
-    .venv/bin/python benchmarks/bin.py [--frames 2000] [--size 512] [--repeat 3]
+    .venv/bin/python benchmarks/bin.py [--frames 2000] [--size 512] [--repeat 5]
 
 Writes three movies (default 2000 frames of 512x512 uint16, ~1.05 GB each) with TifWriter and a DeepSTORM CSV of
 ``--locs-per-frame`` (default 5) uniformly placed localizations per frame for each into a temporary folder, then times
@@ -11,9 +11,12 @@ Writes three movies (default 2000 frames of 512x512 uint16, ~1.05 GB each) with 
   Binner's provenance; no tables, no output files: the baseline is given every advantage but the laziness);
 * the same pixel work done lazily (open the movies, read only the windows, sum): the movie-access part alone.
 
-Both are timed with a cold page cache for the movies (``posix_fadvise(DONTNEED)`` on the benchmark's own files
-only) and again warm. Peak traced heap (tracemalloc) is reported for both. The temporary files are deleted at the
-end. The last line printed is one JSON object with the figures.
+All three are timed with a cold page cache (movies and localization tables evicted with
+``posix_fadvise(DONTNEED)``, on the benchmark's own files only) and again warm; each Binner run writes a fresh
+output folder (as a real run does: outputs are never replaced by default). Reported: the median of ``--repeat``
+runs, the end-to-end ratio (baseline / Binner), the pixel-access-only ratio (baseline / lazy window reads), a
+breakdown of the Binner's warm time by step, and the peak traced heap (tracemalloc) of the Binner and the
+baseline. The temporary files are deleted at the end. The last line printed is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ def make_binner(pairs: list[tuple[Path, Path]], out: Path, seed: int) -> Binner:
         min_emitters=2,
         seed=seed,
         output_folder=str(out),
-        overwrite=True,
+        overwrite=False,  # the default: each run writes a fresh folder
     )
 
 
@@ -105,6 +108,24 @@ def run_binner(pairs: list[tuple[Path, Path]], out: Path, seed: int, trace: bool
     stats = binner.statistics()
     binner.close()
     return elapsed, t_load, peak, {"provenance": provenance, "stats": stats}
+
+
+def binner_phases(pairs: list[tuple[Path, Path]], out: Path, seed: int) -> dict[str, float]:
+    """Warm time of each step of the same job: tables + movies, pool draw, plan + labels, writing the outputs."""
+    t0 = time.perf_counter()
+    binner = make_binner(pairs, out, seed)
+    binner.load()
+    t1 = time.perf_counter()
+    binner.draw_pool()
+    t2 = time.perf_counter()
+    binner.compose()
+    binner.binned_locs()
+    t3 = time.perf_counter()
+    binner.run()  # reuses the pool and the plan: reads the patches, sums, writes TIF + CSV + JSON
+    t4 = time.perf_counter()
+    binner.close()
+    return {"load_tables_open_movies_s": t1 - t0, "draw_pool_s": t2 - t1, "compose_and_labels_s": t3 - t2,
+            "read_sum_write_s": t4 - t3}
 
 
 def run_baseline(pairs: list[tuple[Path, Path]], provenance: dict, trace: bool) -> tuple[float, int, np.ndarray]:
@@ -161,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512, help="frame edge in pixels (default 512)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--locs-per-frame", type=int, default=5, help="uniformly placed localizations per frame")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per condition (median reported)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per condition (median reported)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     tmp = Path(tempfile.mkdtemp(prefix="imagebinner-bench-"))
@@ -174,16 +195,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generated {N_MOVIES} movies of {args.frames} x {args.size}x{args.size} uint16 "
               f"({sum(movie_bytes) / 1e9:.2f} GB) in {gen_time:.1f} s")
         movies = [m for m, _ in pairs]
+        inputs = movies + [loc for _, loc in pairs]  # what a cold run must read from disk
         # warm-up on a small copy of the job (imports of pandas/pyarrow etc. are not what is measured)
         small = [make_movie(tmp, 10 + i, 20, 64, rng) for i in range(N_MOVIES)]
         run_binner(small, tmp / "warmup", args.seed, trace=False)
         results = {}
         for cache in ("cold", "warm"):
             t_bins, t_loads, t_bases, t_lazys = [], [], [], []
-            for _ in range(args.repeat):
+            identical = True
+            for k in range(args.repeat):
+                # a fresh output folder each run, as a real run writes (outputs are never replaced by default)
+                out = tmp / f"out-{cache}-{k}"
                 if cache == "cold":
-                    drop_cache(movies)
-                t_bin, t_load, _, info = run_binner(pairs, tmp / "out", args.seed, trace=False)
+                    drop_cache(inputs)
+                t_bin, t_load, _, info = run_binner(pairs, out, args.seed, trace=False)
                 if cache == "cold":
                     drop_cache(movies)
                 t_base, _, base_frames = run_baseline(pairs, info["provenance"], trace=False)
@@ -191,14 +216,14 @@ def main(argv: list[str] | None = None) -> int:
                     drop_cache(movies)
                 t_lazy, lazy_frames = run_lazy_pixels(pairs, info["provenance"])
                 assert np.array_equal(lazy_frames, base_frames)
+                with tifffile.TiffFile(out / "binned.tif") as tif:
+                    identical &= bool(np.array_equal(tif.asarray(), base_frames))
+                shutil.rmtree(out)
                 t_bins.append(t_bin)
                 t_loads.append(t_load)
                 t_bases.append(t_base)
                 t_lazys.append(t_lazy)
             t_bin, t_load, t_base, t_lazy = (float(np.median(v)) for v in (t_bins, t_loads, t_bases, t_lazys))
-            with tifffile.TiffFile(tmp / "out" / "binned.tif") as tif:
-                ours = tif.asarray()
-            identical = bool(np.array_equal(ours, base_frames))
             results[cache] = {
                 "binner_s": round(t_bin, 3),
                 "binner_load_tables_s": round(t_load, 3),
@@ -213,15 +238,30 @@ def main(argv: list[str] | None = None) -> int:
                   f"{t_load:.3f} s reading the localization tables and opening the movies), baseline imread + crop "
                   f"{r['baseline_s']:.3f} s: {r['speedup']:.1f}x faster; binned frames identical to the baseline: "
                   f"{identical}")
-            print(f"  pixel work alone: lazy window reads {t_lazy:.4f} s vs imread + crop {t_base:.3f} s: "
+            print(f"  pixel access alone: lazy window reads {t_lazy:.4f} s vs imread + crop {t_base:.3f} s: "
                   f"{t_base / t_lazy:.0f}x faster")
+        phase_runs = [binner_phases(pairs, tmp / f"out-phases-{k}", args.seed) for k in range(args.repeat)]
+        phases = {name: round(float(np.median([p[name] for p in phase_runs])), 4) for name in phase_runs[0]}
+        results["warm_steps"] = phases
+        print("Binner steps, warm (median): " + ", ".join(f"{k[:-2].replace('_', ' ')} {v * 1e3:.1f} ms"
+                                                          for k, v in phases.items()))
         # peak traced heap, measured in separate runs (tracemalloc slows Python code down)
-        _, _, peak_bin, info = run_binner(pairs, tmp / "out", args.seed, trace=True)
+        _, _, peak_bin, info = run_binner(pairs, tmp / "out-heap", args.seed, trace=True)
         _, peak_base, _ = run_baseline(pairs, info["provenance"], trace=True)
-        results["heap"] = {"binner_peak_mb": round(peak_bin / 2**20, 1), "baseline_peak_mb": round(peak_base / 2**20, 1)}
+        results["heap"] = {"binner_peak_mb": round(peak_bin / 2**20, 1),
+                           "baseline_peak_mb": round(peak_base / 2**20, 1)}
         print(f"peak traced heap: Binner {peak_bin / 2**20:.1f} MB, baseline {peak_base / 2**20:.1f} MB")
         pool = info["stats"]["pool"]
-        print(f"pool: {pool['draws']} windows drawn, acceptance rate {pool['acceptance_rate']:.3g}, mode {pool['mode']}")
+        print(f"pool: {pool['draws']} windows drawn, acceptance rate {pool['acceptance_rate']:.3g}, "
+              f"mode {pool['mode']}")
+        print()
+        print(f"{'':16s}{'Binner end to end':>19s}{'baseline':>11s}{'ratio':>8s}   {'lazy pixels':>12s}"
+              f"{'pixel ratio':>13s}")
+        for cache in ("cold", "warm"):
+            r = results[cache]
+            print(f"{cache + ' cache':16s}{r['binner_s']:>17.3f} s{r['baseline_s']:>9.3f} s{r['speedup']:>7.1f}x   "
+                  f"{r['lazy_pixels_s']:>10.4f} s{r['pixel_access_speedup']:>12.1f}x")
+        print(f"{'peak heap':16s}{peak_bin / 2**20:>16.1f} MB{peak_base / 2**20:>8.0f} MB")
         figures = {
             "movies": N_MOVIES,
             "frames_per_movie": args.frames,

@@ -14,12 +14,17 @@ import tifffile
 
 from imagebinner.cli import main as cli_main
 from imagebinner.errors import OutputExistsError, ParameterError
-from imagebinner.io import LocMeta, LocTable, open_movie, read_locs, write_locs, write_tif
-from imagebinner.tools.binner import Binner
+from imagebinner.io import LocMeta, LocTable, TifWriter, open_movie, read_locs, write_locs, write_tif
+from imagebinner.tools.binner import Binner, provenance_json
 from imagebinner.tools.binning_windows import (
+    cell_areas,
+    count_qualifying_per_frame,
     count_qualifying_windows,
     frames_may_qualify,
     pixel_indices,
+    qualifying_cells,
+    qualifying_windows_at,
+    window_at,
     window_counts,
 )
 
@@ -589,3 +594,73 @@ def test_in_memory_tables_and_binned_frame_for_a_gui(sim, tmp_path):
         ]
     assert json.loads((tmp_path / "out" / "binned.json").read_text())["inputs"][0]["locs"]["path"] == str(
         locs_path.resolve())
+
+
+# -- the vectorised fast paths give exactly what the simple per-frame / per-patch versions give ------------------
+def test_vectorised_qualifying_counts_and_window_numbering_match_the_per_frame_versions():
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        n_frames, size = int(rng.integers(1, 30)), int(rng.integers(1, 10))
+        heights = rng.integers(size, size + 25, n_frames)
+        widths = rng.integers(size, size + 25, n_frames)
+        lengths = rng.integers(0, 40 if trial % 4 == 0 else 7, n_frames)  # dense frames: summed-area path
+        starts = np.r_[0, np.cumsum(lengths)[:-1]]
+        py = np.concatenate([rng.integers(0, h, k) for h, k in zip(heights, lengths)]).astype(np.int64)
+        px = np.concatenate([rng.integers(0, w, k) for w, k in zip(widths, lengths)]).astype(np.int64)
+        emin = int(rng.integers(0, 4))
+        stops = starts + lengths
+        counts = count_qualifying_per_frame(starts, stops, heights, widths, py, px, size, emin)
+        cells = [qualifying_cells(py[a:b], px[a:b], h, w, size, emin)
+                 for a, b, h, w in zip(starts, stops, heights, widths)]
+        np.testing.assert_array_equal(counts, [cell_areas(c).sum() for c in cells])
+        frames = np.flatnonzero(counts).repeat(5)
+        within = rng.integers(0, counts[frames]) if len(frames) else frames
+        rows, cols = qualifying_windows_at(frames, within, starts, stops, heights, widths, py, px, size, emin)
+        for f, w, r, c in zip(frames, within, rows, cols):
+            assert (r, c) == tuple(int(v[0]) for v in window_at(cells[f], np.array([w])))
+
+
+def test_vectorised_compose_matches_a_frame_by_frame_draw(sim):
+    """One fresh permutation per binned frame, greedy choice skipping overlapping windows: the plan the
+    vectorised compose builds is exactly this simple procedure's (same seed, same plan)."""
+    b = make(sim, patch_size=30, n_patches=50, n_binned=40, bin_size=5)  # large patches: many overlaps
+    plan = quiet(b.compose)
+    pool = b.draw_pool()
+    rng = np.random.default_rng([int(b.seed_used), 1])
+    same_frame = (pool["measurement"][:, None] == pool["measurement"]) & (pool["frame"][:, None] == pool["frame"])
+    overlap = same_frame & (np.abs(pool["row"][:, None] - pool["row"]) < 30) & (
+        np.abs(pool["column"][:, None] - pool["column"]) < 30)
+    np.fill_diagonal(overlap, False)
+    assert overlap.any()
+    for j in range(len(plan)):
+        chosen: list[int] = []
+        for k in rng.permutation(len(pool["frame"])).tolist():
+            if len(chosen) < 5 and not overlap[k, chosen].any():
+                chosen.append(k)
+        assert plan[j].tolist() == chosen
+
+
+def test_gathered_windows_whole_stack_tif_and_compact_provenance_equal_the_simple_ways(sim, tmp_path):
+    movie_path = sim[0][0]
+    rng = np.random.default_rng(3)
+    with open_movie(movie_path) as movie:
+        frames, rows, cols = rng.integers(0, 20, 30), rng.integers(0, 48 - 16, 30), rng.integers(0, 64 - 16, 30)
+        np.testing.assert_array_equal(movie.windows(frames, rows, cols, 16),
+                                      [movie.window(f, r, c, 16) for f, r, c in zip(frames, rows, cols)])
+        with pytest.raises(IndexError):
+            movie.windows([0], [40], [0], 16)
+    stack = rng.integers(-50, 70000, (7, 9, 11))
+    for dtype in ("uint16", "float32"):
+        streamed = TifWriter(tmp_path / f"s_{dtype}.tif", pixel_size=PS, dtype=dtype)
+        streamed.write_stream(iter(stack), len(stack))
+        whole = TifWriter(tmp_path / f"w_{dtype}.tif", pixel_size=PS, dtype=dtype)
+        whole.write_array(stack)
+        assert (tmp_path / f"s_{dtype}.tif").read_bytes() == (tmp_path / f"w_{dtype}.tif").read_bytes()
+        assert whole.clipped == streamed.clipped == (np.count_nonzero((stack < 0) | (stack > 65535))
+                                                     if dtype == "uint16" else 0)
+    patches = rng.integers(0, 3000, (6, 5))
+    index = rng.integers(0, 6, (4, 3))
+    assert provenance_json({"tool": "t"}, patches[index]) == provenance_json({"tool": "t"}, patches=patches,
+                                                                             index=index)
+    assert json.loads(provenance_json({"tool": "t"}, patches[index]))["binned_frames"][3]["parts"][2] == dict(
+        zip(("measurement", "frame", "row", "column", "n_locs"), patches[index[3, 2]].tolist()))

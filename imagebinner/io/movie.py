@@ -120,18 +120,19 @@ class Movie:
             raise FormatError(f"not a readable TIF ({exc})", self.path) from None
         self._tif = tif
         try:
-            if not len(tif.pages):
-                raise FormatError("TIF holds no image data", self.path)
-            page0 = tif.pages.first
+            try:
+                page0 = tif.pages.first  # cheap: len(tif.pages) would walk every page header of the file
+            except IndexError:
+                raise FormatError("TIF holds no image data", self.path) from None
             if page0.samplesperpixel > 1:
                 raise FormatError(
                     "TIF holds RGB/multi-sample images, expected single-channel camera frames", self.path
                 )
             if page0.ndim != 2:
                 raise FormatError(f"TIF pages have shape {page0.shape}, expected 2-D frames", self.path)
-            plain = tif.flags <= _PLAIN_TIF_FLAGS
             maybe_contiguous = page0.is_contiguous and (tif.is_imagej or tif.is_shaped or not tif.pages.is_multipage)
-            if plain and not maybe_contiguous and self._open_pages_lazily(tif, page0):
+            # tif.flags evaluates is_uniform, which walks every page header: only needed for non-contiguous files
+            if not maybe_contiguous and tif.flags <= _PLAIN_TIF_FLAGS and self._open_pages_lazily(tif, page0):
                 pass
             else:
                 self._open_series(tif)
@@ -283,6 +284,33 @@ class Movie:
         if self._memmap is not None:
             return np.array(self._memmap[k, row : row + size, col : col + size], dtype=self.dtype)
         return self.frame(k)[row : row + size, col : col + size].copy()
+
+    def windows(self, frames: Iterable[int], rows: Iterable[int], cols: Iterable[int], size: int) -> np.ndarray:
+        """Pixels of several ``size x size`` windows ``[row:row+size, col:col+size]`` of frame ``frame``, at once, as
+        a ``(n, size, size)`` native-order array. Each window must lie wholly inside its frame. Memory-mapped
+        movies gather all of them in one vectorised read (only their rows are touched); others read window by
+        window."""
+        frames = np.asarray(frames, dtype=np.int64).reshape(-1)
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        cols = np.asarray(cols, dtype=np.int64).reshape(-1)
+        size = int(size)
+        if not len(frames) == len(rows) == len(cols):
+            raise ValueError("windows: frames, rows and cols differ in length")
+        if not len(frames):
+            return np.empty((0, size, size), dtype=self.dtype)
+        if frames.min() < 0 or frames.max() >= self.n_frames:
+            bad = int(frames[(frames < 0) | (frames >= self.n_frames)][0])
+            raise IndexError(f"{self.path}: frame {bad} outside 0..{self.n_frames - 1}")
+        height, width = self.shape
+        if rows.min() < 0 or cols.min() < 0 or (rows + size).max() > height or (cols + size).max() > width:
+            raise IndexError(f"{self.path}: a {size} px window reaches outside the {self.shape} frame")
+        if self._memmap is not None:
+            span = np.arange(size)
+            window_rows = (rows[:, None] + span)[:, :, None]
+            window_cols = (cols[:, None] + span)[:, None, :]
+            data = self._memmap[frames[:, None, None], window_rows, window_cols]
+            return np.asarray(data, dtype=self.dtype)
+        return np.stack([self.window(k, r, c, size) for k, r, c in zip(frames, rows, cols)])
 
     def __getitem__(self, k: int) -> np.ndarray:
         return self.frame(k)
@@ -508,6 +536,21 @@ class TifWriter:
 
         self._write_pages(chained(), n_frames, first.shape)
         self.n_written = n_frames
+
+    def write_array(self, stack: np.ndarray) -> None:
+        """Write a whole ``(n_frames, height, width)`` stack in one contiguous write: the same file as
+        :meth:`write_stream` of its frames, without the per-frame overhead (for stacks that fit in memory)."""
+        if self._tmp is None:  # used without ``with``: open, write and commit in one go
+            with self:
+                self.write_array(stack)
+            return
+        stack = np.asarray(stack)
+        if stack.ndim != 3 or len(stack) < 1:
+            raise ParameterError(f"expected a (frames, height, width) stack, got shape {stack.shape}", self.path)
+        out, clipped = to_output_dtype(stack, self.dtype)
+        self.clipped += clipped
+        self._write_pages(np.ascontiguousarray(out), len(out), out.shape[1:])
+        self.n_written = len(out)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._stack is not None

@@ -38,11 +38,10 @@ from imagebinner.io import (
 from imagebinner.io.table import OPTIONAL
 from imagebinner.tools.base import Task
 from imagebinner.tools.binning_windows import (
-    cell_areas,
+    count_qualifying_per_frame,
     frames_may_qualify,
-    qualifying_cells,
-    window_at,
     pixel_indices,
+    qualifying_windows_at,
     window_counts,
     windows_overlap,
 )
@@ -51,6 +50,7 @@ _ELEMENTS_PER_BATCH = 200_000  # localization-window tests per vectorised batch 
 _OUTPUT_SUFFIXES = (".tif", ".tiff", ".csv", ".json")
 _PART_FIELDS = ("measurement", "frame", "row", "column", "n_locs")
 _PATCH_CACHE_BYTES = 64 * 2**20  # pool patches kept in memory while writing (read on demand beyond)
+_STACK_WRITE_BYTES = 32 * 2**20  # binned movies up to this size are written in one contiguous write
 
 
 @dataclasses.dataclass
@@ -169,7 +169,24 @@ class Binner(Task):
         self._plan_key: tuple | None = None
         self._draw_stats: dict = {}
         self._patch_cache: dict | None = None
-        self._cells_cache: dict[int, np.ndarray] = {}
+        self._publish_steps = True  # each step publishes its statistics (the stats param) when it computes
+        self._validated_pixels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _update(self, **values: Any) -> None:
+        """Set constant (output) params, unlocking only those for the moment (``param.edit_constant``, used by
+        :meth:`Task._update`, unlocks every param of the class: twice as slow, and a save sets several)."""
+        params = [self.param[name] for name in values]
+        constant = [p.constant for p in params]
+        for p in params:
+            p.constant = False
+        try:
+            self.param.update(**values)
+        finally:
+            for p, was in zip(params, constant):
+                p.constant = was
+
+    def _advance(self, steps: int = 1) -> None:
+        self._update(progress=min(self.progress + steps, self.n_steps))
 
     # -- loading --------------------------------------------------------------------------------------------
     def _measurement_key(self) -> tuple:
@@ -201,6 +218,7 @@ class Binner(Task):
         movies: list[Movie] = []
         tables: list[LocTable] = []
         locs_paths: list[Path | None] = []
+        self._validated_pixels = {}
         try:
             for pair in self.measurements:
                 movie_path, locs = self._unpack(pair)
@@ -277,6 +295,8 @@ class Binner(Task):
                 stacklevel=3,
             )
             table = table.take(~outside)
+            px, py = px[~outside], py[~outside]
+        self._validated_pixels[index] = (px, py)  # reused by _build_global_index (elementwise: same values)
         offsets = np.searchsorted(table.frame, np.arange(movie.n_frames + 1), side="left")
         return Measurement(index, movie.path, locs_path, movie, table, offsets, n_out)
 
@@ -288,8 +308,14 @@ class Binner(Task):
         self._bases = bases
         self._gx = np.concatenate([m.table.x for m in ms]) if ms else np.empty(0)
         self._gy = np.concatenate([m.table.y for m in ms]) if ms else np.empty(0)
-        self._gpx = pixel_indices(self._gx, ps)
-        self._gpy = pixel_indices(self._gy, ps)
+        pixels = [self._validated_pixels.get(m.index) for m in ms]
+        if ms and all(p is not None and len(p[0]) == len(m.table) for p, m in zip(pixels, ms)):
+            self._gpx = np.concatenate([p[0] for p in pixels])
+            self._gpy = np.concatenate([p[1] for p in pixels])
+        else:
+            self._gpx = pixel_indices(self._gx, ps)
+            self._gpy = pixel_indices(self._gy, ps)
+        self._validated_pixels = {}
         extra = [c for c in OPTIONAL if any(c in m.table for m in ms)]
         self._gextra = {
             c: np.concatenate([m.table[c] if c in m.table else np.full(len(m.table), np.nan) for m in ms])
@@ -368,19 +394,34 @@ class Binner(Task):
             self._fail_pool(need, self.count_qualifying_windows(), total_windows)
 
         mean_locs = float(((c_stop - c_start) * c_nwin).sum()) / cand_windows
+        locate = _window_locator(c_meas, c_nwin)
         pool_keys: set[tuple[int, int, int, int]] = set()
         pool: list[tuple[int, int, int, int, int]] = []
         draws = accepted = 0
+        # frames where no window can hold min_emitters localizations (cheap pair test), computed once a batch
+        # would cost more to count than the test itself; their draws are rejected without counting
+        c_lengths = c_stop - c_start
+        filter_cost = int(np.where(c_lengths <= 64, c_lengths**2, 0).sum()) + len(c_lengths)
+        maybe: np.ndarray | None = None
         # 1) rejection sampling: uniform windows of the candidate frames, tested in vectorised batches
         while len(pool) < need and draws < self.max_attempts:
             rate = (accepted + 1) / (draws + 1)
             batch = int(min((need - len(pool)) / rate * 1.5 + 256, _ELEMENTS_PER_BATCH / max(mean_locs, 1.0)))
             batch = max(1, min(batch, self.max_attempts - draws))
             r = rng.integers(0, cand_windows, size=batch)
-            c = np.searchsorted(cum, r, side="right")
-            within = r - (cum[c] - c_nwin[c])
+            c, within = locate(r)
             rows, cols = np.divmod(within, c_ncols[c])
-            counts = window_counts(c_start[c], c_stop[c], rows, cols, self._gpy, self._gpx, P)
+            if maybe is None and emin >= 2 and batch * mean_locs > filter_cost:
+                maybe = self._may_qualify(c_start, c_stop)
+            if maybe is None:
+                counts = window_counts(c_start[c], c_stop[c], rows, cols, self._gpy, self._gpx, P)
+            else:
+                counts = np.zeros(batch, dtype=np.int64)  # < min_emitters: rejected as counting would
+                test = np.flatnonzero(maybe[c])
+                ct = c[test]
+                counts[test] = window_counts(
+                    c_start[ct], c_stop[ct], rows[test], cols[test], self._gpy, self._gpx, P
+                )
             ok = np.flatnonzero(counts >= emin)
             used = batch
             for k in ok:
@@ -400,12 +441,11 @@ class Binner(Task):
         # 2) exact sampling among the qualifying windows themselves (sparse data, or too few of them)
         qualifying = None
         if len(pool) < need:
-            q = self._qualifying_per_candidate(c_meas, c_frame, c_start, c_stop)
+            q = self._qualifying_per_candidate(c_meas, c_frame, c_start, c_stop, maybe)
             qualifying = int(q.sum())
             if qualifying < need:
                 self._fail_pool(need, qualifying, total_windows)
             self._draw_exact(rng, q, c_meas, c_frame, c_start, c_stop, need, pool, pool_keys)
-            self._cells_cache = {}
 
         arr = np.array(pool, dtype=np.int64).reshape(-1, 5)
         self._pool = {
@@ -427,8 +467,10 @@ class Binner(Task):
             "mode": "rejection" if qualifying is None else "rejection + exact",
             "qualifying_windows": qualifying,
         }
-        self._update(seed_used=seed)
-        self._update(stats=self.statistics())
+        if self._publish_steps:
+            self._update(seed_used=seed, stats=self.statistics())
+        else:
+            self._update(seed_used=seed)
         return self._pool
 
     def _fail_pool(self, need: int, qualifying: int, total: int) -> None:
@@ -438,42 +480,41 @@ class Binner(Task):
             f">= {emin} localizations; lower min_emitters, use a smaller n_patches, or a larger patch_size"
         )
 
-    def _frame_cells(self, i: int, start: int, stop: int) -> np.ndarray:
-        height, width = self._loaded[i].shape
-        sl = slice(int(start), int(stop))
-        return qualifying_cells(self._gpy[sl], self._gpx[sl], height, width, self.patch_size, self.min_emitters)
+    def _candidate_shapes(self, c_meas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        heights = np.array([m.shape[0] for m in self._loaded], dtype=np.int64)
+        widths = np.array([m.shape[1] for m in self._loaded], dtype=np.int64)
+        c_meas = np.asarray(c_meas, dtype=np.int64)
+        return heights[c_meas], widths[c_meas]
 
-    def _qualifying_per_candidate(self, c_meas, c_frame, c_start, c_stop) -> np.ndarray:
-        """Exact number of qualifying windows in each candidate frame (cheap pair filter first)."""
+    def _may_qualify(self, c_start: np.ndarray, c_stop: np.ndarray) -> np.ndarray:
+        """False for candidate frames where no window can hold ``min_emitters`` localizations (pair test)."""
+        return frames_may_qualify(c_start, c_stop, self._gpy, self._gpx, self.patch_size, self.min_emitters)
+
+    def _qualifying_per_candidate(self, c_meas, c_frame, c_start, c_stop, maybe=None) -> np.ndarray:
+        """Exact number of qualifying windows in each candidate frame (vectorised over frames)."""
+        heights, widths = self._candidate_shapes(c_meas)
+        if maybe is None:
+            maybe = self._may_qualify(c_start, c_stop)
         q = np.zeros(len(c_meas), dtype=np.int64)
-        maybe = frames_may_qualify(c_start, c_stop, self._gpy, self._gpx, self.patch_size, self.min_emitters)
-        self._cells_cache = {}
-        for k in np.flatnonzero(maybe):
-            cells = self._frame_cells(c_meas[k], c_start[k], c_stop[k])
-            q[k] = cell_areas(cells).sum()
-            if len(cells) <= 4096:  # small: keep for the exact draw
-                self._cells_cache[int(k)] = cells
+        q[maybe] = count_qualifying_per_frame(
+            c_start[maybe], c_stop[maybe], heights[maybe], widths[maybe], self._gpy, self._gpx, self.patch_size,
+            self.min_emitters,
+        )
         return q
 
     def _draw_exact(self, rng, q, c_meas, c_frame, c_start, c_stop, need, pool, pool_keys) -> None:
         """Add distinct windows drawn uniformly among the qualifying ones until the pool holds ``need``."""
         total = int(q.sum())
         ends = np.cumsum(q)
-        cells_cache = self._cells_cache
+        heights, widths = self._candidate_shapes(c_meas)
 
         def windows(numbers: np.ndarray):
             c = np.searchsorted(ends, numbers, side="right")
             within = numbers - (ends[c] - q[c])
-            rows = np.empty(len(numbers), np.int64)
-            cols = np.empty(len(numbers), np.int64)
-            for cand in np.unique(c):
-                cells = cells_cache.get(int(cand))
-                if cells is None:
-                    cells = self._frame_cells(c_meas[cand], c_start[cand], c_stop[cand])
-                    if len(cells) <= 4096:  # large ones (dense frames) are recomputed: bounded memory
-                        cells_cache[int(cand)] = cells
-                sel = c == cand
-                rows[sel], cols[sel] = window_at(cells, within[sel])
+            rows, cols = qualifying_windows_at(
+                c, within, c_start, c_stop, heights, widths, self._gpy, self._gpx, self.patch_size,
+                self.min_emitters,
+            )
             return c, rows, cols
 
         if total <= 20 * need:
@@ -485,11 +526,12 @@ class Binner(Task):
             numbers = batches.pop(0) if batches is not None else rng.integers(0, total, 2 * (need - len(pool)) + 16)
             c, rows, cols = windows(numbers)
             counts = window_counts(c_start[c], c_stop[c], rows, cols, self._gpy, self._gpx, self.patch_size)
+            keys = np.stack([c_meas[c], c_frame[c], rows, cols, counts], axis=1).tolist()
             for k in range(len(numbers)):
-                wkey = (int(c_meas[c[k]]), int(c_frame[c[k]]), int(rows[k]), int(cols[k]))
+                wkey = tuple(keys[k][:4])
                 if wkey not in pool_keys:
                     pool_keys.add(wkey)
-                    pool.append((*wkey, int(counts[k])))
+                    pool.append(tuple(keys[k]))
                     if len(pool) == need:
                         return
 
@@ -537,35 +579,74 @@ class Binner(Task):
         n_pool = len(pool["frame"])
         conflicts = self._conflicts(pool)
         plan = np.empty((self.n_binned, B), dtype=np.int64)
-        remaining = None if self.reuse_patches else rng.permutation(n_pool).tolist()
-        for j in range(self.n_binned):
-            order = rng.permutation(n_pool).tolist() if remaining is None else remaining
-            head = order[:B]
-            if len(head) == B and not any(k in conflicts for k in head):
-                chosen = head  # the greedy choice below, without the loop
-            else:
-                chosen = []
-                blocked: set[int] = set()
-                for idx in order:
-                    if idx in blocked:
-                        continue
-                    chosen.append(idx)
-                    blocked |= conflicts.get(idx, set())
-                    if len(chosen) == B:
-                        break
-            if len(chosen) < B:
-                raise ParameterError(
-                    f"binned frame {j + 1}: cannot find bin_size={B} pool patches without overlapping windows of "
-                    "the same frame; raise n_patches, lower bin_size, use a smaller patch_size or allow "
-                    "reuse_patches"
-                )
-            plan[j] = chosen
-            if remaining is not None:
-                taken = set(chosen)
+        if self.reuse_patches:
+            self._compose_with_reuse(rng, plan, n_pool, conflicts)
+        else:
+            remaining = rng.permutation(n_pool).tolist()
+            for j in range(self.n_binned):
+                plan[j] = self._choose(j, remaining, conflicts, B)
+                taken = set(plan[j].tolist())
                 remaining = [k for k in remaining if k not in taken]
         self._plan, self._plan_key = plan, key
-        self._update(stats=self.statistics())
+        if self._publish_steps:
+            self._update(stats=self.statistics())
         return plan
+
+    @staticmethod
+    def _greedy(order: list[int], size: int, conflicts: dict[int, set[int]]) -> list[int]:
+        """The first ``size`` patches of ``order`` that overlap none chosen before (fewer if impossible)."""
+        chosen: list[int] = []
+        blocked: set[int] = set()
+        for idx in order:
+            if idx in blocked:
+                continue
+            chosen.append(idx)
+            hit = conflicts.get(idx)
+            if hit:
+                blocked |= hit
+            if len(chosen) == size:
+                break
+        return chosen
+
+    def _choose(self, j: int, order: list[int], conflicts: dict[int, set[int]], bin_size: int) -> list[int]:
+        """Greedy choice of binned frame ``j`` in ``order``; a clear error when it cannot be filled."""
+        chosen = self._greedy(order, bin_size, conflicts)
+        if len(chosen) < bin_size:
+            raise ParameterError(
+                f"binned frame {j + 1}: cannot find bin_size={bin_size} pool patches without overlapping windows "
+                "of the same frame; raise n_patches, lower bin_size, use a smaller patch_size or allow "
+                "reuse_patches"
+            )
+        return chosen
+
+    def _compose_with_reuse(self, rng, plan: np.ndarray, n_pool: int, conflicts: dict[int, set[int]]) -> None:
+        """Fill ``plan``: binned frame ``j`` takes the greedy choice in a fresh random permutation of the pool.
+
+        The permutations of many frames are drawn at once with ``rng.permuted`` row by row, which consumes the
+        generator exactly like one ``rng.permutation(n_pool)`` per frame (same plans as frame-by-frame drawing).
+        Rows whose first ``bin_size`` patches overlap nothing take them directly; the others are chosen greedily,
+        vectorised over rows on a short head of their permutation (the greedy choice is a prefix scan), the rare
+        rest on their whole permutation.
+        """
+        B = self.bin_size
+        conflicted = np.zeros(n_pool, dtype=bool)
+        conflicted[list(conflicts)] = True
+        rows_per_chunk = max(1, (4 << 20) // max(n_pool * 8, 1))  # ~4 MB of permutations at a time
+        identity = np.arange(n_pool, dtype=np.int64)
+        head = min(n_pool, 3 * B + 16)
+        indptr, neighbours = _conflict_lists(conflicts, n_pool)
+        for start in range(0, len(plan), rows_per_chunk):
+            stop = min(start + rows_per_chunk, len(plan))
+            orders = rng.permuted(np.tile(identity, (stop - start, 1)), axis=1)
+            if n_pool >= B:
+                plan[start:stop] = orders[:, :B]
+                redo = np.flatnonzero(conflicted[orders[:, :B]].any(axis=1))
+            else:
+                redo = np.arange(stop - start)
+            chosen, count = _greedy_rows(orders[redo, :head], B, indptr, neighbours, n_pool)
+            plan[start + redo] = chosen
+            for r in redo[count < B].tolist():  # rare: the head was not enough, scan the whole permutation
+                plan[start + r] = self._choose(start + r, orders[r].tolist(), conflicts, B)
 
     def _conflicts(self, pool: dict[str, np.ndarray]) -> dict[int, set[int]]:
         """Pool patches whose windows overlap another pool window of the same (measurement, frame)."""
@@ -574,6 +655,23 @@ class Binner(Task):
         order = np.argsort(key, kind="stable")
         sorted_key = key[order]
         bounds = np.flatnonzero(np.diff(sorted_key)) + 1
+        sizes = np.diff(np.concatenate([[0], bounds, [len(order)]])).astype(np.int64)
+        if int((sizes * sizes).sum()) <= 500_000:  # bounded memory; else group by group below
+            # all ordered pairs of patches of the same (measurement, frame) at once
+            per_elem = np.repeat(sizes, sizes)
+            group_first = np.repeat(np.cumsum(sizes) - sizes, sizes)
+            total = int(per_elem.sum())
+            a_pos = np.repeat(np.arange(len(order)), per_elem)
+            b_pos = np.arange(total) + np.repeat(group_first - (np.cumsum(per_elem) - per_elem), per_elem)
+            a, b = order[a_pos], order[b_pos]
+            hit = (a != b) & (np.abs(pool["row"][a] - pool["row"][b]) < P) & (
+                np.abs(pool["column"][a] - pool["column"][b]) < P
+            )
+            a, b = a[hit], b[hit]
+            by_a = np.argsort(a, kind="stable")
+            a, b = a[by_a], b[by_a]
+            keys, first = np.unique(a, return_index=True)
+            return {k: set(v) for k, v in zip(keys.tolist(), (g.tolist() for g in np.split(b, first[1:])))}
         conflicts: dict[int, set[int]] = {}
         for group in np.split(order, bounds):
             if len(group) < 2:
@@ -606,6 +704,32 @@ class Binner(Task):
             out[name] = values[sl][inside]
         return out
 
+    def _all_patch_locs(self, pool: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
+        """:meth:`_patch_locs` of the pool patches ``indices`` at once, concatenated in that order (vectorised
+        membership); ``"_count"`` holds the number of localizations of each patch."""
+        indices = np.asarray(indices, dtype=np.int64)
+        meas, frame = pool["measurement"][indices], pool["frame"][indices]
+        starts = np.zeros(len(indices), dtype=np.int64)
+        stops = np.zeros(len(indices), dtype=np.int64)
+        for m in self._loaded:
+            mine = meas == m.index
+            starts[mine] = self._bases[m.index] + m.offsets[frame[mine]]
+            stops[mine] = self._bases[m.index] + m.offsets[frame[mine] + 1]
+        lengths = stops - starts
+        owner = np.repeat(np.arange(len(indices)), lengths)
+        rows = np.arange(int(lengths.sum()), dtype=np.int64) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        rows += np.repeat(starts, lengths)
+        n, m_, P = pool["row"][indices][owner], pool["column"][indices][owner], self.patch_size
+        px, py = self._gpx[rows], self._gpy[rows]
+        inside = (px >= m_) & (px < m_ + P) & (py >= n) & (py < n + P)
+        rows, owner, n, m_ = rows[inside], owner[inside], n[inside], m_[inside]
+        ps = self._ps
+        out = {"x": self._gx[rows] - m_ * ps, "y": self._gy[rows] - n * ps}
+        for name, values in self._gextra.items():
+            out[name] = values[rows]
+        out["_count"] = np.bincount(owner, minlength=len(indices))
+        return out
+
     def patch_image(self, pool_index: int) -> np.ndarray:
         """Pixels of one pool patch, read lazily from its movie (stored dtype, native order)."""
         pool = self.draw_pool()
@@ -624,21 +748,28 @@ class Binner(Task):
     def _prefetch(self, pool: dict[str, np.ndarray], indices: np.ndarray) -> None:
         """Read the used pool patches once, in file order, into a stack when it fits in ``_PATCH_CACHE_BYTES``."""
         indices = np.unique(indices)
-        wide = self._wide_dtype()
+        wide = self._stack_dtype()
         self._patch_cache = None
         if len(indices) * self.patch_size**2 * wide.itemsize > _PATCH_CACHE_BYTES:
             return
-        order = np.lexsort((pool["row"][indices], pool["frame"][indices], pool["measurement"][indices]))
+        stack = np.zeros((len(pool["frame"]), self.patch_size, self.patch_size), dtype=wide)
         for meas in self._loaded:
             mine = indices[pool["measurement"][indices] == meas.index]
-            if len(mine) and hasattr(meas.movie, "advise_windows"):
-                meas.movie.advise_windows(
-                    zip(pool["frame"][mine], pool["row"][mine], pool["column"][mine]), self.patch_size
-                )
-        stack = np.zeros((len(pool["frame"]), self.patch_size, self.patch_size), dtype=wide)
-        for idx in indices[order]:
-            stack[idx] = self._patch_image(pool, int(idx))
+            if not len(mine):
+                continue
+            # in file order; announced to the OS first so that cold reads happen in parallel
+            mine = mine[np.lexsort((pool["row"][mine], pool["frame"][mine]))]
+            frames, rows, cols = pool["frame"][mine], pool["row"][mine], pool["column"][mine]
+            meas.movie.advise_windows(zip(frames, rows, cols), self.patch_size)
+            stack[mine] = meas.movie.windows(frames, rows, cols, self.patch_size)  # one vectorised gather
         self._patch_cache = {"key": self._pool_key, "stack": stack}
+
+    def _stack_dtype(self) -> np.dtype:
+        """Dtype of the cached pool patches: int32 holds any movie of (u)int8/(u)int16 exactly, else the wide type."""
+        dtypes = [m.movie.dtype for m in self._loaded]
+        if all(d.kind in "uib" and d.itemsize <= 2 for d in dtypes):
+            return np.dtype(np.int32)
+        return self._wide_dtype()
 
     def _wide_dtype(self) -> np.dtype:
         kinds = {m.movie.dtype.kind for m in self._loaded}
@@ -685,7 +816,52 @@ class Binner(Task):
             table = LocTable(cols, self._output_meta(), presorted=True, validate=False)
         return BinnedFrame(j, total, image, clipped, table, parts)
 
-    def _iter_binned_images(self, plan: np.ndarray, chunk: int = 64):
+    def _binned_chunks(self, plan: np.ndarray, per_frame: bool = True):
+        """Yield ``(start, images, clipped)`` for consecutive chunks of binned frames from the cached patches:
+        ``images`` in the output dtype, ``clipped`` the clipped pixels of each frame (int array), or of the whole
+        chunk (int) when not ``per_frame``.
+
+        Integer sums are exact in any order: they are accumulated part by part, in int32 when no sum can
+        overflow it (uint16 movies up to ~30000 parts), else in int64; float movies are summed in float64.
+        """
+        stack = self._patch_cache["stack"]
+        wide = self._wide_dtype()
+        offset = self.camera_offset * (self.bin_size - 1)
+        integral = wide.kind == "i" and float(offset).is_integer()
+        dtype = self.output_dtype
+        accumulator = wide
+        if stack.dtype.kind == "i" and stack.dtype.itemsize == 4:
+            # the cached patches come from (u)int8/(u)int16 movies: |sum| <= bin_size * 65535 (+ the offset)
+            bound = plan.shape[1] * 65536 + (abs(int(offset)) if integral else 0)
+            accumulator = np.dtype(np.int32) if bound < 2**31 - 1 else np.dtype(np.int64)
+        # chunks of ~1 MB of sums (and for float movies of the (chunk, bin_size, P, P) gather): they stay in the
+        # CPU cache, which makes the summing about twice as fast as on the whole movie at once
+        frame_bytes = stack[0].size * accumulator.itemsize * (plan.shape[1] if wide.kind == "f" else 1)
+        chunk = int(max(1, min(256, (1 << 20) // max(frame_bytes, 1))))
+        for start in range(0, len(plan), chunk):
+            rows = plan[start : start + chunk]
+            if wide.kind == "f":
+                sums = stack[rows].sum(axis=1, dtype=wide)
+            else:
+                sums = stack[rows[:, 0]].astype(accumulator)
+                for b in range(1, rows.shape[1]):
+                    sums += stack[rows[:, b]]
+            if integral:
+                sums -= int(offset)
+            else:
+                sums = sums.astype(np.float64) - offset
+            images, n_clipped = to_output_dtype(sums, dtype)
+            if dtype != "uint16":
+                clipped = np.zeros(len(sums), dtype=np.int64) if per_frame else 0
+            elif per_frame:
+                clipped = ((sums < 0) | (sums > 65535)).sum(axis=(1, 2))
+            elif integral:
+                clipped = n_clipped  # the same count for integer sums
+            else:
+                clipped = int(np.count_nonzero((sums < 0) | (sums > 65535)))  # before rounding, as per frame
+            yield start, images, clipped
+
+    def _iter_binned_images(self, plan: np.ndarray):
         """Yield ``(j, image, clipped)`` for every binned frame; summed in chunks when the patches are cached."""
         cache = self._patch_cache
         if cache is None or cache["key"] != self._pool_key:
@@ -693,23 +869,47 @@ class Binner(Task):
                 frame = self._binned_frame(plan, j, with_locs=False)
                 yield j, frame.image, frame.clipped
             return
-        wide = cache["stack"].dtype
-        offset = self.camera_offset * (self.bin_size - 1)
-        integral = wide.kind == "i" and float(offset).is_integer()
-        dtype = self.output_dtype
-        for start in range(0, len(plan), chunk):
-            sums = cache["stack"][plan[start : start + chunk]].sum(axis=1, dtype=wide)
-            if integral:
-                sums -= int(offset)
-            else:
-                sums = sums.astype(np.float64) - offset
-            images, _ = to_output_dtype(sums, dtype)
-            if dtype == "uint16":
-                clipped = ((sums < 0) | (sums > 65535)).sum(axis=(1, 2)).tolist()
-            else:
-                clipped = [0] * len(sums)
-            for k in range(len(sums)):
-                yield start + k, images[k], clipped[k]
+        for start, images, clipped in self._binned_chunks(plan):
+            for k, n_clipped in enumerate(clipped.tolist()):
+                yield start + k, images[k], n_clipped
+
+    def _write_binned_tif(self, path: Path, plan: np.ndarray) -> int:
+        """Write all binned frames to ``path``; returns the clipped pixel count. A small movie (the usual case:
+        ``n_binned * P^2`` pixels) is built in memory and written in one contiguous write, a large one streamed."""
+        writer = TifWriter(path, pixel_size=self._ps, dtype=self.output_dtype, overwrite=True)
+        cache = self._patch_cache
+        n, P = len(plan), self.patch_size
+        every = max(1, n // 20)  # progress updates cost a param event each
+        done = 0
+
+        def advance(j: int) -> None:
+            nonlocal done
+            if j // every > done // every or j == n:
+                self._advance(j - done)
+                done = j
+
+        clipped = 0
+        out_bytes = n * P * P * np.dtype(self.output_dtype).itemsize
+        if cache is not None and cache["key"] == self._pool_key and out_bytes <= _STACK_WRITE_BYTES:
+            images = np.empty((n, P, P), dtype=self.output_dtype)
+            for start, chunk, chunk_clipped in self._binned_chunks(plan, per_frame=False):
+                images[start : start + len(chunk)] = chunk
+                clipped += int(chunk_clipped)
+            advance(n)  # all frames summed (a few ms; progress per chunk would cost more than it shows)
+            with writer:
+                writer.write_array(images)
+            return clipped
+
+        def frames():
+            nonlocal clipped
+            for j, image, n_clipped in self._iter_binned_images(plan):
+                clipped += n_clipped
+                advance(j + 1)
+                yield image
+
+        with writer:
+            writer.write_stream(frames(), n)
+        return clipped
 
     def _output_meta(self) -> LocMeta:
         return LocMeta(
@@ -725,9 +925,9 @@ class Binner(Task):
         plan = self.compose()
         pool = self._pool
         used = np.unique(plan)
-        per_patch = [self._patch_locs(pool, int(k)) for k in used]
+        per_used = self._all_patch_locs(pool, used)  # columns of all used patches' labels, patch after patch
         lengths = np.zeros(len(pool["frame"]), dtype=np.int64)
-        lengths[used] = [len(p["x"]) for p in per_patch]
+        lengths[used] = per_used.pop("_count")
         starts = np.zeros_like(lengths)
         starts[used] = np.cumsum(lengths[used]) - lengths[used]
         flat = plan.ravel()
@@ -735,7 +935,7 @@ class Binner(Task):
         total = int(n_each.sum())
         rows = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n_each) - n_each, n_each)
         rows += np.repeat(starts[flat], n_each)
-        cols = {name: np.concatenate([p[name] for p in per_patch])[rows] for name in per_patch[0]}
+        cols = {name: values[rows] for name, values in per_used.items()}
         per_frame = n_each.reshape(plan.shape).sum(axis=1)
         cols["frame"] = np.repeat(np.arange(len(plan), dtype=np.int64), per_frame)
         return LocTable(cols, self._output_meta(), presorted=True, validate=False)
@@ -907,38 +1107,35 @@ class Binner(Task):
         return np.stack([pool[name] for name in _PART_FIELDS], axis=-1)[plan]
 
     def save(self) -> list[Path]:
-        """Write the binned TIF (streamed), the DeepSTORM training CSV and the JSON provenance, atomically."""
+        """Write the binned TIF, the DeepSTORM training CSV and the JSON provenance, atomically.
+
+        The TIF is written in one contiguous write when the binned movie is small (the usual case, at most
+        ``_STACK_WRITE_BYTES``), else streamed frame by frame (bounded memory)."""
         from imagebinner.io import write_locs
 
         targets = self.check_outputs()
         ms = self.load()
         self._check_settings(ms)
         with self._job(self.n_binned + 2, status="drawing the patch pool"):
-            self.draw_pool()
-            self._advance()
-            plan = self.compose()
+            # the intermediate statistics of draw_pool/compose are not published: save publishes the final ones
+            self._publish_steps = False
+            try:
+                self.draw_pool()
+                self._advance()
+                plan = self.compose()
+            except Exception:
+                self._publish_steps = True
+                self._update(stats=self.statistics())  # what the failed step got to (as when called alone)
+                raise
+            finally:
+                self._publish_steps = True
             labels = self.binned_locs()
             provenance = self.provenance(frames=False)
-            self._advance()
-            self._update(status="writing binned frames")
+            self._update(progress=min(self.progress + 1, self.n_steps), status="writing binned frames")
             clipped = 0
             with atomic_group(targets, overwrite=self.overwrite) as (tmp_tif, tmp_csv, tmp_json):
-                writer = TifWriter(tmp_tif, pixel_size=self._ps, dtype=self.output_dtype, overwrite=True)
-
                 self._prefetch(self._pool, plan.ravel())
-
-                every = max(1, len(plan) // 20)  # progress updates cost a param event each (~0.5 ms)
-
-                def frames():
-                    nonlocal clipped
-                    for j, image, n_clipped in self._iter_binned_images(plan):
-                        clipped += n_clipped
-                        if (j + 1) % every == 0 or j + 1 == len(plan):
-                            self._advance(j + 1 - (self.progress - 2))
-                        yield image
-
-                with writer:
-                    writer.write_stream(frames(), len(plan))
+                clipped = self._write_binned_tif(tmp_tif, plan)
                 write_locs(labels, tmp_csv, format="deepstorm", overwrite=True)
                 provenance["outputs"] = {
                     "tif": targets[0].name,
@@ -946,7 +1143,9 @@ class Binner(Task):
                     "clipped_pixels": int(clipped),
                     "n_labels": int(len(labels)),
                 }
-                tmp_json.write_text(provenance_json(provenance, self._parts_table()))
+                pool = self._pool
+                patches = np.stack([pool[name] for name in _PART_FIELDS], axis=-1)
+                tmp_json.write_text(provenance_json(provenance, patches=patches, index=plan))
             self._update(
                 clipped_pixels=int(clipped),
                 written_paths=[str(t) for t in targets],
@@ -962,24 +1161,115 @@ class Binner(Task):
         return self.save()
 
 
-def provenance_json(provenance: dict, parts: np.ndarray | None = None) -> str:
+def _window_locator(c_meas: np.ndarray, c_nwin: np.ndarray):
+    """``locate(r) -> (c, within)``: window number ``r`` of the concatenated candidate frames is window ``within``
+    of candidate ``c``, i.e. ``c = searchsorted(cumsum(c_nwin), r, "right")`` — computed by integer division
+    inside each run of frames with the same window count (a measurement), which is exact and much faster."""
+    bounds = np.flatnonzero(np.diff(c_meas) != 0) + 1
+    run_first = np.concatenate([[0], bounds]).astype(np.int64)
+    run_nwin = c_nwin[run_first].astype(np.int64)
+    run_frames = np.diff(np.concatenate([run_first, [len(c_meas)]]))
+    run_ends = np.cumsum(run_frames * run_nwin)
+    run_starts = run_ends - run_frames * run_nwin
+    if not np.array_equal(c_nwin, np.repeat(run_nwin, run_frames)):  # not one window count per run: plain search
+        cum = np.cumsum(c_nwin)
+
+        def locate_search(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            c = np.searchsorted(cum, r, side="right")
+            return c, r - (cum[c] - c_nwin[c])
+
+        return locate_search
+
+    def locate(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        run = np.searchsorted(run_ends, r, side="right") if len(run_ends) > 1 else np.zeros(len(r), np.int64)
+        offset = r - run_starts[run]
+        k, within = np.divmod(offset, run_nwin[run])
+        return run_first[run] + k, within
+
+    return locate
+
+
+def _conflict_lists(conflicts: dict[int, set[int]], n_pool: int) -> tuple[np.ndarray, np.ndarray]:
+    """The conflict sets as CSR arrays: patch ``k`` overlaps ``neighbours[indptr[k]:indptr[k+1]]``."""
+    degree = np.zeros(n_pool, dtype=np.int64)
+    for k, hit in conflicts.items():
+        degree[k] = len(hit)
+    indptr = np.concatenate([[0], np.cumsum(degree)])
+    neighbours = np.empty(int(indptr[-1]), dtype=np.int64)
+    for k, hit in conflicts.items():
+        neighbours[indptr[k] : indptr[k + 1]] = sorted(hit)
+    return indptr, neighbours
+
+
+def _greedy_rows(
+    orders: np.ndarray, size: int, indptr: np.ndarray, neighbours: np.ndarray, n_pool: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`Binner._greedy` on every row of ``orders`` at once (position by position, vectorised over rows).
+
+    Returns the ``(rows, size)`` choices and how many were found per row (``< size`` when the row ran out).
+    """
+    n_rows, width = orders.shape
+    chosen = np.zeros((n_rows, size), dtype=np.int64)
+    count = np.zeros(n_rows, dtype=np.int64)
+    blocked = np.zeros((n_rows, n_pool), dtype=bool)
+    rows = np.arange(n_rows)
+    for p in range(width):
+        idx = orders[:, p]
+        take = (count < size) & ~blocked[rows, idx]
+        taken_rows, taken = rows[take], idx[take]
+        chosen[taken_rows, count[taken_rows]] = taken
+        count[taken_rows] += 1
+        degree = indptr[taken + 1] - indptr[taken]
+        if degree.any():
+            first = np.repeat(indptr[taken] - np.cumsum(degree) + degree, degree)
+            blocked[np.repeat(taken_rows, degree), neighbours[first + np.arange(int(degree.sum()))]] = True
+        if count.min(initial=size) >= size:
+            break
+    return chosen, count
+
+
+def provenance_json(
+    provenance: dict,
+    parts: np.ndarray | None = None,
+    *,
+    patches: np.ndarray | None = None,
+    index: np.ndarray | None = None,
+) -> str:
     """The provenance as JSON text: indented, one line per binned frame (fast to write, easy to read).
 
-    ``parts`` (``(n_binned, bin_size, 5)``, see :meth:`Binner._parts_table`) replaces ``provenance["binned_frames"]``.
+    ``parts`` (``(n_binned, bin_size, 5)``, see :meth:`Binner._parts_table`) replaces ``provenance["binned_frames"]``;
+    so do ``patches`` (``(n, 5)`` rows of measurement, frame, row, column, n_locs) with ``index`` (``(n_binned,
+    bin_size)`` rows of ``patches``), the same table without repeating the patches used several times.
     """
     rest = {k: v for k, v in provenance.items() if k != "binned_frames"}
     head = json.dumps(rest, indent=1, default=_json_default)
-    if parts is None:
-        parts = np.array(
-            [[[p[name] for name in _PART_FIELDS] for p in f["parts"]] for f in provenance.get("binned_frames", [])],
-            dtype=np.int64,
-        )
-    part = '{"measurement": %d, "frame": %d, "row": %d, "column": %d, "n_locs": %d}'
-    frames = ",\n".join(
-        '  {"binned_frame": %d, "parts": [' % (j + 1) + ", ".join(part % tuple(p) for p in frame) + "]}"
-        for j, frame in enumerate(parts.tolist())
-    )
+    if patches is None:
+        if parts is None:
+            frames = provenance.get("binned_frames", [])
+            parts = [[[p[name] for name in _PART_FIELDS] for p in f["parts"]] for f in frames]
+        parts = np.asarray(parts, dtype=np.int64)
+        if not parts.size:
+            parts = np.zeros((0, 0, len(_PART_FIELDS)), dtype=np.int64)
+        patches, index = np.unique(parts.reshape(-1, len(_PART_FIELDS)), axis=0, return_inverse=True)
+        index = index.reshape(parts.shape[:2])
+    frames = _binned_frames_json(patches, index)
     return head[:-2] + ',\n "binned_frames": [\n' + frames + "\n ]\n}\n"
+
+
+def _binned_frames_json(patches: np.ndarray, index: np.ndarray) -> str:
+    """The ``binned_frames`` lines of :func:`provenance_json`: each patch's text is formatted once, then all lines
+    are filled with one ``%`` operation."""
+    index = np.asarray(index, dtype=np.int64)
+    if not index.size:
+        return ""
+    n_frames, n_parts = index.shape
+    part = '{"measurement": %d, "frame": %d, "row": %d, "column": %d, "n_locs": %d}'
+    texts = np.array([part % tuple(row) for row in np.asarray(patches, dtype=np.int64).tolist()], dtype=object)
+    cells = np.empty((n_frames, n_parts + 1), dtype=object)
+    cells[:, 0] = np.arange(1, n_frames + 1).tolist()
+    cells[:, 1:] = texts[index]
+    line = '  {"binned_frame": %d, "parts": [' + ", ".join(["%s"] * n_parts) + "]}"
+    return ",\n".join([line] * n_frames) % tuple(cells.ravel().tolist())
 
 
 def _json_default(value: Any) -> Any:

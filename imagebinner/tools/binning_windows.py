@@ -42,15 +42,15 @@ def window_counts(
     total = int(lengths.sum())
     if total == 0:
         return np.zeros(n_windows, dtype=np.int64)
-    owner = np.repeat(np.arange(n_windows), lengths)
-    first = np.cumsum(lengths) - lengths
-    idx = np.arange(total, dtype=np.int64) - np.repeat(first, lengths) + np.repeat(starts, lengths)
-    py = loc_rows[idx]
-    px = loc_cols[idx]
-    r = np.asarray(rows, dtype=np.int64)[owner]
-    c = np.asarray(cols, dtype=np.int64)[owner]
-    inside = (py >= r) & (py < r + size) & (px >= c) & (px < c + size)
-    return np.bincount(owner[inside], minlength=n_windows)
+    ends = np.cumsum(lengths)
+    first = ends - lengths
+    idx = np.arange(total, dtype=np.int64) + np.repeat(starts - first, lengths)
+    # a localization is inside iff 0 <= its row - window row < size (one unsigned comparison per axis)
+    dy = np.asarray(loc_rows, dtype=np.int64)[idx] - np.repeat(np.asarray(rows, dtype=np.int64), lengths)
+    dx = np.asarray(loc_cols, dtype=np.int64)[idx] - np.repeat(np.asarray(cols, dtype=np.int64), lengths)
+    inside = (dy.view(np.uint64) < size) & (dx.view(np.uint64) < size)
+    cumulative = np.concatenate([[0], np.cumsum(inside, dtype=np.int64)])
+    return cumulative[ends] - cumulative[first]
 
 
 def qualifying_cells(
@@ -151,35 +151,200 @@ def frames_may_qualify(
     if min_emitters <= 1:
         return result
     small = np.flatnonzero(result & (lengths <= max_locs))
-    chunk: list[int] = []
-    pairs = 0
-
-    def flush(frames: list[int]) -> None:
-        if not frames:
-            return
-        fr = np.asarray(frames)
-        lens, firsts = lengths[fr], starts[fr]
-        # every localization of these frames, with its frame's first row and length
-        locs = np.repeat(firsts, lens) + (np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens))
-        loc_len = np.repeat(lens, lens)
-        loc_first = np.repeat(firsts, lens)
-        # all (loc, partner) pairs inside the same frame
-        a = np.repeat(np.arange(len(locs)), loc_len)
-        partner = np.repeat(loc_first, loc_len) + (np.arange(len(a)) - np.repeat(np.cumsum(loc_len) - loc_len, loc_len))
-        near = (np.abs(loc_rows[locs[a]] - loc_rows[partner]) < size) & (
-            np.abs(loc_cols[locs[a]] - loc_cols[partner]) < size
-        )
-        neighbours = np.bincount(a, weights=near, minlength=len(locs))  # includes the localization itself
-        frame_of_loc = np.repeat(np.arange(len(fr)), lens)
-        best = np.zeros(len(fr))
-        np.maximum.at(best, frame_of_loc, neighbours)
-        result[fr] = best >= min_emitters
-
-    for f in small:
-        chunk.append(int(f))
-        pairs += int(lengths[f]) ** 2
-        if pairs >= max_pairs:
-            flush(chunk)
-            chunk, pairs = [], 0
-    flush(chunk)
+    # frames of equal localization count k at once: (frames, k, k) pair tests, at most ~max_pairs per batch
+    order = small[np.argsort(lengths[small], kind="stable")]
+    counts = lengths[order]
+    bounds = np.flatnonzero(np.diff(counts)) + 1
+    for group in np.split(order, bounds):
+        if not len(group):
+            continue
+        k = int(lengths[group[0]])
+        per_batch = max(1, max_pairs // (k * k))
+        for begin in range(0, len(group), per_batch):
+            frames = group[begin : begin + per_batch]
+            locs = starts[frames][:, None] + np.arange(k)
+            rows, cols = loc_rows[locs], loc_cols[locs]
+            if np.abs(rows).max() < 2**30 and np.abs(cols).max() < 2**30:  # always, for pixel indices
+                rows, cols = rows.astype(np.int32), cols.astype(np.int32)  # half the memory traffic, exact
+            near = (np.abs(rows[:, :, None] - rows[:, None, :]) < size) & (
+                np.abs(cols[:, :, None] - cols[:, None, :]) < size
+            )
+            # neighbours of each localization, itself included; the frame may qualify if one has enough
+            result[frames] = near.sum(axis=2).max(axis=1) >= min_emitters
     return result
+
+
+_GRID_BUDGET = 1 << 19  # grid cells per vectorised batch of frames (a few int64 arrays of it: ~20 MB at most)
+_GRID_MAX_LOCS = 128  # frames with more localizations go through qualifying_cells (summed-area table when cheaper)
+
+
+def _frame_rows(starts: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """``(F, width)`` global row numbers of each frame's localizations, padded with -1."""
+    slot = np.arange(width)
+    rows = starts[:, None] + slot[None, :]
+    return np.where(slot[None, :] < lengths[:, None], rows, -1)
+
+
+def _qualifying_grids(
+    starts: np.ndarray,
+    lengths: np.ndarray,
+    n_rows: np.ndarray,
+    n_cols: np.ndarray,
+    loc_rows: np.ndarray,
+    loc_cols: np.ndarray,
+    size: int,
+    min_emitters: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised :func:`qualifying_cells` of ``F`` frames on a shared compressed grid per frame.
+
+    Returns ``ys (F, G)``, ``xs (F, G)`` (each frame's sorted rectangle edges, duplicates and padding included) and
+    ``areas (F, (G-1)*(G-1))``: the number of qualifying windows in each grid cell, row-major (zero for cells that do
+    not qualify and for the empty slivers between duplicate edges). The qualifying cells with a positive area are
+    exactly those of :func:`qualifying_cells`, in the same order. Needs ``min_emitters >= 1``.
+    """
+    n_frames = len(starts)
+    width = int(lengths.max(initial=1))
+    rows = _frame_rows(starts, lengths, width)
+    pad = rows < 0
+    py = np.where(pad, 0, loc_rows[np.maximum(rows, 0)])
+    px = np.where(pad, 0, loc_cols[np.maximum(rows, 0)])
+    nr, nc = n_rows[:, None], n_cols[:, None]
+    # window corners whose window contains a loc: [py-P+1, py] x [px-P+1, px]; padding = empty rectangles at 0
+    r_lo = np.where(pad, 0, np.maximum(py - size + 1, 0))
+    r_hi = np.where(pad, 0, np.minimum(py, nr - 1) + 1)
+    c_lo = np.where(pad, 0, np.maximum(px - size + 1, 0))
+    c_hi = np.where(pad, 0, np.minimum(px, nc - 1) + 1)
+    g = 2 * width
+    ys = np.sort(np.concatenate([r_lo, r_hi], axis=1), axis=1)
+    xs = np.sort(np.concatenate([c_lo, c_hi], axis=1), axis=1)
+    # per-frame searchsorted on one flat array: frames are shifted apart by more than any coordinate
+    span = int(max(ys[:, -1].max(initial=0), xs[:, -1].max(initial=0))) + 1
+    shift = (np.arange(n_frames, dtype=np.int64) * span)[:, None]
+    base = (np.arange(n_frames, dtype=np.int64) * g)[:, None]
+    flat_ys, flat_xs = (ys + shift).ravel(), (xs + shift).ravel()
+    a = np.searchsorted(flat_ys, r_lo + shift) - base
+    b = np.searchsorted(flat_ys, r_hi + shift) - base
+    c = np.searchsorted(flat_xs, c_lo + shift) - base
+    d = np.searchsorted(flat_xs, c_hi + shift) - base
+    frame = np.arange(n_frames, dtype=np.int64)[:, None] * (g * g)
+    plus = np.concatenate([frame + a * g + c, frame + b * g + d], axis=1).ravel()
+    minus = np.concatenate([frame + b * g + c, frame + a * g + d], axis=1).ravel()
+    size_all = n_frames * g * g
+    diff = np.bincount(plus, minlength=size_all) - np.bincount(minus, minlength=size_all)
+    cover = diff.astype(np.int32).reshape(n_frames, g, g).cumsum(2, dtype=np.int32).cumsum(1, dtype=np.int32)
+    cover = cover[:, :-1, :-1]
+    dy, dx = np.diff(ys, axis=1), np.diff(xs, axis=1)
+    areas = np.where(cover >= min_emitters, dy[:, :, None] * dx[:, None, :], 0).reshape(n_frames, -1)
+    return ys, xs, areas
+
+
+def _grid_batches(lengths: np.ndarray, eligible: np.ndarray):
+    """Index batches of the ``eligible`` frames, grouped by localization count, each within ``_GRID_BUDGET``
+    grid cells (a frame of ``k`` localizations takes ``(2k)^2``)."""
+    frames = np.flatnonzero(eligible)
+    frames = frames[np.argsort(lengths[frames], kind="stable")]
+    cost = 4 * np.maximum(lengths[frames], 1) ** 2  # non-decreasing
+    start = 0
+    while start < len(frames):
+        horizon = min(len(frames), start + _GRID_BUDGET // int(cost[start]) + 1)
+        # a batch's grid width is set by its last (largest) frame: n * cost[last] must stay within the budget
+        batch_cost = np.arange(1, horizon - start + 1) * cost[start:horizon]
+        stop = start + max(int(np.searchsorted(batch_cost, _GRID_BUDGET, side="right")), 1)
+        yield frames[start:stop]
+        start = stop
+
+
+def _use_grid(lengths: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    return (lengths <= _GRID_MAX_LOCS) & (4 * lengths * lengths <= heights * widths)
+
+
+def count_qualifying_per_frame(
+    starts: np.ndarray,
+    stops: np.ndarray,
+    heights: np.ndarray,
+    widths: np.ndarray,
+    loc_rows: np.ndarray,
+    loc_cols: np.ndarray,
+    size: int,
+    min_emitters: int,
+) -> np.ndarray:
+    """Exact number of qualifying windows in each of ``F`` frames (rows ``starts[f]:stops[f]``, frame size
+    ``heights[f] x widths[f]``), vectorised over frames; equals :func:`count_qualifying_windows` frame by frame."""
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(stops, dtype=np.int64) - starts
+    heights = np.asarray(heights, dtype=np.int64)
+    widths = np.asarray(widths, dtype=np.int64)
+    n_rows, n_cols = heights - size + 1, widths - size + 1
+    valid = (n_rows > 0) & (n_cols > 0)
+    if min_emitters <= 0:
+        return np.where(valid, n_rows * n_cols, 0)
+    counts = np.zeros(len(starts), dtype=np.int64)
+    active = valid & (lengths >= min_emitters)
+    grid = active & _use_grid(lengths, heights, widths)
+    for batch in _grid_batches(lengths, grid):
+        _, _, areas = _qualifying_grids(
+            starts[batch], lengths[batch], n_rows[batch], n_cols[batch], loc_rows, loc_cols, size, min_emitters
+        )
+        counts[batch] = areas.sum(axis=1)
+    for f in np.flatnonzero(active & ~grid):
+        sl = slice(int(starts[f]), int(starts[f] + lengths[f]))
+        cells = qualifying_cells(loc_rows[sl], loc_cols[sl], int(heights[f]), int(widths[f]), size, min_emitters)
+        counts[f] = cell_areas(cells).sum()
+    return counts
+
+
+def qualifying_windows_at(
+    frames: np.ndarray,
+    within: np.ndarray,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    heights: np.ndarray,
+    widths: np.ndarray,
+    loc_rows: np.ndarray,
+    loc_cols: np.ndarray,
+    size: int,
+    min_emitters: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the qualifying windows number ``within[d]`` of frame ``frames[d]`` (per-frame arrays
+    ``starts``... indexed by ``frames``), vectorised; identical to :func:`window_at` on :func:`qualifying_cells`."""
+    frames = np.asarray(frames, dtype=np.int64)
+    within = np.asarray(within, dtype=np.int64)
+    starts = np.asarray(starts, dtype=np.int64)
+    lengths = np.asarray(stops, dtype=np.int64) - starts
+    heights = np.asarray(heights, dtype=np.int64)
+    widths = np.asarray(widths, dtype=np.int64)
+    rows = np.empty(len(frames), np.int64)
+    cols = np.empty(len(frames), np.int64)
+    unique, inverse = np.unique(frames, return_inverse=True)
+    n_rows, n_cols = heights[unique] - size + 1, widths[unique] - size + 1
+    if min_emitters <= 0:
+        rows[:], cols[:] = np.divmod(within, n_cols[inverse])
+        return rows, cols
+    grid = _use_grid(lengths[unique], heights[unique], widths[unique])
+    for batch in _grid_batches(lengths[unique], grid):
+        f = unique[batch]
+        ys, xs, areas = _qualifying_grids(
+            starts[f], lengths[f], n_rows[batch], n_cols[batch], loc_rows, loc_cols, size, min_emitters
+        )
+        slot = np.full(len(unique), -1)
+        slot[batch] = np.arange(len(batch))
+        sel = np.flatnonzero(slot[inverse] >= 0)
+        k = slot[inverse[sel]]
+        ends = areas.cumsum(axis=1)
+        n_cells = ends.shape[1]
+        # per-frame searchsorted (side="right") on the flattened, frame-shifted cumulative areas
+        shift = (np.arange(len(batch), dtype=np.int64) * (int(ends[:, -1].max(initial=0)) + 1))[:, None]
+        cell = np.searchsorted((ends + shift).ravel(), within[sel] + shift[k, 0], side="right") - k * n_cells
+        inside = within[sel] - (ends[k, cell] - areas[k, cell])
+        g = xs.shape[1] - 1
+        i, j = np.divmod(cell, g)
+        cell_width = xs[k, j + 1] - xs[k, j]
+        rows[sel] = ys[k, i] + inside // cell_width
+        cols[sel] = xs[k, j] + inside % cell_width
+    for b in np.flatnonzero(~grid):
+        f = unique[b]
+        sl = slice(int(starts[f]), int(starts[f] + lengths[f]))
+        cells = qualifying_cells(loc_rows[sl], loc_cols[sl], int(heights[f]), int(widths[f]), size, min_emitters)
+        sel = inverse == b
+        rows[sel], cols[sel] = window_at(cells, within[sel])
+    return rows, cols
