@@ -10,4 +10,6 @@ pn.extension(notifications=True, throttled=True)
 hv.extension("bokeh")
 
 if pn.state.served:
-    template(BinnerApp()).servable(title="ImageBinner: Binner")
+    app = BinnerApp()
+    pn.state.on_session_destroyed(lambda session_context: app.close())
+    template(app).servable(title="ImageBinner: Binner")

@@ -10,4 +10,6 @@ pn.extension(notifications=True, throttled=True)
 hv.extension("bokeh")
 
 if pn.state.served:
-    template(ReviewApp()).servable(title="ImageBinner: prediction review")
+    app = ReviewApp()
+    pn.state.on_session_destroyed(lambda session_context: app.close())
+    template(app).servable(title="ImageBinner: prediction review")

@@ -93,6 +93,7 @@ def test_hr_pixel_k_is_centred_at_k_times_hr_pixel_size():
     assert img[7 * 26.75, 3 * 26.75] == arr[3, 7]
 
 
+@pytest.mark.filterwarnings("ignore:.*YAML documents disagree on the pixel size")
 def test_picasso_crosses_of_frame_k_are_that_frames_localizations(shared_data):
     """Real Picasso data (130 nm): the crosses drawn for a frame are exactly that frame's canonical localizations."""
     movie = open_movie(shared_data / "picasso" / "testdata.tif")
@@ -190,7 +191,7 @@ def test_binned_views_go_stale_when_settings_change(demo):
     assert view.current_binned() is not None
     binner.bin_size = 3
     assert view.current_binned() is None
-    assert view.binned_image().data["intensity"].shape == (1, 1)  # the placeholder
+    assert view.binned_image().dimension_values(2, flat=False).shape == (2, 2)  # the placeholder
 
 
 # -- review views -------------------------------------------------------------------------------------------------
@@ -226,7 +227,6 @@ def test_stacked_prediction_peaks_lie_on_the_predictions(review):
     view.refresh()
     pred = review.predictions
     for frame in (5, 30):
-        img = view.stacked_image()
         view.frame = frame
         img = view.stacked_image()
         data = img.dimension_values(2, flat=False)
@@ -255,3 +255,30 @@ def test_metrics_table_and_histogram_follow_the_threshold(review):
     sweep = view.sweep_plot()
     marked = [el.data for el in sweep if isinstance(el, hv.VLine)]
     assert review.suggested_thresholds["f1"] == pytest.approx(marked[1])
+
+
+def test_large_data_is_rasterized(review, monkeypatch):
+    """Above the size limits frames and merged predictions are aggregated (datashader) instead of sent as is."""
+    import imagebinner.views.frames as frames_mod
+    import imagebinner.views.review as review_mod
+
+    view = ReviewView(review)
+    view.refresh()
+    assert isinstance(view.merged_localizations(), hv.DynamicMap)
+    small = _render(pn.pane.HoloViews(view.merged_localizations()))
+    assert len(_sources(small, Scatter)[0].data["x"]) == len(review.filtered)
+    monkeypatch.setattr(review_mod, "RASTERIZE_ABOVE_POINTS", 10)
+    monkeypatch.setattr(frames_mod, "RASTERIZE_ABOVE_PIXELS", 100)
+    merged = _render(pn.pane.HoloViews(view.merged_localizations()))
+    (counts,) = _sources(merged, BokehImage)
+    assert not _sources(merged, Scatter)
+    assert np.nansum(counts.data["image"][0]) == len(review.filtered)  # every kept prediction counted once
+    stacked = _render(pn.pane.HoloViews(view.stacked_plot()))
+    (image,) = _sources(stacked, BokehImage)  # regridded to the plot's size, same extent in nm
+    ps_hr = review.pixel_size_hr
+    assert image.data["x"][0] == pytest.approx(-ps_hr / 2, abs=ps_hr)
+    assert image.data["dw"][0] == pytest.approx(review.hr_shape[1] * ps_hr, rel=0.02)
+    dmap = hv.DynamicMap(view.stacked_image)
+    assert frames_mod.maybe_rasterize(dmap, review.hr_shape) is not dmap  # 256×256 > 100 px: an operation
+    monkeypatch.setattr(frames_mod, "RASTERIZE_ABOVE_PIXELS", 1024 * 1024)
+    assert frames_mod.maybe_rasterize(dmap, review.hr_shape) is dmap  # small frames are sent as they are

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import panel as pn
-import param
 from panel.viewable import Viewer
 
 from imagebinner.apps.common import Job, check_path, notify, tool_widgets

@@ -11,15 +11,17 @@ from pathlib import Path
 
 import holoviews as hv
 import panel as pn
-import param
 from panel.viewable import Viewer
 
 from imagebinner.apps.common import (
     Job,
+    PathPicker,
     check_path,
     data_folder,
     find_measurement_pairs,
+    hv_pane,
     notify,
+    rebuilt_on,
     session_arg,
     tool_widgets,
 )
@@ -32,6 +34,12 @@ SETTINGS = ["pixel_size", "camera_offset", "patch_size", "n_patches", "n_binned"
             "reuse_patches", "output_dtype", "half_pixel", "max_attempts"]
 OUTPUT = ["output_folder", "output_name", "overwrite"]
 MIN_INTERVAL_MS = 150
+UPDATE_MS_PER_LAYER = 50  # Bokeh model update per plot layer and frame (measured on the demo data, 2-core machine)
+
+
+def player_interval(compute_ms: float, n_layers: int) -> int:
+    """Player interval (ms) at or above the per-frame cost: twice the computing time plus the model updates."""
+    return max(MIN_INTERVAL_MS, int(2 * compute_ms + UPDATE_MS_PER_LAYER * n_layers))
 
 
 class BinnerApp(Viewer):
@@ -43,14 +51,17 @@ class BinnerApp(Viewer):
         self.binner = binner or Binner()
         self.view = BinnerView(self.binner)
         self.job = Job()
+        self.job.param.watch(lambda event: setattr(self.view, "busy", event.new), "busy")
+        self._last_stats = ""
         if measurements is None:
-            measurements = self._initial_measurements()
+            measurements = list(self.binner.measurements) if binner is not None else self._initial_measurements()
         output_folder = output_folder or (session_arg("output") or [""])[0]
         if output_folder:
             self.binner.output_folder = output_folder
         self._build_widgets()
         if measurements:
-            self.binner.measurements = [tuple(map(str, pair)) for pair in measurements]
+            self.binner.measurements = [tuple(str(x) if isinstance(x, (str, Path)) else x for x in pair)
+                                        for pair in measurements]
             self._sync_list()
             self.load()
 
@@ -76,6 +87,11 @@ class BinnerApp(Viewer):
         self.measurement_list = pn.widgets.MultiSelect(label="Measurements (movie | localizations)", size=4,
                                                        sizing_mode="stretch_width")
         self.remove_button = pn.widgets.Button(label="Remove selected", on_click=self._remove)
+        self.picker = PathPicker({
+            "movie": lambda path: setattr(self.movie_input, "value", path),
+            "localizations": lambda path: setattr(self.locs_input, "value", path),
+            "output folder": lambda path: setattr(self.binner, "output_folder", path),
+        })
         self.load_button = pn.widgets.Button(label="Load", color="default", on_click=lambda e: self.load(),
                                              disabled=self.job.param.busy)
         self.settings = tool_widgets(b, SETTINGS)
@@ -134,7 +150,8 @@ class BinnerApp(Viewer):
         try:
             for movie, locs in self.binner.measurements:
                 check_path(movie, "movie")
-                check_path(locs, "localization file")
+                if isinstance(locs, (str, Path)):  # (a LocTable given from Python needs no check)
+                    check_path(locs, "localization file")
             self.view.refresh(binned=self.view.has_binned)
         except (ImageBinnerError, OSError, ValueError) as exc:
             notify("error", f"load failed: {exc}")
@@ -148,7 +165,7 @@ class BinnerApp(Viewer):
         self.measurement_select.value = self.view.measurement
         if ms:
             cost = frame_cost_ms(lambda: (self.view.input_image(), self.view.input_points()))
-            self.frame_player.interval = max(MIN_INTERVAL_MS, int(2 * cost))
+            self.frame_player.interval = player_interval(cost, n_layers=4)
 
     def _preview(self, event=None) -> None:
         def work():
@@ -171,26 +188,39 @@ class BinnerApp(Viewer):
         def done(result) -> str:
             self.view.refresh(binned=True)
             self._after_load()
-            self.binned_player.interval = self.frame_player.interval
+            v = self.view
+            cost = frame_cost_ms(lambda: (v.binned_image(), v.binned_points(),
+                                          [v.part_element(k) for k in range(v.n_parts)]))
+            self.binned_player.interval = player_interval(cost, n_layers=3 + v.n_parts)
             if label == "run":
                 return f"{self.binner.status}"
             return f"preview: {self.binner.n_binned} binned frames composed"
         return done
 
-    def _parts(self, layout_revision: int = 0):
-        return pn.pane.HoloViews(self.view.parts(), linked_axes=False)
+    def _parts(self, binned_layout: int = 0):
+        if not self.view.has_binned:
+            return pn.pane.Markdown("*The parts of the shown binned frame appear after Preview or Run.*")
+        return hv_pane(self.view.parts())
 
     def _stats_text(self, revision: int, busy: bool) -> str:
         if not self.view.measurements:
             return "*Add measurements and press Load.*"
-        lines = self.binner.summary_lines()
-        return "\n".join(f"* {line}" for line in lines)
+        if busy:  # the binner is being changed by the worker thread: keep the last statistics
+            return self._last_stats + "\n\n*running ...*"
+        self._last_stats = "\n".join(f"* {line}" for line in self.binner.summary_lines())
+        return self._last_stats
+
+    def close(self) -> None:
+        """Close the movies (views' and binner's file handles); called when the browser session ends."""
+        self.view.close()
+        self.binner.close()
 
     # -- layout -----------------------------------------------------------------------------------------------
     @property
     def sidebar(self) -> list:
         return [
-            "### Measurements", self.movie_input, self.locs_input, self.add_button, self.measurement_list,
+            "### Measurements", self.movie_input, self.locs_input, self.add_button,
+            self.measurement_list,
             pn.Row(self.remove_button, self.load_button),
             "### Settings", self.settings,
             "### Output", self.outputs,
@@ -202,20 +232,21 @@ class BinnerApp(Viewer):
         v = self.view
         inputs = pn.Column(
             "### Input frames", self.measurement_select, self.frame_player, self.crosses_toggle,
-            pn.panel(v.input_plot, sizing_mode="stretch_width", height=430),
-            pn.pane.HoloViews(hv.DynamicMap(v.input_density), sizing_mode="stretch_width", height=200),
+            rebuilt_on(v.param.input_layout, v.input_plot, sizing_mode="stretch_width", height=430),
+            hv_pane(hv.DynamicMap(v.input_density), sizing_mode="stretch_width", height=200),
             sizing_mode="stretch_width",
         )
         binned = pn.Column(
             "### Binned frames", self.binned_player,
-            pn.pane.HoloViews(v.binned_plot(), sizing_mode="stretch_width", height=430),
-            pn.pane.HoloViews(hv.DynamicMap(v.binned_emitters), sizing_mode="stretch_width", height=200),
+            rebuilt_on(v.param.binned_layout, v.binned_plot, sizing_mode="stretch_width", height=430),
+            hv_pane(hv.DynamicMap(v.binned_emitters), sizing_mode="stretch_width", height=200),
             sizing_mode="stretch_width",
         )
-        parts = pn.Column("### Parts of the binned frame", self.part_slider, pn.panel(pn.bind(self._parts, v.param.layout_revision)),
+        parts = pn.Column("### Parts of the binned frame", self.part_slider,
+                          pn.panel(pn.bind(self._parts, v.param.binned_layout)),
                           sizing_mode="stretch_width")
         stats = pn.Column("### Statistics", self.stats, sizing_mode="stretch_width")
-        return [pn.Row(inputs, binned, sizing_mode="stretch_width"), parts, stats]
+        return [self.picker, pn.Row(inputs, binned, sizing_mode="stretch_width"), parts, stats]
 
     def __panel__(self):
         return pn.Row(pn.Column(*self.sidebar, width=340), pn.Column(*self.main, sizing_mode="stretch_width"),

@@ -11,6 +11,7 @@ from typing import Any
 
 import panel as pn
 import param
+from panel.viewable import Viewer
 
 from imagebinner.errors import ImageBinnerError
 
@@ -94,11 +95,21 @@ def tool_widgets(obj: param.Parameterized, parameters: list[str], widgets: dict 
     return pn.Param(obj, parameters=parameters, widgets=spec, show_name=False, sizing_mode="stretch_width")
 
 
+def hv_pane(obj, **options) -> pn.pane.HoloViews:
+    """A HoloViews pane whose axes are not linked to other plots of the page (frames of different sizes)."""
+    return pn.pane.HoloViews(obj, linked_axes=False, **options)
+
+
+def rebuilt_on(parameter, make_plot, **options):
+    """A HoloViews pane rebuilt from ``make_plot()`` whenever ``parameter`` changes (new data, new ranges)."""
+    return pn.panel(pn.bind(lambda _value: hv_pane(make_plot(), **options), parameter), sizing_mode="stretch_width")
+
+
 def notify(kind: str, message: str, notifications=None) -> None:
-    """A success/error/info notification when a page shows notifications; printed otherwise."""
+    """A success/error/info notification on the page (when it shows notifications), always printed too."""
+    print(f"imagebinner {kind}: {message}", flush=True)  # also in the server log
     target = notifications if notifications is not None else pn.state.notifications
     if target is None:
-        print(f"{kind}: {message}")
         return
     if kind == "error":
         target.error(message, duration=0)
@@ -115,6 +126,50 @@ def in_session(doc, callback: Callable[[], Any]) -> None:
 
     with set_curdoc(doc):
         pn.state.execute(callback, schedule=True)
+
+
+def browse_root() -> Path:
+    """Folder the file browsers start in and cannot leave: ``$IMAGEBINNER_ROOT``, else ``$IMAGEBINNER_DATA``, else
+    the working directory."""
+    for name in (ROOT_ENV, DATA_ENV):
+        value = os.environ.get(name, "").strip()
+        if value and Path(value).is_dir():
+            return Path(value)
+    return Path.cwd()
+
+
+class PathPicker(Viewer):
+    """Browse the server's files (``pn.widgets.FileSelector``) and hand the selected path to a setter.
+
+    The selector's own root check is a string-prefix test, so every chosen path is checked again here with
+    ``resolve().is_relative_to(root)`` (and against ``$IMAGEBINNER_ROOT`` by :func:`check_path`).
+    """
+
+    def __init__(self, targets: dict[str, Callable[[str], None]], root: Path | None = None, **params):
+        super().__init__(**params)
+        self.root = (root or browse_root()).resolve()
+        self.selector = pn.widgets.FileSelector(directory=str(self.root), root_directory=str(self.root),
+                                                sizing_mode="stretch_width")
+        self.buttons = [pn.widgets.Button(label=f"Use as {name}", on_click=lambda event, s=setter: self._use(s))
+                        for name, setter in targets.items()]
+
+    def _use(self, setter: Callable[[str], None]) -> None:
+        chosen = list(self.selector.value)
+        if len(chosen) != 1:
+            notify("warning", f"select exactly one path (selected: {len(chosen)})")
+            return
+        try:
+            path = check_path(chosen[0], "selected path", kind="any")
+            if not path.resolve().is_relative_to(self.root):
+                raise ImageBinnerError(f"selected path is outside {self.root}", path)
+        except ImageBinnerError as exc:
+            notify("error", str(exc))
+            return
+        setter(str(path))
+
+    def __panel__(self):
+        return pn.Card(self.selector, pn.FlexBox(*self.buttons), title="Browse server files", collapsed=True,
+                       sizing_mode="stretch_width")
 
 
 class Job(param.Parameterized):
@@ -138,6 +193,7 @@ class Job(param.Parameterized):
         self.busy = True
 
         def finish(result: Any = None, error: BaseException | None = None) -> None:
+            self.busy = False  # first: the done callback redraws views that wait for the job to end
             try:
                 if error is None:
                     text = done(result) if done else f"{label} done"
@@ -150,8 +206,6 @@ class Job(param.Parameterized):
                 self.message = f"{label} failed: {exc}"
                 notify("error", self.message, notifications)
                 traceback.print_exc()
-            finally:
-                self.busy = False
 
         def target() -> None:
             try:
@@ -159,7 +213,8 @@ class Job(param.Parameterized):
             except Exception as exc:
                 if not isinstance(exc, ImageBinnerError):
                     traceback.print_exc()
-                in_session(doc, lambda: finish(error=exc))
+                error = exc  # (``exc`` is unbound after the except block; the callback may run later)
+                in_session(doc, lambda: finish(error=error))
                 return
             in_session(doc, lambda: finish(result))
 

@@ -7,15 +7,23 @@ arguments, or ``$IMAGEBINNER_DATA`` (a prediction folder, or a folder holding ``
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import holoviews as hv
 import panel as pn
-import param
 from panel.viewable import Viewer
 
-from imagebinner.apps.common import Job, check_path, data_folder, find_measurement_pairs, notify, session_arg, \
-    tool_widgets
+from imagebinner.apps.common import (
+    Job,
+    PathPicker,
+    check_path,
+    data_folder,
+    find_measurement_pairs,
+    hv_pane,
+    notify,
+    rebuilt_on,
+    session_arg,
+    tool_widgets,
+)
 from imagebinner.errors import ImageBinnerError
 from imagebinner.io import WRITE_FORMATS
 from imagebinner.tools.review import PredictionReview
@@ -59,7 +67,7 @@ class ReviewApp(Viewer):
         self.view = ReviewView(self.review)
         self.job = Job()
         given = {k: v for k, v in (("folder", folder), ("movie", movie), ("ground_truth", ground_truth)) if v}
-        initial = given or _initial_inputs()
+        initial = given or ({} if review is not None else _initial_inputs())
         if initial:
             self.review.param.update(**{k: str(v) for k, v in initial.items()})
         self._build_widgets()
@@ -69,6 +77,11 @@ class ReviewApp(Viewer):
     def _build_widgets(self) -> None:
         r, v = self.review, self.view
         self.inputs = tool_widgets(r, INPUTS, text=("folder", "stem", "movie", "ground_truth"))
+        self.picker = PathPicker({
+            "prediction folder": lambda path: setattr(r, "folder", path),
+            "movie": lambda path: setattr(r, "movie", path),
+            "ground truth": lambda path: setattr(r, "ground_truth", path),
+        })
         self.relocalize = tool_widgets(r, RELOCALIZE)
         self.matching = tool_widgets(r, MATCHING, widgets={"tolerance": {"throttled": True}})
         self.load_button = pn.widgets.Button(label="Load", color="primary", on_click=lambda e: self.load(),
@@ -137,6 +150,10 @@ class ReviewApp(Viewer):
                      f"{r.n_frames} frames")
         return "\n\n".join(lines)
 
+    def close(self) -> None:
+        """Close the files the views keep open; called when the browser session ends."""
+        self.view.close()
+
     # -- layout -----------------------------------------------------------------------------------------------
     @property
     def sidebar(self) -> list:
@@ -151,32 +168,36 @@ class ReviewApp(Viewer):
     @property
     def main(self) -> list:
         v = self.view
-        pane = dict(sizing_mode="stretch_width", height=420)
+        pane = dict(sizing_mode="stretch_width", height=450)
         frames = pn.Column(
             "### Frame by frame", self.player, pn.Row(self.show_truth, self.show_pred),
-            pn.Row(pn.pane.HoloViews(v.camera_plot(), **pane), pn.pane.HoloViews(v.stacked_plot(), **pane),
-                   sizing_mode="stretch_width"),
+            self._rebuilt(lambda: (v.camera_plot() + v.stacked_plot()).opts(shared_axes=True),
+                          dict(pane, height=490)),  # room for the layout's toolbar
             sizing_mode="stretch_width",
         )
         merged = pn.Column(
             "### Merged (all frames)",
-            pn.Row(pn.panel(pn.bind(lambda rev: pn.pane.HoloViews(v.sum_plot("widefield"), **pane), v.param.revision)),
-                   pn.panel(pn.bind(lambda rev: pn.pane.HoloViews(v.sum_plot("predicted"), **pane), v.param.revision)),
-                   pn.pane.HoloViews(v.merged_localizations(), **pane), sizing_mode="stretch_width"),
+            pn.Row(self._rebuilt(lambda: v.sum_plot("widefield"), pane),
+                   self._rebuilt(lambda: v.sum_plot("predicted"), pane),
+                   self._rebuilt(v.merged_localizations, pane), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
         small = dict(sizing_mode="stretch_width", height=240)
         metrics = pn.Column(
             "### Metrics", self.summary,
-            pn.Row(pn.pane.HoloViews(hv.DynamicMap(v.confidence_histogram), **small),
-                   pn.pane.HoloViews(hv.DynamicMap(v.density_curves), **small), sizing_mode="stretch_width"),
-            pn.Row(pn.pane.HoloViews(hv.DynamicMap(v.sweep_plot), **small),
-                   pn.pane.HoloViews(hv.DynamicMap(v.rmse_plot), **small),
+            pn.Row(hv_pane(hv.DynamicMap(v.confidence_histogram), **small),
+                   hv_pane(hv.DynamicMap(v.density_curves), **small), sizing_mode="stretch_width"),
+            pn.Row(hv_pane(hv.DynamicMap(v.sweep_plot), **small),
+                   hv_pane(hv.DynamicMap(v.rmse_plot), **small),
                    pn.pane.DataFrame(v.metrics_table, index=False, width=260),
                    sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
-        return [frames, merged, metrics]
+        return [self.picker, frames, merged, metrics]
+
+    def _rebuilt(self, make_plot, pane_options: dict):
+        """A HoloViews pane rebuilt after each load (new files, new ranges); frames/threshold only update data."""
+        return rebuilt_on(self.view.param.revision, make_plot, **pane_options)
 
     def __panel__(self):
         return pn.Row(pn.Column(*self.sidebar, width=340), pn.Column(*self.main, sizing_mode="stretch_width"),

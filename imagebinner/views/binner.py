@@ -13,6 +13,7 @@ import numpy as np
 import param
 
 from imagebinner.errors import ImageBinnerError
+from imagebinner.io import Movie, open_movie
 from imagebinner.tools.binner import BinnedFrame, Binner, Measurement
 from imagebinner.tools.binning_windows import pixel_indices
 from imagebinner.views.frames import (
@@ -21,7 +22,6 @@ from imagebinner.views.frames import (
     empty_image,
     frame_image,
     image_clim,
-    is_large,
     maybe_rasterize,
     movie_clim,
     regions,
@@ -46,7 +46,9 @@ class BinnerView(param.Parameterized):
     )
     show_crosses = param.Boolean(default=True, doc="Overlay localizations as red crosses.")
     revision = param.Integer(default=0, doc="Bumped when the binner's data change (every layer redraws).")
-    layout_revision = param.Integer(default=0, doc="Bumped when the plot structure changes (image sizes).")
+    input_layout = param.Integer(
+        default=0, doc="Bumped when the input plot must be rebuilt (new measurements, another image size).")
+    binned_layout = param.Integer(default=0, doc="Bumped when the binned plots must be rebuilt (new binned frames).")
 
     def __init__(self, binner: Binner, **params):
         self.binner = binner
@@ -56,7 +58,10 @@ class BinnerView(param.Parameterized):
         self._binned_cache: dict[int, BinnedFrame] = {}
         self._binned_clim: tuple[float, float] = (0.0, 1.0)
         self._emitters = np.zeros(0, dtype=np.int64)
-        self._large = False
+        self._input_shape: tuple | None = None
+        self._movies: dict[int, Movie] = {}
+        #: set by an app while the binner works in another thread: the binned views then show placeholders
+        self.busy = False
         self._n_parts = 0
         super().__init__(**params)
 
@@ -65,6 +70,11 @@ class BinnerView(param.Parameterized):
     def measurements(self) -> list[Measurement]:
         """The loaded measurements shown (empty before :meth:`refresh`)."""
         return self._ms
+
+    @property
+    def n_parts(self) -> int:
+        """Parts shown per binned frame (0 before a preview/run)."""
+        return self._n_parts
 
     @property
     def has_binned(self) -> bool:
@@ -82,9 +92,11 @@ class BinnerView(param.Parameterized):
         """
         ms = self.binner.load()
         self._ms = list(ms)
-        self._clims = {m.index: movie_clim(m.movie) for m in ms}
+        self.close()
+        # the views read through their own file handles: a Run in another thread reads the binner's
+        self._movies = {m.index: open_movie(m.movie_path) for m in ms}
+        self._clims = {i: movie_clim(movie) for i, movie in self._movies.items()}
         self._binned_cache.clear()
-        large = any(is_large(m.shape) for m in ms)
         updates: dict = {}
         if binned:
             plan = self.binner.compose()
@@ -93,6 +105,7 @@ class BinnerView(param.Parameterized):
             self._emitters = np.asarray(stats.get("binned", {}).get("emitters_per_frame", np.zeros(0)))
             sample = [self._binned(j).image for j in range(min(len(plan), 8))]
             self._binned_clim = image_clim(sample)
+            self._n_parts = min(plan.shape[1], MAX_PARTS_SHOWN)
             self.param.binned_frame.bounds = (0, max(len(plan) - 1, 0))
             self.param.part.bounds = (0, max(plan.shape[1] - 1, 1))  # a slider needs start < end
             updates["binned_frame"] = min(self.binned_frame, len(plan) - 1)
@@ -104,19 +117,22 @@ class BinnerView(param.Parameterized):
         updates.update(measurement=measurement, frame=min(self.frame, n_frames - 1))
         with param.parameterized.batch_call_watchers(self):
             self.param.update(**updates)
-            n_parts = min(self.binner.bin_size, MAX_PARTS_SHOWN) if binned else self._n_parts
-            if large != self._large or n_parts != self._n_parts:
-                self._large, self._n_parts = large, n_parts
-                self.layout_revision += 1
+            self._input_shape = ms[measurement].shape if ms else None
+            self.input_layout += 1
+            if binned:
+                self.binned_layout += 1
             self.revision += 1
 
     @param.depends("measurement", watch=True)
     def _measurement_changed(self) -> None:
         if self._ms:
-            n_frames = self._ms[self.measurement].n_frames
-            self.param.frame.bounds = (0, max(n_frames - 1, 0))
-            if self.frame >= n_frames:
-                self.frame = n_frames - 1
+            m = self._ms[self.measurement]
+            self.param.frame.bounds = (0, max(m.n_frames - 1, 0))
+            if self.frame >= m.n_frames:
+                self.frame = m.n_frames - 1
+            if m.shape != self._input_shape:  # another image size: rebuild the plot so its ranges fit
+                self._input_shape = m.shape
+                self.input_layout += 1
 
     @param.depends("part", "binned_frame", watch=True)
     def show_part_source(self) -> None:
@@ -139,7 +155,7 @@ class BinnerView(param.Parameterized):
 
     def current_binned(self) -> BinnedFrame | None:
         """The shown binned frame, or None before a preview/run (or when the settings changed since)."""
-        if not self.has_binned or self.binner.running:
+        if not self.has_binned or self.binner.running or self.busy:
             return None
         try:
             return self._binned(self.binned_frame)
@@ -158,7 +174,7 @@ class BinnerView(param.Parameterized):
         if not self._ms:
             return empty_image()
         m = self._ms[self.measurement]
-        return frame_image(m.movie.frame(self.frame), self.pixel_size, self._clims.get(m.index))
+        return frame_image(self._movies[m.index].frame(self.frame), self.pixel_size, self._clims.get(m.index))
 
     @param.depends("measurement", "frame", "show_crosses", "revision")
     def input_points(self) -> hv.Points:
@@ -192,12 +208,15 @@ class BinnerView(param.Parameterized):
         counts = self._ms[self.measurement].locs_per_frame() if self._ms else np.zeros(1, dtype=np.int64)
         return counts_curve(counts, self.frame, label="input")
 
-    @param.depends("layout_revision")
+    @param.depends("input_layout")
     def input_plot(self) -> hv.Overlay:
-        """Input frame, crosses and part windows, each layer its own DynamicMap (large frames rasterized)."""
-        shape = max((m.shape for m in self._ms), key=lambda s: s[0] * s[1], default=None)
-        image = maybe_rasterize(hv.DynamicMap(self.input_image), shape)
-        return image * hv.DynamicMap(self.input_points) * hv.DynamicMap(self.input_regions)
+        """Input frame, crosses and part windows, each layer its own DynamicMap (large frames rasterized).
+
+        Rebuilt (new ranges) only when ``input_layout`` changes; frame changes update the data and keep the zoom.
+        """
+        image = maybe_rasterize(hv.DynamicMap(self.input_image), self._input_shape)
+        overlay = image * hv.DynamicMap(self.input_points) * hv.DynamicMap(self.input_regions)
+        return overlay.opts(hv.opts.Overlay(show_legend=False))
 
     # -- binned frames ----------------------------------------------------------------------------------------
     @param.depends("binned_frame", "revision")
@@ -216,15 +235,18 @@ class BinnerView(param.Parameterized):
             return crosses(np.empty(0), np.empty(0))
         return crosses(bf.locs.x, bf.locs.y)
 
+    @param.depends("binned_layout")
     def binned_plot(self) -> hv.Overlay:
-        """Binned frame and its labels as separate DynamicMaps."""
-        return hv.DynamicMap(self.binned_image) * hv.DynamicMap(self.binned_points)
+        """Binned frame and its labels as separate DynamicMaps (rebuilt when new binned frames are composed)."""
+        overlay = hv.DynamicMap(self.binned_image) * hv.DynamicMap(self.binned_points)
+        return overlay.opts(hv.opts.Overlay(show_legend=False))
 
     @param.depends("binned_frame", "revision")
     def binned_emitters(self) -> hv.Overlay:
         """Emitters (labels) per binned frame, with the shown binned frame marked."""
         counts = self._emitters if len(self._emitters) else np.zeros(1, dtype=np.int64)
-        return counts_curve(counts, self.binned_frame, ylabel="emitters per binned frame", label="binned")
+        return counts_curve(counts, self.binned_frame, ylabel="emitters", label="binned").redim.label(
+            frame="binned frame")
 
     def part_locs(self, part: dict) -> tuple[np.ndarray, np.ndarray]:
         """Patch-local x, y (nm) of the localizations inside one part's window."""
@@ -244,7 +266,7 @@ class BinnerView(param.Parameterized):
             return (empty_image() * crosses(np.empty(0), np.empty(0), size=7)).opts(title=f"part {k}")
         p = bf.parts[k]
         m = self._ms[p["measurement"]]
-        patch = m.movie.window(p["frame"], p["row"], p["column"], self.binner.patch_size)
+        patch = self._movies[m.index].window(p["frame"], p["row"], p["column"], self.binner.patch_size)
         x, y = self.part_locs(p) if show_crosses else (np.empty(0), np.empty(0))
         title = f"part {k}: m{p['measurement'] + 1} f{p['frame']} r{p['row']} c{p['column']}"
         return (frame_image(patch, self.pixel_size, self._clims.get(m.index)) * crosses(x, y, size=7)).opts(
@@ -262,8 +284,14 @@ class BinnerView(param.Parameterized):
 
     def parts(self, max_parts: int = MAX_PARTS_SHOWN) -> hv.Layout:
         """The single patches summed into the shown binned frame (small images with their crosses)."""
-        n = min(self._n_parts or self.binner.bin_size, max_parts)
-        return hv.Layout([self.part_plot(k) for k in range(n)]).cols(5)
+        n = min(self._n_parts, max_parts)
+        return hv.Layout([self.part_plot(k) for k in range(n)]).cols(5).opts(hv.opts.Overlay(show_legend=False))
+
+    def close(self) -> None:
+        """Close the views' own movie handles."""
+        for movie in self._movies.values():
+            movie.close()
+        self._movies = {}
 
     def emitters_per_binned_frame(self) -> np.ndarray:
         """Emitters of every binned frame of the last preview/run."""

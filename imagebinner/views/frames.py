@@ -41,9 +41,9 @@ def counts_curve(counts: np.ndarray, current: int | None = None, ylabel: str = "
     """Counts per frame (empty frames included) with a marker at the current frame."""
     frames = np.arange(len(counts))
     curve = hv.Curve((frames, counts), "frame", ylabel, label=label).opts(responsive=True, height=180,
-                                                                           tools=["hover"])
+                                                                           tools=["hover"], framewise=True)
     marker = hv.VLine(current if current is not None else 0).opts(color="orange", line_width=1)
-    return curve * marker
+    return (curve * marker).opts(show_legend=False)
 
 
 def movie_clim(movie: Movie, n_samples: int = 8) -> tuple[float, float]:
@@ -109,7 +109,7 @@ def hr_image(image: np.ndarray, pixel_size_hr: float, clim: tuple[float, float] 
     xs = np.arange(width) * pixel_size_hr
     ys = np.arange(height) * pixel_size_hr
     img = hv.Image((xs, ys, image), kdims=["x", "y"], vdims=["intensity"], label=label)
-    opts = dict(FRAME_OPTS, cmap="fire")
+    opts = dict(FRAME_OPTS, cmap="fire", xticks=4)
     if clim is not None:
         opts["clim"] = clim
     return img.opts(**opts).redim.label(x="x [nm]", y="y [nm]")
@@ -144,8 +144,10 @@ def maybe_rasterize(dmap: hv.DynamicMap, shape: tuple[int, int] | None) -> hv.Dy
 
 
 def empty_image(label: str = "") -> hv.Image:
-    """A 1×1 placeholder image (a DynamicMap must always return the same element type)."""
-    return hv.Image((np.array([0.5]), np.array([0.5]), np.zeros((1, 1))), kdims=["x", "y"], vdims=["intensity"],
+    """A 2×2 placeholder image (a DynamicMap must always return the same element type; 1×1 images have no
+    sampling density and break when HoloViews clones them)."""
+    return hv.Image((np.array([0.25, 0.75]), np.array([0.25, 0.75]), np.zeros((2, 2))), kdims=["x", "y"],
+                    vdims=["intensity"],
                     label=label).opts(**FRAME_OPTS)
 
 

@@ -24,7 +24,9 @@ from imagebinner.views.frames import (
     maybe_rasterize,
 )
 
-CURVE_OPTS = dict(responsive=True, height=220, tools=["hover"], show_grid=True)
+#: above this many predictions the merged view is rasterized instead of drawn as dots (guide: 1e5..5e5 points)
+RASTERIZE_ABOVE_POINTS = 100_000
+CURVE_OPTS = dict(responsive=True, height=220, tools=["hover"], show_grid=True, framewise=True)
 SWEEP_METRICS = ("jaccard", "f1", "precision", "recall")
 SWEEP_COLOURS = {"jaccard": "#1f77b4", "f1": "#ff7f0e", "precision": "#2ca02c", "recall": "#d62728"}
 TABLE_METRICS = ("threshold", "n_pred", "n_gt", "tp", "fp", "fn", "precision", "recall", "f1", "jaccard", "rmse_nm",
@@ -126,14 +128,16 @@ class ReviewView(param.Parameterized):
     def camera_plot(self) -> hv.Overlay:
         """Widefield frame with ground truth and predictions, one DynamicMap per layer."""
         shape = self.review.image_shape
-        return (maybe_rasterize(hv.DynamicMap(self.camera_image), shape) * hv.DynamicMap(self.truth_points)
-                * hv.DynamicMap(self.prediction_points))
+        overlay = (maybe_rasterize(hv.DynamicMap(self.camera_image), shape) * hv.DynamicMap(self.truth_points)
+                   * hv.DynamicMap(self.prediction_points))
+        return overlay.opts(hv.opts.Overlay(show_legend=False))
 
     def stacked_plot(self) -> hv.Overlay:
         """Predicted hr frame with ground truth and predictions, one DynamicMap per layer (large frames rasterized)."""
         shape = self.review.hr_shape
-        return (maybe_rasterize(hv.DynamicMap(self.stacked_image), shape) * hv.DynamicMap(self.truth_points)
-                * hv.DynamicMap(self.prediction_points))
+        overlay = (maybe_rasterize(hv.DynamicMap(self.stacked_image), shape) * hv.DynamicMap(self.truth_points)
+                   * hv.DynamicMap(self.prediction_points))
+        return overlay.opts(hv.opts.Overlay(show_legend=False))
 
     # -- merged (sum) images ----------------------------------------------------------------------------------
     def sum_image(self, role: str) -> hv.Image:
@@ -160,15 +164,25 @@ class ReviewView(param.Parameterized):
         r = self.review
         if not r.loaded or r.filtered is None:
             return hv.Points((np.empty(0), np.empty(0)), kdims=["x", "y"])
-        return hv.Points((r.filtered.x, r.filtered.y), kdims=["x", "y"])
+        return hv.Points((r.filtered.x, r.filtered.y), kdims=["x", "y"]).redim.label(x="x [nm]", y="y [nm]")
 
-    def merged_localizations(self) -> hv.DynamicMap:
-        """The kept predictions of all frames rendered as a super-resolution image (rasterized counts)."""
+    def merged_localizations(self) -> hv.DynamicMap | hv.Image:
+        """The kept predictions of all frames: dots when few, else rasterized counts (a super-resolution image)."""
+        r = self.review
+        if not r.loaded or r.filtered is None:
+            return empty_image()  # nothing to aggregate (rasterizing no data fails)
+        common = dict(invert_yaxis=True, data_aspect=1, responsive=True, min_height=300, xticks=4,
+                      title="kept predictions, all frames")
+        if r.hr_shape and r.pixel_size_hr:  # the field of the hr images (hr pixel k spans k·ps_hr ± ps_hr/2)
+            half = r.pixel_size_hr / 2
+            common.update(xlim=(-half, r.hr_shape[1] * r.pixel_size_hr - half),
+                          ylim=(-half, r.hr_shape[0] * r.pixel_size_hr - half))
+        points = hv.DynamicMap(self.kept_points)
+        if len(r.predictions) <= RASTERIZE_ABOVE_POINTS:
+            return points.opts(hv.opts.Points(color="#ffb000", size=2, bgcolor="black", **common))
         from holoviews.operation.datashader import rasterize
 
-        opts = dict(cmap="fire", cnorm="eq_hist", invert_yaxis=True, data_aspect=1, responsive=True, min_height=300,
-                    colorbar=True, title="kept predictions, all frames")
-        return rasterize(hv.DynamicMap(self.kept_points)).opts(**opts)
+        return rasterize(points).opts(cmap="fire", cnorm="eq_hist", colorbar=True, **common)
 
     # -- summaries --------------------------------------------------------------------------------------------
     @param.depends("revision", "review.threshold")
@@ -180,7 +194,7 @@ class ReviewView(param.Parameterized):
             edges, counts = np.array([0.0, 1.0]), np.array([0])
         hist = hv.Histogram((edges, counts), kdims=["confidence"], vdims=["predictions"]).opts(
             responsive=True, height=220, tools=["hover"], color="#7f7f7f", line_color=None,
-            title="confidence histogram")
+            title="confidence histogram", framewise=True)
         return hist * hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)
 
     @param.depends("frame", "revision", "review.threshold")
@@ -228,7 +242,7 @@ class ReviewView(param.Parameterized):
                 overlay = overlay * hv.VLine(float(value), label=f"best {name}").opts(
                     color=SWEEP_COLOURS.get(name, "black"), line_dash="dashed", line_width=1.5)
         overlay = overlay * hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)
-        return overlay.opts(title="metrics vs threshold", legend_position="bottom_left")
+        return overlay.opts(title="metrics vs threshold", legend_position="right")
 
     @param.depends("revision", "review.threshold")
     def rmse_plot(self) -> hv.Overlay:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import pytest
 
 pn = pytest.importorskip("panel")
@@ -36,10 +38,19 @@ def _pairs(demo) -> list[tuple[str, str]]:
     return [(str(m.movie), str(m.locs)) for m in demo.measurements]
 
 
-def test_binner_player_next_changes_the_frame(page, ui_demo, tmp_path):
-    app = BinnerApp(measurements=_pairs(ui_demo))
-    msgs, _ = serve_component(page, app)
+def test_binner_opens_on_query_paths_and_player_next_changes_the_frame(page, ui_demo, tmp_path):
+    apps: list[BinnerApp] = []
+
+    def session() -> BinnerApp:  # one app per browser session, built from the page's query parameters
+        apps.append(BinnerApp())
+        return apps[-1]
+
+    query = urlencode([(key, value) for movie, locs in _pairs(ui_demo) for key, value in
+                       (("movie", movie), ("locs", locs))])
+    msgs, _ = serve_component(page, session, suffix=f"?{query}")
     page.locator("canvas").first.wait_for(state="attached")
+    (app,) = apps
+    assert [str(m.movie_path) for m in app.view.measurements] == [m for m, _ in _pairs(ui_demo)]
     assert app.view.frame == 0
     page.locator("button.next").first.click()
     wait_until(lambda: app.view.frame == 1, page, timeout=TIMEOUT)
@@ -67,11 +78,21 @@ def test_binner_run_button_writes_the_outputs(page, ui_demo, tmp_path):
     assert not _console_errors(msgs)
 
 
-def test_review_threshold_slider_changes_the_metrics(page, ui_demo, tmp_path):
+def test_review_typed_paths_load_and_threshold_slider_changes_the_metrics(page, ui_demo, tmp_path):
     m1 = ui_demo.measurements[0]
-    app = ReviewApp(folder=str(ui_demo.out_dir / "prediction"), movie=str(m1.movie), ground_truth=str(m1.locs))
+    app = ReviewApp()
     msgs, _ = serve_component(page, app)
+    assert not app.review.loaded
+    for placeholder, value in (("Prediction folder", ui_demo.out_dir / "prediction"), ("Test movie", m1.movie),
+                               ("Ground-truth localizations", m1.locs)):
+        box = page.get_by_placeholder(placeholder)
+        box.fill(str(value))
+        box.press("Enter")
+    wait_until(lambda: bool(app.review.folder and app.review.ground_truth), page, timeout=TIMEOUT)
+    page.get_by_role("button", name="Load", exact=True).click()
+    wait_until(lambda: app.review.loaded and not app.job.busy and app.view.revision > 0, page, timeout=TIMEOUT)
     before = dict(app.review.metrics)
+    assert before["n_pred"] == len(app.review.predictions)
     handle = page.locator(".noUi-handle").first
     handle.wait_for(state="visible")
     handle.focus()
