@@ -21,6 +21,21 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_demo(tmp_path_factory):
+    """Two simulated measurements (64×64 px, 60 frames, 107 nm; Picasso + ThunderSTORM ground truth) and a
+    ZeroCostDL4Mic-layout prediction folder ``<demo>/prediction`` for the first (×4 upsampling)."""
+    from imagebinner.io import read_locs
+    from imagebinner.simulate import make_demo
+    from imagebinner.simulate.prediction import make_prediction_folder
+
+    root = tmp_path_factory.mktemp("small_demo")
+    paths = make_demo(root / "demo", seed=3, settings={"n_frames": 60})
+    m1 = paths.measurements[0]
+    make_prediction_folder(paths.out_dir / "prediction", read_locs(m1.locs), m1.movie, upsampling=4, seed=1)
+    return paths
+
+
+@pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     return {
         **browser_type_launch_args,

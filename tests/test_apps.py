@@ -26,8 +26,6 @@ from imagebinner.apps.common import ROOT_ENV, check_path, find_measurement_pairs
 from imagebinner.apps.review import ReviewApp  # noqa: E402
 from imagebinner.errors import ImageBinnerError  # noqa: E402
 from imagebinner.io import read_locs  # noqa: E402
-from imagebinner.simulate import make_demo  # noqa: E402
-from imagebinner.simulate.prediction import make_prediction_folder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 hv.extension("bokeh")
@@ -40,12 +38,8 @@ def _reset_panel_state():
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("apps_demo")
-    paths = make_demo(root / "demo", seed=5, settings={"n_frames": 60})
-    m1 = paths.measurements[0]
-    make_prediction_folder(root / "demo" / "prediction", read_locs(m1.locs), m1.movie, upsampling=4, seed=2)
-    return paths
+def demo(small_demo):
+    return small_demo
 
 
 def _pairs(paths) -> list[tuple[str, str]]:

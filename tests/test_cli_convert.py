@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from imagebinner.cli import main
-from imagebinner.errors import OutputExistsError, ParameterError
+from imagebinner.errors import ParameterError
 from imagebinner.io import read_locs
 from imagebinner.tools.convert import Convert
 

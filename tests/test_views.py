@@ -14,8 +14,6 @@ from bokeh.models import Image as BokehImage  # noqa: E402
 from pyviz_comms import Comm  # noqa: E402
 
 from imagebinner.io import open_movie, read_locs  # noqa: E402
-from imagebinner.simulate import make_demo  # noqa: E402
-from imagebinner.simulate.prediction import make_prediction_folder  # noqa: E402
 from imagebinner.tools.binner import Binner  # noqa: E402
 from imagebinner.tools.review import PredictionReview  # noqa: E402
 from imagebinner.views.binner import BinnerView  # noqa: E402
@@ -32,14 +30,9 @@ def _reset_panel_state():
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """Two small simulated measurements (64×64 px, 60 frames, 107 nm) and a prediction folder for the first."""
-    root = tmp_path_factory.mktemp("views_demo")
-    paths = make_demo(root / "demo", seed=3, settings={"n_frames": 60})
-    m1 = paths.measurements[0]
-    truth = read_locs(m1.locs)
-    make_prediction_folder(root / "prediction", truth, m1.movie, upsampling=4, seed=1)
-    return paths, root / "prediction"
+def demo(small_demo):
+    """The shared small demo (conftest) and its prediction folder."""
+    return small_demo, small_demo.out_dir / "prediction"
 
 
 def _binner(demo, **settings) -> Binner:

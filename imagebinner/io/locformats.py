@@ -581,7 +581,6 @@ def _frames_out(table: LocTable, base: int) -> np.ndarray:
 def _write_arrow_csv(header: str, columns: dict[str, np.ndarray | None], n: int, target: Path, overwrite: bool) -> None:
     """Header line written as given, then the rows with pyarrow's CSV writer (None / NaN -> empty field)."""
     import pyarrow as pa
-    from pyarrow import csv as pacsv
 
     arrays = []
     for values in columns.values():

@@ -1052,7 +1052,7 @@ class Binner(Task):
 
     def provenance(self, frames: bool = True) -> dict:
         """Parameters, inputs (path, size, mtime) and the parts of every binned frame (JSON-ready)."""
-        plan, pool = self.compose(), self._pool
+        self.compose()  # provenance describes the current plan
         names = (
             "pixel_size camera_offset patch_size n_patches n_binned bin_size min_emitters reuse_patches "
             "output_dtype half_pixel max_attempts"

@@ -331,6 +331,8 @@ class PredictionReview(Task):
             elif image_shape is not None and camera_ps is not None:
                 area = image_shape[0] * image_shape[1] * camera_ps**2 / 1e6
             self._advance()
+            if self._movie is not None and self._movie is not movie:
+                self._movie.close()  # a reload replaces the previous movie
             self._movie = movie
             self._conf = np.asarray(pred["confidence"], dtype=float)
             self._pred_frame = pred.frame

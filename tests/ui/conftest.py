@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from imagebinner.io import read_locs
-from imagebinner.simulate import make_demo
-from imagebinner.simulate.prediction import make_prediction_folder
 
 
 @pytest.fixture(scope="session")
-def ui_demo(tmp_path_factory):
-    """``demo/measurement1|2`` (64×64 px, 60 frames, 107 nm) and ``demo/prediction`` for measurement 1."""
-    root = tmp_path_factory.mktemp("ui_demo")
-    paths = make_demo(root / "demo", seed=7, settings={"n_frames": 60})
-    m1 = paths.measurements[0]
-    make_prediction_folder(root / "demo" / "prediction", read_locs(m1.locs), m1.movie, upsampling=4, seed=3)
-    return paths
+def ui_demo(small_demo):
+    """``demo/measurement1|2`` and ``demo/prediction`` (the shared small demo of tests/conftest.py)."""
+    return small_demo
 
 
 @pytest.fixture(scope="session")
