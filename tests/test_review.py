@@ -242,3 +242,15 @@ def test_real_picasso_measurement_round_trip(shared_data, tmp_path):
     assert m["recall"] > 0.99 and m["precision"] > 0.99
     assert abs(m["bias_x_nm"]) < 3 and abs(m["bias_y_nm"]) < 3 and m["rmse_nm"] < 20
     assert np.count_nonzero(review.density["ground_truth"]) < 1000  # empty frames are counted as zeros
+
+
+def test_status_follows_the_threshold(measurement):
+    """The one-line status (shown by the dashboard) reflects the current threshold, not the one at load time."""
+    review = PredictionReview(folder=str(measurement["pred"]),
+                              ground_truth=str(measurement["dir"] / "truth.csv")).load()
+    total = len(review.predictions)
+    review.threshold = float(np.median(review.predictions["confidence"]))
+    kept = int(np.count_nonzero(review.predictions["confidence"] >= review.threshold))
+    assert 0 < kept < total
+    assert review.status.startswith(f"{kept} of {total} predictions kept at threshold {review.threshold:g}")
+    assert f"Jaccard {review.metrics['jaccard']:.4f}" in review.status

@@ -469,6 +469,7 @@ class PredictionReview(Task):
             updates["frame_metrics"] = {}
         updates["density"] = density
         self._update(**updates)
+        self._update(status=self.summary_line())
 
     @param.depends("tolerance", "n_thresholds", watch=True)
     def _tolerance_changed(self) -> None:
