@@ -102,5 +102,12 @@ def run_main_job(paths, out_dir: Path, args: argparse.Namespace) -> list[Path]:
     print(f"review at confidence >= {s['threshold']:g}, tolerance {s['tolerance_nm']:g} nm: "
           f"Jaccard {s['jaccard']:.3f}, F1 {s['f1']:.3f}, RMSE {s['rmse_nm']:.1f} nm, "
           f"efficiency {s['efficiency']:.1f} %")
+    best = s["suggested_thresholds"].get("jaccard")
+    if best is not None:
+        review.threshold = best
+        m = review.metrics
+        print(f"suggested threshold (max Jaccard over the sweep) {best:.3g}: Jaccard {m['jaccard']:.3f}, "
+              f"F1 {m['f1']:.3f}, RMSE {m['rmse_nm']:.1f} nm")
+    review.close()
     print(f"try: imagebinner review {folder} --movie {first.movie} --ground-truth {first.locs}")
     return written
