@@ -181,3 +181,17 @@ def test_warnings_do_not_leak(shared_data, tmp_path):
         warnings.simplefilter("error")
         Convert(input_path=str(shared_data / "deepstorm" / "DNAPAINT_localizations.csv"),
                 output_path=str(tmp_path / "x.csv"), to="thunderstorm").run()
+
+
+def test_os_errors_are_one_line_without_traceback(shared_data, tmp_path, capsys):
+    """An output folder that cannot be written: exit 2, one line naming the path, nothing written."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "file").write_text("")
+    target = locked / "file" / "out.csv"  # a path below a regular file: NotADirectoryError from the OS
+    code = main(["convert", str(shared_data / "deepstorm" / "DNAPAINT_localizations.csv"), "-o", str(target)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("imagebinner: error: ") and "locked/file" in err[-1]
+    assert "Traceback" not in "\n".join(err)
+    assert sorted(p.name for p in locked.iterdir()) == ["file"]

@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         except ImageBinnerError as exc:
             print(f"imagebinner: error: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:  # permissions, full disk, vanished folders: the file and the cause, no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"imagebinner: error: {where}{exc.strerror or exc}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:
             print("imagebinner: interrupted", file=sys.stderr)
             return 130

@@ -71,7 +71,8 @@ def progress_bar(task: param.Parameterized, desc: str) -> Iterator[None]:
     """Mirror a tool's ``progress``/``n_steps`` params in a tqdm bar on stderr."""
     from tqdm import tqdm
 
-    bar = tqdm(total=task.n_steps, desc=desc, unit="step", leave=False, dynamic_ncols=True)
+    # disable=None: a bar on a terminal, nothing in logs and pipes
+    bar = tqdm(total=task.n_steps, desc=desc, unit="step", leave=False, dynamic_ncols=True, disable=None)
 
     def update(*events) -> None:
         if bar.total != task.n_steps:

@@ -19,8 +19,11 @@ def _umask() -> int:
 
 def _make_temp(target: Path) -> Path:
     """An empty temporary file beside ``target`` with the permissions a plain ``open`` would give."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as exc:  # name the output the user asked for, not the temporary file
+        raise OSError(exc.errno, f"cannot write here ({exc.strerror})", str(target)) from None
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs must be readable like any other file
     return Path(tmp)
