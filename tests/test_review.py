@@ -254,3 +254,209 @@ def test_status_follows_the_threshold(measurement):
     assert 0 < kept < total
     assert review.status.startswith(f"{kept} of {total} predictions kept at threshold {review.threshold:g}")
     assert f"Jaccard {review.metrics['jaccard']:.4f}" in review.status
+
+
+# -- exploded predictions (the notebook run on single frames <stem>_frame00001.tif, ...) -----------------------------
+
+
+@pytest.fixture(scope="module")
+def exploded(measurement, tmp_path_factory):
+    """The same predictions as the whole-movie folder, in the per-frame layout."""
+    d = tmp_path_factory.mktemp("exploded")
+    paths = make_prediction_folder(d / "pred", measurement["truth"], measurement["dir"] / "meas.tif", upsampling=U,
+                                   seed=3, exploded=True)
+    return {"pred": d / "pred", "paths": paths}
+
+
+def _copy_without(src, dst, numbers):
+    shutil.copytree(src, dst)
+    for n in numbers:
+        for p in dst.glob(f"*_meas_frame{n:05d}*"):
+            p.unlink()
+    return dst
+
+
+def test_exploded_layout_and_discovery(exploded):
+    names = sorted(p.name for p in exploded["pred"].iterdir())
+    assert len(names) == 4 * N_FRAMES and names[0] == "Localizations_meas_frame00001_avg.csv"
+    assert "Predicted_meas_frame00012.tif" in names and "Predicted_stacked_meas_frame00012.tif" in names
+    assert all(read_locs(p).frame.tolist() in ([], [0] * len(read_locs(p))) for p in exploded["paths"]["localizations"])
+    found = find_prediction_files(exploded["pred"])
+    assert found["stem"] == "meas" and found["variant"] == "avg" and found["localizations"] is None
+    ex = found["exploded"]
+    assert ex["numbers"].tolist() == list(range(1, N_FRAMES + 1)) and ex["digits"] == 5
+    assert [p.name for p in ex["localizations"]][:2] == ["Localizations_meas_frame00001_avg.csv",
+                                                          "Localizations_meas_frame00002_avg.csv"]
+    assert find_prediction_files(exploded["pred"], "meas")["exploded"] is not None
+    # one single-frame prediction chosen explicitly by its own stem stays an ordinary prediction
+    single = find_prediction_files(exploded["pred"], "meas_frame00003")
+    assert single["exploded"] is None and single["localizations"].name == "Localizations_meas_frame00003_avg.csv"
+
+
+def test_exploded_gives_exactly_the_whole_movie_review(measurement, exploded):
+    truth = str(measurement["dir"] / "truth.csv")
+    whole = PredictionReview(folder=str(measurement["pred"]), ground_truth=truth).load()
+    ex = PredictionReview(folder=str(exploded["pred"]), ground_truth=truth).load()
+    assert ex.n_frames == whole.n_frames == N_FRAMES and ex.files["stem"] == "meas"
+    assert ex.upsampling_used is None and ex.pixel_size_hr == pytest.approx(PS / U) and ex.hr_shape == whole.hr_shape
+    assert ex.files["exploded"]["n_files"] == {"localizations": 12, "predicted": 12, "widefield": 12, "stacked": 12}
+    for t in (0.0, float(np.median(whole.predictions["confidence"]))):
+        whole.threshold = ex.threshold = t
+        assert ex.metrics == whole.metrics and ex.metrics["tp"] > 100
+        for name in ("frame", "x", "y", "confidence"):
+            np.testing.assert_array_equal(ex.filtered[name], whole.filtered[name])
+        for key in ("tp", "fp", "fn"):
+            np.testing.assert_array_equal(ex.frame_metrics[key], whole.frame_metrics[key])
+        np.testing.assert_array_equal(ex.density["predictions"], whole.density["predictions"])
+    for key in ("tp", "fp", "jaccard", "threshold"):
+        np.testing.assert_array_equal(ex.sweep[key], whole.sweep[key])
+    assert ex.suggested_thresholds == whole.suggested_thresholds
+    np.testing.assert_array_equal(ex.confidence_histogram["counts"], whole.confidence_histogram["counts"])
+    # the merged images: the sum of the per-frame images equals the whole-movie images (float32 rounding)
+    for role in ("predicted", "widefield"):
+        np.testing.assert_allclose(ex.merged_image(role), whole.merged_image(role), rtol=1e-5, atol=1e-4)
+    assert ex.merged_image("predicted").max() > 1
+    # re-localization from the per-frame stacked densities equals the one from the whole stack
+    ex_st = PredictionReview(folder=str(exploded["pred"]), ground_truth=truth, source="stacked").load()
+    whole_st = PredictionReview(folder=str(measurement["pred"]), ground_truth=truth, source="stacked").load()
+    np.testing.assert_array_equal(ex_st.predictions.frame, whole_st.predictions.frame)
+    np.testing.assert_allclose(ex_st.predictions.x, whole_st.predictions.x)
+    assert ex_st.metrics == whole_st.metrics
+
+
+def test_exploded_with_missing_frame_files_keeps_frames(measurement, exploded, tmp_path):
+    pred = read_locs(measurement["paths"]["localizations"])
+    gone = [2, 5, 12]  # 1-based numbers; frame 12 (index 11) is the empty last frame
+    folder = _copy_without(exploded["pred"], tmp_path / "p", gone)
+    truth = str(measurement["dir"] / "truth.csv")
+    review = PredictionReview(folder=str(folder), movie=str(measurement["dir"] / "meas.tif"), ground_truth=truth)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # missing numbers are frames without predictions, no warning
+        review.load()
+    keep = ~np.isin(pred.frame, np.array(gone) - 1)
+    assert review.n_frames == N_FRAMES and review.files["exploded"]["last_number"] == 11
+    np.testing.assert_array_equal(review.predictions.frame, pred.frame[keep])
+    np.testing.assert_array_equal(review.predictions.x, pred.x[keep])
+    assert review.metrics["n_gt"] == len(measurement["truth"]) and review.metrics["n_pred"] == int(keep.sum())
+    assert review.frame_metrics["n_pred"][1] == 0 and review.frame_metrics["n_pred"][2] > 0
+    # without the movie: the frame count is the highest number (the truth's frame count when larger)
+    alone = PredictionReview(folder=str(folder)).load()
+    assert alone.n_frames == 11 and alone.predictions.frame.tolist() == pred.frame[keep].tolist()
+    # a frame with images but no CSV is a frame without predictions, with a warning
+    (folder / "Localizations_meas_frame00004_avg.csv").unlink()
+    with pytest.warns(UserWarning, match="1 of 9 exploded predictions of 'meas' lack a localizations file"):
+        review = PredictionReview(folder=str(folder)).load()
+    assert 3 not in review.predictions.frame.tolist() and 3 in pred.frame.tolist()
+
+
+def test_exploded_ambiguities_are_clear_errors(measurement, exploded, tmp_path, capsys):
+    # _avg and _max mixed among the frames
+    mixed = _copy_without(exploded["pred"], tmp_path / "mixed", [])
+    (mixed / "Localizations_meas_frame00007_avg.csv").rename(mixed / "Localizations_meas_frame00007_max.csv")
+    with pytest.raises(FormatError, match=r"both _avg and _max .*Localizations_meas_frame00001_avg.csv, .*"
+                                          r"\(11 files\) and Localizations_meas_frame00007_max.csv"):
+        find_prediction_files(mixed)
+    assert main(["review", str(mixed)]) == 2
+    assert "Localizations_meas_frame00007_max.csv" in capsys.readouterr().err
+    # a whole-movie prediction of the same base beside the exploded ones
+    both = _copy_without(exploded["pred"], tmp_path / "both", [])
+    shutil.copy(measurement["paths"]["localizations"], both / "Localizations_meas_avg.csv")
+    for stem in (None, "meas"):
+        with pytest.raises(FormatError, match=r"ambiguous: a whole-movie prediction for 'meas' "
+                                              r"\(Localizations_meas_avg.csv\) and 12 exploded .*"
+                                              r"Localizations_meas_frame00001_avg.csv"):
+            find_prediction_files(both, stem)
+    # frame numbers of different widths (two explodes mixed)
+    widths = _copy_without(exploded["pred"], tmp_path / "widths", [])
+    shutil.copy(widths / "Localizations_meas_frame00001_avg.csv", widths / "Localizations_meas_frame000013_avg.csv")
+    with pytest.raises(FormatError, match=r"different widths \(meas_frame00001, meas_frame000013\)"):
+        find_prediction_files(widths)
+    # another stem beside the exploded ones: several predictions, the exploded group listed once
+    other = _copy_without(exploded["pred"], tmp_path / "other", [])
+    shutil.copy(measurement["paths"]["localizations"], other / "Localizations_other_avg.csv")
+    with pytest.raises(FormatError, match=r"several predictions.*other: Localizations_other_avg.csv; "
+                                          r"meas \(exploded, 12 frames\): "):
+        find_prediction_files(other)
+    assert find_prediction_files(other, "meas")["exploded"]["numbers"].size == 12
+    # a per-frame CSV holding several frames is not a single-frame prediction
+    multi = _copy_without(exploded["pred"], tmp_path / "multi", [])
+    shutil.copy(measurement["paths"]["localizations"], multi / "Localizations_meas_frame00003_avg.csv")
+    with pytest.raises(FormatError, match="Localizations_meas_frame00003_avg.csv: holds more than one frame"):
+        PredictionReview(folder=str(multi)).load()
+
+
+def test_cli_json_and_text_on_exploded_predictions(measurement, exploded, capsys, tmp_path):
+    truth = str(measurement["dir"] / "truth.csv")
+    out = tmp_path / "kept.csv"
+    assert main(["review", str(exploded["pred"]), "--ground-truth", truth, "--threshold", "0.6", "--json",
+                 "-o", str(out)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert main(["review", str(measurement["pred"]), "--ground-truth", truth, "--threshold", "0.6", "--json"]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    for key in ("n_gt", "n_pred", "tp", "fp", "fn", "jaccard", "f1", "rmse_nm", "efficiency", "sweep", "n_frames",
+                "suggested_thresholds"):
+        assert data[key] == ref[key], key
+    assert data["stem"] == "meas" and data["files"]["exploded"]["n_files"]["localizations"] == N_FRAMES
+    back = read_locs(out)
+    assert len(back) == data["n_pred"] and back["confidence"].min() >= 0.6
+    assert main(["review", str(exploded["pred"])]) == 0
+    assert "exploded single-frame predictions: frame numbers 1..12" in capsys.readouterr().out
+    # saving over a per-frame input or under a prediction name is refused
+    review = PredictionReview(folder=str(exploded["pred"])).load()
+    with pytest.raises(ParameterError, match="taken for a prediction"):
+        review.save(exploded["pred"] / "Localizations_meas_frame00099_avg.csv")
+
+
+def test_end_to_end_explode_then_predict_each_frame(tmp_path, capsys):
+    """Explode a simulated movie, predict every exploded frame like the notebook does (one input file at a time),
+    review against the whole movie's truth with --movie the frames folder or the original movie."""
+    from imagebinner.io import open_movie
+    from imagebinner.tools.addons import Explode
+
+    rng = np.random.default_rng(11)
+    n_frames, shape = 7, (16, 20)
+    write_tif(tmp_path / "cells.tif", rng.poisson(50, (n_frames, *shape)).astype(np.uint16), pixel_size=PS)
+    n = 60
+    frames = rng.choice([0, 1, 2, 4, 5], n)  # frames 3 and 6 (the last) empty
+    truth = LocTable(
+        {"frame": frames, "x": rng.uniform(200, shape[1] * PS - 200, n),
+         "y": rng.uniform(200, shape[0] * PS - 200, n)},
+        LocMeta(pixel_size=PS, image_shape=shape, n_frames=n_frames),
+    )
+    write_locs(truth, tmp_path / "cells.csv")
+    Explode(movie=str(tmp_path / "cells.tif"), locs=str(tmp_path / "cells.csv"),
+            output_folder=str(tmp_path / "frames")).run()
+    frame_movies = sorted((tmp_path / "frames").glob("cells_frame*.tif"))
+    assert len(frame_movies) == n_frames
+    for k, movie in enumerate(frame_movies):
+        if k == 4:
+            continue  # the notebook never produced frame 5's files: its predictions are missing
+        single_truth = read_locs(movie.with_suffix(".csv"), pixel_size=PS)
+        make_prediction_folder(tmp_path / "pred", single_truth, movie, upsampling=4, seed=k, jitter_nm=5.0,
+                               miss_fraction=0.0, false_positive_fraction=0.0, write_stacked=False)
+    assert (tmp_path / "pred" / "Localizations_cells_frame00001_avg.csv").exists()
+    on_frame5 = int(np.count_nonzero(frames == 4))
+    for movie in (tmp_path / "frames", tmp_path / "cells.tif"):
+        assert main(["review", str(tmp_path / "pred"), "--movie", str(movie), "--ground-truth",
+                     str(tmp_path / "cells.csv"), "--tolerance", "40", "--json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data["n_frames"] == n_frames and data["upsampling"] == 4 and data["files"]["movie"] == str(movie)
+        assert data["tp"] == n - on_frame5 and data["fp"] == 0 and data["fn"] == on_frame5
+    review = PredictionReview(folder=str(tmp_path / "pred"), movie=str(tmp_path / "frames"),
+                              ground_truth=str(tmp_path / "cells.csv"), tolerance=40.0).load()
+    assert review.n_frames == n_frames and review.upsampling_used == 4 and review.camera_pixel_size == PS
+    m = review.metrics
+    assert m["n_gt"] == n and m["fp"] == 0 and m["tp"] == n - on_frame5 and m["fn"] == on_frame5
+    assert m["rmse_nm"] < 15
+    np.testing.assert_array_equal(review.frame_metrics["fn"][[3, 4, 6]], [0, on_frame5, 0])
+    with open_movie(tmp_path / "cells.tif") as original:
+        assert np.array_equal(review.movie_frame(2), original.frame(2))
+        raw_sum = sum(original.frame(k).astype(float) for k in range(n_frames) if k != 4)
+    np.testing.assert_allclose(review.merged_image("widefield"), np.kron(raw_sum, np.ones((4, 4))))
+    # predictions made inside the exploded frames folder: the frames beside them are the movie
+    for p in (tmp_path / "pred").iterdir():
+        shutil.copy(p, tmp_path / "frames" / p.name)
+    beside = PredictionReview(folder=str(tmp_path / "frames"), ground_truth=str(tmp_path / "cells.csv"),
+                              tolerance=40.0).load()
+    assert beside.files["movie"] == str(tmp_path / "frames") and beside.n_frames == n_frames
+    assert beside.metrics == review.metrics

@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Review a ZeroCostDL4Mic DeepSTORM prediction folder: keep predictions with confidence >= threshold, "
             "match them one-to-one per frame to the ground truth within the tolerance (optimal assignment), "
             "report precision, recall, F1, Jaccard, RMSE, bias and efficiency, sweep the threshold and suggest "
-            "the thresholds maximising Jaccard and F1. Optionally save the filtered localizations."
+            "the thresholds maximising Jaccard and F1. Optionally save the filtered localizations. A folder of "
+            "predictions of exploded single frames (Localizations_<stem>_frame00001_avg.csv, ...) is reviewed as "
+            "one prediction of the whole movie."
         ),
     )
     parser.add_argument("folder", metavar="PRED_DIR", help=PredictionReview.param.folder.doc)
@@ -93,6 +95,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     s = summary
     print(f"prediction folder: {s['folder']} (stem {s['stem']!r}, source {s['source']})")
+    exploded = s["files"].get("exploded")
+    if exploded:
+        counts = exploded["n_files"]
+        print(
+            f"exploded single-frame predictions: frame numbers {exploded['first_number']}..{exploded['last_number']}, "
+            f"{counts['localizations']} Localizations, {counts['predicted']} Predicted, {counts['widefield']} Widefield, "
+            f"{counts['stacked']} Predicted_stacked files (frame = number - 1)"
+        )
     ps = (
         f"hr pixel {_fmt(s['pixel_size_hr_nm'], '.3f')} nm, camera pixel {_fmt(s['camera_pixel_size_nm'], '.3f')} nm, "
         f"upsampling {s['upsampling'] if s['upsampling'] is not None else 'n/a'}"

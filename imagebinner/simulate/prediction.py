@@ -9,6 +9,10 @@
 * ``Predicted_stacked_<stem>.tif`` (``write_stacked=True``): the per-frame hr density (float32, no resolution tags,
   as the predecessor's patched notebook writes it).
 
+With ``exploded=True`` it writes what the notebook writes when run on the movie's exploded single frames
+``<stem>_frame00001.tif``, ... (``Explode``; 1-based, at least 5 digits): the same four files per frame for the stem
+``<stem>_frameNNNNN`` (frame 1 in every CSV; one-frame images), holding exactly the same predictions.
+
 The "network output" is a Gaussian blob (σ = ``psf_sigma_hr`` hr px) per predicted emitter: the ground truth with
 Gaussian jitter, minus a fraction of misses, plus false positives at random places with low confidences. Each blob is
 scaled so that the notebook's post-processing (3×3 maximum above ``threshold · L2``; 3×3 centre of gravity and 3×3 sum
@@ -105,11 +109,14 @@ def make_prediction_folder(
     psf_sigma_hr: float = 1.0,
     write_stacked: bool = True,
     overwrite: bool = False,
-) -> dict[str, Path]:
+    exploded: bool = False,
+) -> dict[str, Path] | dict[str, list[Path]]:
     """Write a ZeroCostDL4Mic-layout prediction folder for ``movie_path`` from the ground truth ``truth``.
 
-    Returns the written paths by role (``localizations``, ``predicted``, ``widefield``, ``stacked``). The camera
-    pixel size comes from the movie's metadata, else ``truth.meta.pixel_size``. Same seed → identical files.
+    Returns the written paths by role (``localizations``, ``predicted``, ``widefield``, ``stacked``); with
+    ``exploded`` a list per role, one path per frame (the layout of a prediction of the exploded frames). The camera
+    pixel size comes from the movie's metadata, else ``truth.meta.pixel_size``. Same seed → identical predictions
+    (exploded or not).
     """
     if not (isinstance(upsampling, (int, np.integer)) and 1 <= upsampling <= 64):
         raise ParameterError(f"upsampling must be an integer in 1..64, got {upsampling}")
@@ -127,6 +134,10 @@ def make_prediction_folder(
         paths = {role: out_dir / name for role, name in names.items()}
         if not write_stacked:
             del paths["stacked"]
+        if exploded:
+            digits = exploded_frame_digits(n_frames)
+            per_frame = [prediction_file_names(f"{stem}_frame{k + 1:0{digits}d}", local_average) for k in range(n_frames)]
+            paths = {role: [out_dir / names[role] for names in per_frame] for role in paths}
         u = int(upsampling)
         ps_hr = ps / u
         hr_shape = (shape[0] * u, shape[1] * u)
@@ -134,9 +145,9 @@ def make_prediction_folder(
             raise ParameterError(
                 f"the stacked density would take {n_frames * hr_shape[0] * hr_shape[1] * 4 / 1e9:.1f} GB: "
                 "use write_stacked=False",
-                paths["stacked"],
+                out_dir,
             )
-        check_writable(list(paths.values()), overwrite)
+        check_writable([p for v in paths.values() for p in (v if exploded else [v])], overwrite)
 
         # -- the "network's" predictions ---------------------------------------------------------------------
         field_w, field_h = shape[1] * ps, shape[0] * ps
@@ -176,6 +187,11 @@ def make_prediction_folder(
             presorted=True,
         )
 
+        if exploded:
+            _write_exploded(paths, pred, movie, rows, cols, blobs["amplitude"], hr_shape, u, ps_hr, psf_sigma_hr,
+                            overwrite)
+            return paths
+
         # -- images ----------------------------------------------------------------------------------------
         predicted = np.zeros(hr_shape)
         _render(predicted, rows, cols, blobs["amplitude"], psf_sigma_hr)
@@ -200,3 +216,31 @@ def make_prediction_folder(
             with TifWriter(paths["stacked"], pixel_size=None, dtype="float32", overwrite=overwrite) as writer:
                 writer.write_stream(pages(), n_frames)
     return paths
+
+
+def exploded_frame_digits(n_frames: int) -> int:
+    """Digits of the 1-based frame number in exploded names (as ``Explode`` writes them): at least 5."""
+    return max(5, len(str(int(n_frames))))
+
+
+def _write_exploded(
+    paths: dict[str, list[Path]], pred: LocTable, movie, rows: np.ndarray, cols: np.ndarray, amplitude: np.ndarray,
+    hr_shape: tuple[int, int], u: int, ps_hr: float, sigma: float, overwrite: bool,
+) -> None:
+    """The per-frame files of a prediction of exploded frames: frame 1 in every CSV, one-frame images."""
+    offsets = pred.frame_offsets
+    for k, raw in enumerate(movie.frames()):
+        s, e = int(offsets[k]), int(offsets[k + 1])
+        rows_k = pred.take(slice(s, e))
+        single = rows_k.with_columns(frame=np.zeros(len(rows_k), np.int64)).with_meta(n_frames=1)
+        write_locs(single, paths["localizations"][k], format="deepstorm-prediction", overwrite=overwrite)
+        predicted = np.zeros(hr_shape)
+        _render(predicted, rows[s:e], cols[s:e], amplitude[s:e], sigma)
+        write_tif(paths["predicted"][k], predicted, pixel_size=ps_hr, dtype="float32", overwrite=overwrite)
+        widefield = np.kron(raw.astype(np.float64), np.ones((u, u)))
+        write_tif(paths["widefield"][k], widefield, pixel_size=ps_hr, dtype="float32", overwrite=overwrite)
+        if "stacked" in paths:
+            page = np.zeros(hr_shape, np.float32)
+            _render(page, rows[s:e], cols[s:e], amplitude[s:e].astype(np.float32), sigma)
+            with TifWriter(paths["stacked"][k], pixel_size=None, dtype="float32", overwrite=overwrite) as writer:
+                writer.write_stream(iter([page]), 1)

@@ -12,6 +12,12 @@ Files in the prediction folder are found by their documented names only (spec se
   ``stacked_X``).
 
 A folder holding several stems needs ``stem``.
+
+Exploded predictions (the notebook run on the single frames ``<base>_frame00001.tif``, ... written by ``Explode``)
+are reviewed as one prediction of the whole movie: every stem ``<base>_frame<digits>`` (one base, one digit width),
+frame index = number − 1; the per-frame CSVs are concatenated (each read once), the per-frame ``Predicted_`` /
+``Widefield_`` images summed by :meth:`PredictionReview.merged_image`. Frames without files are frames without
+predictions; the frame count comes from the movie (or its exploded frames), else the highest number.
 """
 
 from __future__ import annotations
@@ -39,12 +45,34 @@ _PATTERNS = {
 _FRAME_FILE = r"^{stem}_frame(?P<n>\d+)\.tiff?$"
 
 
+_EXPLODED_STEM = re.compile(r"^(?P<base>.+)_frame(?P<n>\d+)$")
+_ROLES = ("localizations", "predicted", "widefield", "stacked")
+
+
+def _names(paths: list[Path], limit: int = 3) -> str:
+    """A short listing of file names: the first ``limit`` and the count of the rest."""
+    shown = ", ".join(p.name for p in paths[:limit])
+    return shown if len(paths) <= limit else f"{shown}, ... ({len(paths)} files)"
+
+
+def _stem_files(roles: dict[str, list[Path]]) -> list[Path]:
+    return [p for ps in roles.values() for p in ps]
+
+
 def find_prediction_files(folder: str | Path, stem: str | None = None) -> dict:
     """The prediction files of one stem in ``folder``: ``{"stem", "localizations", "variant", "predicted",
-    "widefield", "stacked"}`` (paths or None; ``variant`` is "avg" or "max").
+    "widefield", "stacked", "exploded"}`` (paths or None; ``variant`` is "avg" or "max"; ``exploded`` is None).
+
+    Exploded predictions (the notebook run on single frames ``<base>_frame00001.tif``, ...): when every stem of the
+    folder is ``<base>_frame<digits>`` with one common ``<base>`` (or ``stem`` names that base), the result is the
+    whole movie's prediction: ``stem`` = base, the role entries None, and ``exploded`` = ``{"numbers": sorted 1-based
+    frame numbers (int64 array), "digits": width, "localizations" | "predicted" | "widefield" | "stacked": one path
+    or None per number}``; frame index = number − 1.
 
     Errors (one line, naming the folder): folder missing; no prediction file; several stems without ``stem``; the
-    given stem absent; both ``_avg`` and ``_max`` for the stem; two files for one role (``.tif`` and ``.tiff``).
+    given stem absent; both ``_avg`` and ``_max`` for the stem (or among exploded frames); two files for one role
+    (``.tif`` and ``.tiff``); a whole-movie prediction beside exploded ones of the same base; exploded frame numbers
+    of different widths or numbered 0.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -64,16 +92,62 @@ def find_prediction_files(folder: str | Path, stem: str | None = None) -> dict:
             "Widefield_<stem>.tif, Predicted_stacked_<stem>.tif)",
             folder,
         )
+    groups: dict[str, dict[str, str]] = {}  # exploded base -> {digit string: stem}
+    for s in found:
+        m = _EXPLODED_STEM.match(s)
+        if m:
+            groups.setdefault(m["base"], {})[m["n"]] = s
     if stem:
-        if stem not in found:
-            raise FormatError(
-                f"no prediction files for stem {stem!r} (stems found: {', '.join(sorted(found))})", folder
-            )
-    elif len(found) > 1:
-        listing = "; ".join(f"{s}: {', '.join(p.name for ps in found[s].values() for p in ps)}" for s in sorted(found))
-        raise FormatError(f"several predictions in one folder, choose one with stem ({listing})", folder)
-    else:
-        stem = next(iter(found))
+        if stem in found and stem in groups:
+            _raise_whole_and_exploded(found, groups, stem, folder)
+        if stem in found:
+            return _one_stem(found, stem, folder)
+        if stem in groups:
+            return _exploded(found, stem, groups[stem], folder)
+        raise FormatError(
+            f"no prediction files for stem {stem!r} (stems found: {_stem_listing(found, groups, names=False)})",
+            folder,
+        )
+    if len(groups) == 1:
+        base, members = next(iter(groups.items()))
+        others = set(found) - set(members.values())
+        if not others:
+            return _exploded(found, base, members, folder)
+        if others == {base}:
+            _raise_whole_and_exploded(found, groups, base, folder)
+    if len(found) > 1:
+        raise FormatError(
+            f"several predictions in one folder, choose one with stem ({_stem_listing(found, groups)})", folder
+        )
+    return _one_stem(found, next(iter(found)), folder)
+
+
+def _stem_listing(found: dict, groups: dict, names: bool = True) -> str:
+    """Stems with their files; exploded groups (two or more frames) summarised as one entry."""
+    grouped = {s for members in groups.values() if len(members) > 1 for s in members.values()}
+    parts = []
+    for s in sorted(set(found) - grouped):
+        parts.append(f"{s}: {', '.join(p.name for p in _stem_files(found[s]))}" if names else s)
+    for base in sorted(groups):
+        members = groups[base]
+        if len(members) > 1:
+            files = [p for d in sorted(members) for p in _stem_files(found[members[d]])]
+            text = f"{base} (exploded, {len(members)} frames)"
+            parts.append(f"{text}: {_names(files)}" if names else text)
+    return "; ".join(parts) if names else ", ".join(parts)
+
+
+def _raise_whole_and_exploded(found: dict, groups: dict, base: str, folder: Path) -> None:
+    members = groups[base]
+    exploded = [p for d in sorted(members) for p in _stem_files(found[members[d]])]
+    raise FormatError(
+        f"ambiguous: a whole-movie prediction for {base!r} ({', '.join(p.name for p in _stem_files(found[base]))}) "
+        f"and {len(members)} exploded single-frame predictions ({_names(exploded)}): keep one kind in the folder",
+        folder,
+    )
+
+
+def _one_stem(found: dict, stem: str, folder: Path) -> dict:
     roles = found[stem]
     for role, paths in roles.items():
         if len(paths) > 1:
@@ -93,6 +167,45 @@ def find_prediction_files(folder: str | Path, stem: str | None = None) -> dict:
         "predicted": one["predicted"],
         "widefield": one["widefield"],
         "stacked": one["stacked"],
+        "exploded": None,
+    }
+
+
+def _exploded(found: dict, base: str, members: dict[str, str], folder: Path) -> dict:
+    """The per-frame files of the exploded predictions of ``base`` (``members``: digit string -> stem)."""
+    widths = sorted({len(d) for d in members})
+    if len(widths) > 1:
+        examples = ", ".join(members[min(d for d in members if len(d) == w)] for w in widths)
+        raise FormatError(
+            f"exploded predictions of {base!r} with frame numbers of different widths ({examples}): "
+            "keep the files of one explode in the folder",
+            folder,
+        )
+    digit_strings = sorted(members)  # one width: string order = number order
+    numbers = np.array([int(d) for d in digit_strings], dtype=np.int64)
+    if numbers[0] == 0:
+        raise FormatError(f"exploded prediction {members[digit_strings[0]]} is numbered 0 (numbers start at 1)", folder)
+    per_stem = [_one_stem(found, members[d], folder) for d in digit_strings]
+    by_variant: dict[str, list[Path]] = {}
+    for entry in per_stem:
+        if entry["variant"] is not None:
+            by_variant.setdefault(entry["variant"], []).append(entry["localizations"])
+    if len(by_variant) > 1:
+        raise FormatError(
+            f"both _avg and _max localizations among the exploded predictions of {base!r} "
+            f"({_names(by_variant['avg'])} and {_names(by_variant['max'])}): keep one kind in the folder",
+            folder,
+        )
+    exploded = {"numbers": numbers, "digits": widths[0]}
+    exploded.update({role: [entry[role] for entry in per_stem] for role in _ROLES})
+    return {
+        "stem": base,
+        "localizations": None,
+        "variant": next(iter(by_variant), None),
+        "predicted": None,
+        "widefield": None,
+        "stacked": None,
+        "exploded": exploded,
     }
 
 
@@ -129,6 +242,30 @@ class ExplodedFrames:
         pass
 
 
+def _first_image(files: dict, role: str) -> Path | None:
+    """The role's file, or for exploded predictions the first per-frame file of the role."""
+    if files["exploded"] is None:
+        return files[role]
+    return next((p for p in files["exploded"][role] if p is not None), None)
+
+
+def _exploded_summary(files: dict) -> dict | None:
+    """A JSON-ready description of exploded predictions: numbers, digits, file counts, example names."""
+    exploded = files["exploded"]
+    if exploded is None:
+        return None
+    numbers = exploded["numbers"]
+    return {
+        "n_files": {r: sum(p is not None for p in exploded[r]) for r in _ROLES},
+        "first_number": int(numbers[0]),
+        "last_number": int(numbers[-1]),
+        "digits": int(exploded["digits"]),
+        "first_files": {
+            r: next((str(p) for p in exploded[r] if p is not None), None) for r in _ROLES
+        },
+    }
+
+
 def _tif_info(path: Path | None) -> tuple[tuple[int, int] | None, float | None]:
     if path is None:
         return None, None
@@ -145,7 +282,11 @@ class PredictionReview(Task):
         doc="Prediction folder (ZeroCostDL4Mic outputs: Localizations_<stem>_avg.csv or _max.csv, "
         "Predicted_<stem>.tif, Widefield_<stem>.tif, optional Predicted_stacked_<stem>.tif).",
     )
-    stem = param.String(default="", doc="Movie stem selecting the prediction when the folder holds several.")
+    stem = param.String(
+        default="",
+        doc="Movie stem selecting the prediction when the folder holds several; for exploded single-frame "
+        "predictions (Localizations_<stem>_frame00001_avg.csv, ...) the part before _frame.",
+    )
     movie = param.String(
         default="",
         doc="Test movie (TIF or Picasso .raw) or a folder of its exploded frames <stem>_frame00001.tif, ...; "
@@ -242,6 +383,8 @@ class PredictionReview(Task):
         self._conf = np.empty(0)
         self._movie = None
         self._movie_path: str | None = None
+        self._exploded: dict | None = None
+        self._merged_images: dict[str, np.ndarray | None] = {}
 
     # -- loading --------------------------------------------------------------------------------------------
     def load(self) -> "PredictionReview":
@@ -250,21 +393,24 @@ class PredictionReview(Task):
             if not self.folder:
                 raise ParameterError("no prediction folder given")
             files = find_prediction_files(self.folder, self.stem or None)
+            exploded = files["exploded"]
             self._advance()
-            hr_shape, ps_hr = _tif_info(files["predicted"])
-            wf_shape, wf_ps = _tif_info(files["widefield"])
+            hr_shape, ps_hr = _tif_info(_first_image(files, "predicted"))
+            wf_shape, wf_ps = _tif_info(_first_image(files, "widefield"))
             if hr_shape is None:
                 hr_shape, ps_hr = wf_shape, wf_ps
             elif ps_hr is None:
                 ps_hr = wf_ps
             self._movie_path = None
-            movie = self._open_movie(files["stem"])
+            movie = self._open_movie(files["stem"], exploded is not None)
             image_shape = movie.shape if movie is not None else None
             movie_ps = movie.pixel_size if movie is not None else None
             stacked_pages = None
-            if files["stacked"] is not None:
-                with open_movie(files["stacked"]) as st:
-                    stacked_pages = st.n_frames
+            first_stacked = _first_image(files, "stacked")
+            if first_stacked is not None:
+                with open_movie(first_stacked) as st:
+                    if exploded is None:  # exploded: one page per file, the frame count is not the page count
+                        stacked_pages = st.n_frames
                     hr_shape = hr_shape or st.shape
             u = self._derive_upsampling(hr_shape, image_shape, movie_ps, ps_hr)
             truth = None
@@ -289,7 +435,9 @@ class PredictionReview(Task):
                     )
             self._advance()
             # predictions
-            if self.source == "stacked":
+            if exploded is not None:
+                pred = self._read_exploded(files, ps_hr, u)
+            elif self.source == "stacked":
                 if files["stacked"] is None:
                     raise FormatError(
                         f"no Predicted_stacked_{files['stem']}.tif to re-localize from", self.folder
@@ -311,12 +459,15 @@ class PredictionReview(Task):
                     )
                 pred = read_locs(files["localizations"], format="deepstorm-prediction")
             if "confidence" not in pred or not np.all(np.isfinite(pred["confidence"])):
-                raise FormatError("predictions lack finite confidence values", files["localizations"])
+                raise FormatError(
+                    "predictions lack finite confidence values", files["localizations"] or self.folder
+                )
             self._advance()
             # frames
             candidates = [movie.n_frames if movie is not None else None, stacked_pages]
             n_frames = next((n for n in candidates if n is not None), None)
             if n_frames is None:
+                # pred.n_frames: the last frame number of exploded predictions, or the last predicted frame
                 known = [t.n_frames for t in (pred, truth) if t is not None]
                 n_frames = max(known) if known else 0
             pred = self._within_frames(pred, n_frames, "predictions")
@@ -336,9 +487,12 @@ class PredictionReview(Task):
             self._movie = movie
             self._conf = np.asarray(pred["confidence"], dtype=float)
             self._pred_frame = pred.frame
+            self._exploded = exploded
+            self._merged_images = {}
             self._update(
                 files={
                     **{k: (str(v) if isinstance(v, Path) else v) for k, v in files.items()},
+                    "exploded": _exploded_summary(files),
                     "movie": self._movie_path,
                 },
                 predictions=pred,
@@ -373,20 +527,82 @@ class PredictionReview(Task):
             return int(round(camera_ps / ps_hr))
         return None
 
-    def _open_movie(self, stem: str):
-        """The ``movie`` param, else the test movie ``<stem>.tif`` lying in the prediction folder, else None."""
+    def _open_movie(self, stem: str, exploded: bool = False):
+        """The ``movie`` param, else the test movie ``<stem>.tif`` lying in the prediction folder, else (exploded
+        predictions only) its exploded frames ``<stem>_frame00001.tif``, ... lying there, else None."""
         if self.movie:
             path = Path(self.movie)
         else:
             beside = [Path(self.folder) / f"{stem}{ext}" for ext in (".tif", ".tiff")]
             beside = [p for p in beside if p.is_file()]
             if len(beside) != 1:
-                return None
+                frame_file = re.compile(_FRAME_FILE.format(stem=re.escape(stem)))
+                if not exploded or not any(frame_file.match(p.name) for p in Path(self.folder).iterdir()):
+                    return None
+                beside = [Path(self.folder)]
             path = beside[0]
         self._movie_path = str(path)
         if path.is_dir():
             return ExplodedFrames(path, stem)
         return open_movie(path, pixel_size=self.pixel_size)
+
+    def _read_exploded(self, files: dict, ps_hr: float | None, u: int | None) -> LocTable:
+        """One canonical table from the per-frame predictions: each file read once, its frame set to number − 1."""
+        exploded = files["exploded"]
+        numbers = exploded["numbers"]
+        if self.source == "stacked":
+            role, paths = "stacked", exploded["stacked"]
+            if all(p is None for p in paths):
+                raise FormatError(
+                    f"no Predicted_stacked_{files['stem']}_frame<number>.tif to re-localize from", self.folder
+                )
+        else:
+            role, paths = "localizations", exploded["localizations"]
+            if all(p is None for p in paths):
+                raise FormatError(
+                    f"no Localizations_{files['stem']}_frame<number>_avg.csv or _max.csv (use source='stacked' to "
+                    "re-localize from the stacked densities)",
+                    self.folder,
+                )
+        tables, frames = [], []
+        for number, path in zip(numbers.tolist(), paths):
+            if path is None:
+                continue
+            if role == "stacked":
+                table = relocalize_stack(
+                    path, self.relocalize_threshold, self.l2_weighting_factor, self.local_average,
+                    pixel_size_hr=ps_hr, upsampling=u,
+                )
+                n_pages = table.meta.n_frames
+            else:
+                table = read_locs(path, format="deepstorm-prediction")
+                n_pages = None
+            if (n_pages is not None and n_pages != 1) or (len(table) and int(table.frame[-1]) != 0):
+                raise FormatError("holds more than one frame: not a single-frame (exploded) prediction", path)
+            tables.append(table)
+            frames.append(number - 1)
+        n_files = len(tables)
+        if n_files < len(numbers):
+            warnings.warn(
+                f"{self.folder}: {len(numbers) - n_files} of {len(numbers)} exploded predictions of "
+                f"{files['stem']!r} lack a {role} file; their frames count as frames without predictions"
+            )
+        lengths = np.array([len(t) for t in tables], dtype=np.int64)
+        names: list[str] = []
+        for t in tables:
+            names += [c for c in t.columns if c not in names]
+        columns = {"frame": np.repeat(np.asarray(frames, dtype=np.int64), lengths)}
+        for name in names:
+            if name != "frame":
+                columns[name] = np.concatenate([t[name] if name in t else np.full(len(t), np.nan) for t in tables])
+        first = tables[0].meta
+        meta = first.replace(
+            source_path=str(self.folder),
+            n_frames=int(numbers[-1]),
+            conversion=f"{first.conversion}; {n_files} exploded single-frame predictions of {files['stem']!r} "
+            "merged: file number N -> frame N-1",
+        )
+        return LocTable(columns, meta, presorted=True)
 
     def _read_truth(self, camera_ps: float | None) -> LocTable:
         fmt = None if self.ground_truth_format == "auto" else self.ground_truth_format
@@ -489,6 +705,35 @@ class PredictionReview(Task):
             return None
         return self._movie.frame(k)
 
+    def merged_image(self, role: str) -> np.ndarray | None:
+        """The summed hr image of ``role`` ("predicted" or "widefield"): ``Predicted_<stem>.tif`` /
+        ``Widefield_<stem>.tif``, or for exploded predictions the sum of the per-frame images (read one at a time,
+        cached); None when there is none."""
+        if role not in ("predicted", "widefield"):
+            raise ParameterError(f"no merged image {role!r} (choose predicted or widefield)")
+        if not self.loaded:
+            return None
+        if role not in self._merged_images:
+            if self._exploded is None:
+                paths = [self.files[role]] if self.files.get(role) else []
+            else:
+                paths = [p for p in self._exploded[role] if p is not None]
+            total = None
+            for path in paths:
+                with open_movie(path) as m:
+                    if total is None:
+                        total = np.zeros(m.shape, dtype=np.float64)
+                    elif m.shape != total.shape:
+                        raise FormatError(
+                            f"image is {m.shape[0]}x{m.shape[1]}, the first {role} image "
+                            f"{total.shape[0]}x{total.shape[1]}",
+                            path,
+                        )
+                    for page in m.frames():
+                        total += page
+            self._merged_images[role] = total
+        return self._merged_images[role]
+
     def close(self) -> None:
         """Release the test movie's file handle (the review stays usable except for ``movie_frame``)."""
         if self._movie is not None:
@@ -520,6 +765,8 @@ class PredictionReview(Task):
         roles = ("localizations", "predicted", "widefield", "stacked", "movie")
         inputs = [Path(self.files[r]) for r in roles if self.files.get(r)]
         inputs += [Path(p) for p in (self.ground_truth, self.movie) if p]
+        if self._exploded is not None:
+            inputs += [p for role in _ROLES for p in self._exploded[role] if p is not None]
         for t in targets:
             if any(t.resolve() == i.resolve() for i in inputs if i.exists()):
                 raise ParameterError("refusing to write over an input file", t)
