@@ -108,6 +108,34 @@ def test_binner_app_preview_reports_bad_settings_and_recovers(demo, tmp_path, ca
     assert len(app.view.binned_points()) == len(app.binner.binned_frame(app.view.binned_frame).locs)
 
 
+def test_binner_app_preview_reports_progress_and_running(demo, tmp_path):
+    app = BinnerApp(measurements=_pairs(demo))
+    _small(app, tmp_path / "out")
+    events: list[tuple[str, object]] = []
+    app.binner.param.watch(lambda *es: events.extend((e.name, e.new) for e in es), ["running", "progress"])
+    _click(app.preview_button)
+    app.job.wait(30)
+    assert app.view.has_binned and not app.job.busy
+    b = app.binner
+    assert b.progress == b.n_steps == 3 and not b.running
+    assert events[0] == ("running", True) and events[-1] == ("running", False)
+    steps = [value for name, value in events if name == "progress"]
+    assert steps == [1, 2, 3]  # load, draw, compose (progress starts at 0, the param default)
+    assert b.status.startswith("composed 8 binned frames")
+    # a cached preview (view refresh, repeated Preview) is no job: it leaves the status of the last one alone
+    events.clear()
+    b.compose()
+    b.draw_pool()
+    assert events == [] and b.status.startswith("composed 8")
+    # inside save's own job the preview steps add nothing and reset nothing: save counts n_binned + 2 steps
+    b.param.update(seed=4)
+    progress: list[int] = []
+    b.param.watch(lambda e: progress.append(e.new), "progress")
+    b.save()
+    assert progress == sorted(progress) and b.progress == b.n_steps == 8 + 2 and not b.running
+    assert "wrote 8 binned frames" in b.status
+
+
 def test_binner_app_checks_typed_paths_on_the_server(demo, tmp_path, capsys):
     app = BinnerApp(measurements=[])
     app.movie_input.value = str(demo.measurements[0].movie)
@@ -319,3 +347,21 @@ def test_panel_serve_all_dashboards(demo, tmp_path):
                 proc.kill()
     text = log.read_text()
     assert "Traceback" not in text and "ERROR" not in text, text
+
+
+def test_tool_widgets_keep_the_given_order_and_name_the_auto_choice():
+    from bokeh.models import Select
+
+    from imagebinner.apps.common import tool_widgets
+    from imagebinner.tools.addons import Split
+
+    split = Split()
+    widgets = tool_widgets(split, ["movie", "locs", "at", "to"], text=("movie", "locs"), labels={"at": "Split at"})
+    assert [w.name for w in widgets.layout] == ["Movie", "Locs", "Split at", "To"]  # not the class's order
+    root = widgets.get_root(Document(), comm=Comm())
+    (select,) = root.select({"type": Select})
+    assert select.value == "None" and select.options[0] == ("None", "auto")  # not a blank box
+    widgets._widgets["to"]._process_events({"value": "picasso"})  # as the browser sends a choice
+    assert split.to == "picasso"
+    widgets._widgets["to"]._process_events({"value": "None"})
+    assert split.to is None and select.value == "None"

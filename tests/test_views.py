@@ -275,3 +275,26 @@ def test_large_data_is_rasterized(review, monkeypatch):
     assert frames_mod.maybe_rasterize(dmap, review.hr_shape) is not dmap  # 256×256 > 100 px: an operation
     monkeypatch.setattr(frames_mod, "RASTERIZE_ABOVE_PIXELS", 1024 * 1024)
     assert frames_mod.maybe_rasterize(dmap, review.hr_shape) is dmap  # small frames are sent as they are
+
+
+def test_merged_images_keep_the_data_aspect(review):
+    """The merged images have a fixed frame height and the width of their field in nm (not stretched to a pane)."""
+    view = ReviewView(review)
+    view.refresh()
+    height, width = review.hr_shape
+    renderer = hv.renderer("bokeh")
+    for plot in (view.sum_plot("widefield"), view.sum_plot("predicted"), view.merged_localizations(),
+                 view.camera_plot(), view.stacked_plot()):
+        fig = renderer.get_plot(plot).state
+        assert fig.sizing_mode in (None, "fixed") and 200 <= fig.frame_height <= 340
+        assert fig.frame_width / fig.frame_height == pytest.approx(width / height, rel=0.02)
+
+
+def test_frame_size_fits_the_box_with_the_image_aspect():
+    from imagebinner.views.frames import frame_size
+
+    assert frame_size((64, 64), (420, 340)) == {"frame_width": 340, "frame_height": 340}
+    assert frame_size((256, 1024), (420, 340)) == {"frame_width": 420, "frame_height": 105}
+    assert frame_size((512, 128), (420, 340)) == {"frame_width": 85, "frame_height": 340}
+    fig = hv.renderer("bokeh").get_plot(frame_image(np.zeros((30, 60)), 100.0)).state
+    assert (fig.frame_width, fig.frame_height) == (420, 210)

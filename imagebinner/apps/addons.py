@@ -23,6 +23,19 @@ TOOLS: dict[str, tuple[type[Task], list[str], tuple[str, ...], tuple[str, ...], 
 }
 
 
+#: clearer labels than the param names (the tooltips keep the full docs)
+LABELS = {
+    "to": "Localization output format",
+    "locs": "Localizations",
+    "at": "Split at frame (= frames in part 1)",
+    "input_path": "Input localization file",
+    "output_path": "Output file",
+    "input_format": "Input format",
+    "output_name": "Output name (stem)",
+    "drop_outside": "Drop localizations outside the camera field",
+}
+
+
 class ToolPanel(Viewer):
     """One tool: its params as widgets, a Run button (threaded, disabled while running), progress, result."""
 
@@ -39,11 +52,14 @@ class ToolPanel(Viewer):
                                           sizing_mode="stretch_width")
             for key in lists
         }
-        self.settings = tool_widgets(self.tool, shown, text=text)
+        self.settings = tool_widgets(self.tool, shown, text=text, labels=LABELS)
         self.run_button = pn.widgets.Button(label=f"Run {name}", color="primary", on_click=self._run,
                                             disabled=self.job.param.busy)
+        # shown from the first run on (an empty bar before reads as a broken widget)
         self.progress = pn.indicators.Progress(value=self.tool.param.progress, max=self.tool.param.n_steps,
-                                               height=20, sizing_mode="stretch_width")
+                                               height=20, sizing_mode="stretch_width",
+                                               visible=pn.bind(lambda running, status: running or bool(status),
+                                                               self.tool.param.running, self.tool.param.status))
         self.status = pn.pane.Str(self.tool.param.status, sizing_mode="stretch_width")
         self.written = pn.pane.Markdown(pn.bind(self._written, self.tool.param.written), sizing_mode="stretch_width")
 

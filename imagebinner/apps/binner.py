@@ -168,12 +168,8 @@ class BinnerApp(Viewer):
             self.frame_player.interval = player_interval(cost, n_layers=4)
 
     def _preview(self, event=None) -> None:
-        def work():
-            self.binner.load()
-            self.binner.draw_pool()
-            return self.binner.compose()
-
-        self.job.start(work, self._show_binned_done("preview"), label="preview")
+        # compose loads and draws first, in one job: the progress bar and ``running`` follow the three steps
+        self.job.start(self.binner.compose, self._show_binned_done("preview"), label="preview")
 
     def _run(self, event=None) -> None:
         try:
@@ -196,6 +192,15 @@ class BinnerApp(Viewer):
                 return f"{self.binner.status}"
             return f"preview: {self.binner.n_binned} binned frames composed"
         return done
+
+    def _binned_views(self, binned_layout: int = 0):
+        """The binned frame with its labels and the emitters per binned frame; a hint before the first preview."""
+        if not self.view.has_binned:
+            return pn.pane.Markdown("*The binned frames appear after Preview or Run.*", sizing_mode="stretch_width")
+        v = self.view
+        return pn.Column(hv_pane(v.binned_plot()),  # sized by the plot (image aspect)
+                         hv_pane(hv.DynamicMap(v.binned_emitters), sizing_mode="stretch_width", height=200),
+                         sizing_mode="stretch_width")
 
     def _parts(self, binned_layout: int = 0):
         if not self.view.has_binned:
@@ -232,14 +237,13 @@ class BinnerApp(Viewer):
         v = self.view
         inputs = pn.Column(
             "### Input frames", self.measurement_select, self.frame_player, self.crosses_toggle,
-            rebuilt_on(v.param.input_layout, v.input_plot, sizing_mode="stretch_width", height=430),
+            rebuilt_on(v.param.input_layout, v.input_plot, stretch=False),  # sized by the plot (image aspect)
             hv_pane(hv.DynamicMap(v.input_density), sizing_mode="stretch_width", height=200),
             sizing_mode="stretch_width",
         )
         binned = pn.Column(
             "### Binned frames", self.binned_player,
-            rebuilt_on(v.param.binned_layout, v.binned_plot, sizing_mode="stretch_width", height=430),
-            hv_pane(hv.DynamicMap(v.binned_emitters), sizing_mode="stretch_width", height=200),
+            pn.panel(pn.bind(self._binned_views, v.param.binned_layout), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
         parts = pn.Column("### Parts of the binned frame", self.part_slider,

@@ -79,10 +79,25 @@ def find_measurement_pairs(folder: str | Path, max_depth: int = 2) -> list[tuple
     return sorted(((str(m), str(l)) for l, m in pairs.items()), key=lambda p: p[0])
 
 
+AUTO_LABEL = "auto"  # the entry of an optional choice left to the tool (the param's None)
+
+
+class OptionalSelect(pn.widgets.Select):
+    """A Select whose options include ``None`` (shown as its label): Panel drops a ``None`` value before it reaches
+    the browser, which then shows a blank box instead of the ``auto`` entry."""
+
+    def _process_param_change(self, params: dict[str, Any]) -> dict[str, Any]:
+        props = super()._process_param_change(params)
+        if self.value is None and None in self.values and ("value" in params or "options" in params):
+            props["value"] = str(None)  # the option key of None (options are sent as (str(value), label))
+        return props
+
+
 def tool_widgets(obj: param.Parameterized, parameters: list[str], widgets: dict | None = None,
-                 text: tuple[str, ...] = ()) -> pn.Param:
-    """Widgets generated from a tool's params (tooltips from the param docs); ``text`` params as text inputs and
-    optional (None-able) numbers as input boxes."""
+                 text: tuple[str, ...] = (), labels: dict[str, str] | None = None) -> pn.Param:
+    """Widgets generated from a tool's params (tooltips from the param docs); ``text`` params as text inputs,
+    optional (None-able) numbers as input boxes, optional choices with an ``auto`` entry (not given); ``labels``
+    replaces the label of some params."""
     spec: dict = {}
     for name in parameters:
         p = obj.param[name]
@@ -91,8 +106,17 @@ def tool_widgets(obj: param.Parameterized, parameters: list[str], widgets: dict 
         elif isinstance(p, param.Number) and p.allow_None:
             # optional numbers ("empty = from the metadata"): an input box that can stay empty, not a slider
             spec[name] = {"type": pn.widgets.IntInput if isinstance(p, param.Integer) else pn.widgets.FloatInput}
-    spec.update(widgets or {})
-    return pn.Param(obj, parameters=parameters, widgets=spec, show_name=False, sizing_mode="stretch_width")
+        elif isinstance(p, param.Selector) and None in (p.objects or []):
+            # a blank entry reads as "nothing chosen": name it (the tooltip says what "not given" means)
+            choices = {AUTO_LABEL: None, **{str(o): o for o in p.objects if o is not None}}
+            spec[name] = {"type": OptionalSelect, "options": choices}
+        if name in (labels or {}):
+            spec.setdefault(name, {})["name"] = labels[name]
+    for name, options in (widgets or {}).items():
+        spec[name] = {**spec.get(name, {}), **options}
+    widget_list = pn.Param(obj, parameters=parameters, widgets=spec, show_name=False, sizing_mode="stretch_width")
+    widget_list.layout[:] = [widget_list._widgets[name] for name in parameters]  # in the given order, not the class's
+    return widget_list
 
 
 def hv_pane(obj, **options) -> pn.pane.HoloViews:
@@ -100,9 +124,11 @@ def hv_pane(obj, **options) -> pn.pane.HoloViews:
     return pn.pane.HoloViews(obj, linked_axes=False, **options)
 
 
-def rebuilt_on(parameter, make_plot, **options):
-    """A HoloViews pane rebuilt from ``make_plot()`` whenever ``parameter`` changes (new data, new ranges)."""
-    return pn.panel(pn.bind(lambda _value: hv_pane(make_plot(), **options), parameter), sizing_mode="stretch_width")
+def rebuilt_on(parameter, make_plot, stretch: bool = True, **options):
+    """A HoloViews pane rebuilt from ``make_plot()`` whenever ``parameter`` changes (new data, new ranges);
+    ``stretch=False`` for plots that size themselves (fixed frame height, width from the data aspect)."""
+    return pn.panel(pn.bind(lambda _value: hv_pane(make_plot(), **options), parameter),
+                    **({"sizing_mode": "stretch_width"} if stretch else {}))
 
 
 def notify(kind: str, message: str, notifications=None) -> None:

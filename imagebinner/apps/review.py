@@ -7,7 +7,6 @@ arguments, or ``$IMAGEBINNER_DATA`` (a prediction folder, or a folder holding ``
 
 from __future__ import annotations
 
-
 import holoviews as hv
 import panel as pn
 from panel.viewable import Viewer
@@ -161,25 +160,27 @@ class ReviewApp(Viewer):
             "### Prediction", self.inputs, self.load_button, self.progress, self.status,
             "### Threshold", self.threshold,
             "### Matching", self.matching,
-            pn.Card(self.relocalize, title="Re-localization (source = stacked)", collapsed=True),
+            pn.Card(self.relocalize, title="Re-localization (source = stacked)", collapsed=True,
+                    sizing_mode="stretch_width", margin=(5, 10)),
             "### Save", self.save_path, self.save_format, self.save_overwrite, self.save_button,
         ]
 
     @property
     def main(self) -> list:
         v = self.view
-        pane = dict(sizing_mode="stretch_width", height=450)
         frames = pn.Column(
             "### Frame by frame", self.player, pn.Row(self.show_truth, self.show_pred),
-            self._rebuilt(lambda: (v.camera_plot() + v.stacked_plot()).opts(shared_axes=True),
-                          dict(pane, height=490)),  # room for the layout's toolbar
+            # the plots size themselves (fixed frame, the image's aspect)
+            rebuilt_on(v.param.revision, lambda: (v.camera_plot() + v.stacked_plot()).opts(shared_axes=True),
+                       stretch=False),
             sizing_mode="stretch_width",
         )
         merged = pn.Column(
             "### Merged (all frames)",
-            pn.Row(self._rebuilt(lambda: v.sum_plot("widefield"), pane),
-                   self._rebuilt(lambda: v.sum_plot("predicted"), pane),
-                   self._rebuilt(v.merged_localizations, pane), sizing_mode="stretch_width"),
+            # the plots size themselves (fixed frame height, width from the data aspect) and zoom together
+            rebuilt_on(v.param.revision, lambda: (v.sum_plot("widefield") + v.sum_plot("predicted")
+                                                  + v.merged_localizations()).opts(shared_axes=True).cols(3),
+                       stretch=False),
             sizing_mode="stretch_width",
         )
         small = dict(sizing_mode="stretch_width", height=240)
@@ -194,10 +195,6 @@ class ReviewApp(Viewer):
             sizing_mode="stretch_width",
         )
         return [self.picker, frames, merged, metrics]
-
-    def _rebuilt(self, make_plot, pane_options: dict):
-        """A HoloViews pane rebuilt after each load (new files, new ranges); frames/threshold only update data."""
-        return rebuilt_on(self.view.param.revision, make_plot, **pane_options)
 
     def __panel__(self):
         return pn.Row(pn.Column(*self.sidebar, width=340), pn.Column(*self.main, sizing_mode="stretch_width"),

@@ -14,9 +14,11 @@ Steps a GUI can drive one by one: :meth:`Binner.load` (cheap: movies opened lazi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -372,6 +374,36 @@ class Binner(Task):
         are tested in vectorised batches; the number of draws is capped by ``max_attempts``. When too few windows
         qualify, fails with the exact number of qualifying windows and what to change.
         """
+        with self._preview_job(2, "loading the measurements", current=self._pool_is_current()) as own:
+            if own:
+                self.load()
+                self._update(progress=1, status="drawing the patch pool")
+            pool = self._draw_pool()
+            if own:
+                self._update(progress=2, status=f"drew a pool of {len(pool['frame'])} patches")
+        return pool
+
+    def _pool_is_current(self) -> bool:
+        """True when the cached pool matches the measurements and draw settings (draw_pool would return it)."""
+        return (self._loaded is not None and self._load_key == self._measurement_key()
+                and self._pool is not None and self._pool_key == self._draw_key())
+
+    def _plan_is_current(self) -> bool:
+        """True when the cached plan matches the pool and compose settings (compose would return it)."""
+        return (self._pool_is_current() and self._plan is not None
+                and self._plan_key == (self._pool_key, self.n_binned, self.bin_size, self.reuse_patches))
+
+    @contextlib.contextmanager
+    def _preview_job(self, n_steps: int, status: str, current: bool) -> Iterator[bool]:
+        """A job (``running``, ``progress``/``n_steps``) around a preview step called on its own; yields whether it
+        owns the job. Nested in a running job (``save``), or with a cached result, nothing is reported."""
+        if self.running or current:
+            yield False
+            return
+        with self._job(n_steps, status=status):
+            yield True
+
+    def _draw_pool(self) -> dict[str, np.ndarray]:
         ms = self.load()
         self._check_settings(ms)
         key = self._draw_key()
@@ -570,6 +602,18 @@ class Binner(Task):
         Within a binned frame the patches are distinct and no two windows of the same (measurement, frame)
         overlap (they would duplicate labels). With ``reuse_patches`` off, every pool patch is used at most once.
         """
+        with self._preview_job(3, "loading the measurements", current=self._plan_is_current()) as own:
+            if own:
+                self.load()
+                self._update(progress=1, status="drawing the patch pool")
+                self.draw_pool()
+                self._update(progress=2, status="composing the binned frames")
+            plan = self._compose()
+            if own:
+                self._update(progress=3, status=f"composed {len(plan)} binned frames of {plan.shape[1]} patches")
+        return plan
+
+    def _compose(self) -> np.ndarray:
         pool = self.draw_pool()
         key = (self._pool_key, self.n_binned, self.bin_size, self.reuse_patches)
         if self._plan is not None and key == self._plan_key:

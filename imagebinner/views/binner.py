@@ -278,8 +278,8 @@ class BinnerView(param.Parameterized):
 
         stream = hv.streams.Params(self, ["binned_frame", "show_crosses", "revision"])
         dmap = hv.DynamicMap(partial(self.part_element, k), streams=[stream])
-        return dmap.opts(hv.opts.Image(responsive=False, width=190, height=190, colorbar=False, xaxis=None,
-                                       yaxis=None, min_height=0, tools=[]),
+        return dmap.opts(hv.opts.Image(responsive=False, frame_width=180, frame_height=180, colorbar=False,
+                                       xaxis=None, yaxis=None, tools=[]),
                          hv.opts.Overlay(fontsize={"title": 8}))
 
     def parts(self, max_parts: int = MAX_PARTS_SHOWN) -> hv.Layout:

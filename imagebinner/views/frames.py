@@ -12,9 +12,20 @@ import param
 
 from imagebinner.io import LocTable, Movie
 
-FRAME_OPTS = dict(cmap="gray", invert_yaxis=True, data_aspect=1, colorbar=True, tools=["hover"], responsive=True,
-                  min_height=300)
+#: frame plots have a fixed size with the image's aspect (see :func:`frame_size`): a responsive plot in a stretched
+#: pane fills the pane and squashes the image (``data_aspect`` is not kept by Bokeh with fixed ranges)
+FRAME_OPTS = dict(cmap="gray", invert_yaxis=True, colorbar=True, tools=["hover"], responsive=False)
+#: the largest frame (inside the axes) of a frame plot, width × height in screen pixels
+FRAME_BOX = (420, 340)
 CROSS_OPTS = dict(marker="x", size=10, color="red", line_width=1.5)
+
+
+def frame_size(shape: tuple[int, int], box: tuple[int, int] = FRAME_BOX) -> dict[str, int]:
+    """``frame_width``/``frame_height`` of the largest plot frame inside ``box`` (width, height in screen pixels)
+    with the aspect of an image of ``shape`` (rows, columns; square pixels)."""
+    rows, cols = max(int(shape[0]), 1), max(int(shape[1]), 1)
+    scale = min(box[0] / cols, box[1] / rows)
+    return {"frame_width": max(round(cols * scale), 20), "frame_height": max(round(rows * scale), 20)}
 
 
 def frame_image(frame: np.ndarray, pixel_size: float, clim: tuple[float, float] | None = None,
@@ -24,7 +35,7 @@ def frame_image(frame: np.ndarray, pixel_size: float, clim: tuple[float, float] 
     xs = (np.arange(width) + 0.5) * pixel_size
     ys = (np.arange(height) + 0.5) * pixel_size
     img = hv.Image((xs, ys, frame), kdims=["x", "y"], vdims=["intensity"], label=label)
-    opts = dict(FRAME_OPTS)
+    opts = dict(FRAME_OPTS, **frame_size(frame.shape))
     if clim is not None:
         opts["clim"] = clim
     return img.opts(**opts).redim.label(x="x [nm]", y="y [nm]")
@@ -109,7 +120,7 @@ def hr_image(image: np.ndarray, pixel_size_hr: float, clim: tuple[float, float] 
     xs = np.arange(width) * pixel_size_hr
     ys = np.arange(height) * pixel_size_hr
     img = hv.Image((xs, ys, image), kdims=["x", "y"], vdims=["intensity"], label=label)
-    opts = dict(FRAME_OPTS, cmap="fire", xticks=4)
+    opts = dict(FRAME_OPTS, cmap="fire", xticks=4, **frame_size(image.shape))
     if clim is not None:
         opts["clim"] = clim
     return img.opts(**opts).redim.label(x="x [nm]", y="y [nm]")
@@ -140,7 +151,8 @@ def maybe_rasterize(dmap: hv.DynamicMap, shape: tuple[int, int] | None) -> hv.Dy
         return dmap
     from holoviews.operation.datashader import rasterize
 
-    return rasterize(dmap, aggregator="mean").opts(cmap=FRAME_OPTS["cmap"], colorbar=True)
+    return rasterize(dmap, aggregator="mean").opts(cmap=FRAME_OPTS["cmap"], colorbar=True, responsive=False,
+                                                    **frame_size(shape))
 
 
 def empty_image(label: str = "") -> hv.Image:
@@ -148,7 +160,7 @@ def empty_image(label: str = "") -> hv.Image:
     sampling density and break when HoloViews clones them)."""
     return hv.Image((np.array([0.25, 0.75]), np.array([0.25, 0.75]), np.zeros((2, 2))), kdims=["x", "y"],
                     vdims=["intensity"],
-                    label=label).opts(**FRAME_OPTS)
+                    label=label).opts(**FRAME_OPTS, **frame_size((1, 1))).redim.label(x="x [nm]", y="y [nm]")
 
 
 def frame_cost_ms(render, repeats: int = 3) -> float:

@@ -18,6 +18,7 @@ from imagebinner.views.frames import (
     crosses,
     empty_image,
     frame_image,
+    frame_size,
     hr_image,
     image_clim,
     is_large,
@@ -26,6 +27,8 @@ from imagebinner.views.frames import (
 
 #: above this many predictions the merged view is rasterized instead of drawn as dots (guide: 1e5..5e5 points)
 RASTERIZE_ABOVE_POINTS = 100_000
+#: the largest frame of a merged image (width × height in screen pixels): three fit side by side
+MERGED_BOX = (300, 240)
 CURVE_OPTS = dict(responsive=True, height=220, tools=["hover"], show_grid=True, framewise=True)
 SWEEP_METRICS = ("jaccard", "f1", "precision", "recall")
 SWEEP_COLOURS = {"jaccard": "#1f77b4", "f1": "#ff7f0e", "precision": "#2ca02c", "recall": "#d62728"}
@@ -104,7 +107,7 @@ class ReviewView(param.Parameterized):
         """The predicted hr density of the frame (``Predicted_stacked``; hr pixel k centred at k·ps_hr nm)."""
         r = self.review
         if self._stacked is None or not r.pixel_size_hr or self.frame >= self._stacked.n_frames:
-            return empty_image()
+            return empty_image("no predicted hr frames (Predicted_stacked_<stem>.tif)" if r.loaded else "")
         return hr_image(self._stacked.frame(self.frame), r.pixel_size_hr, self._clims.get("stacked"))
 
     @param.depends("frame", "show_predictions", "revision", "review.threshold")
@@ -150,12 +153,14 @@ class ReviewView(param.Parameterized):
             cmap="fire" if role == "predicted" else "gray")
 
     def sum_plot(self, role: str) -> hv.Element:
-        """A sum image, rasterized when large."""
-        image = self.sum_image(role)
+        """A sum image at a fixed frame height (its width follows from the data aspect), rasterized when large."""
+        size = frame_size(self._sums[role].shape, MERGED_BOX) if role in self._sums else frame_size((1, 1), MERGED_BOX)
+        image = self.sum_image(role).opts(**size)
         if role in self._sums and is_large(self._sums[role].shape):
             from holoviews.operation.datashader import rasterize
 
-            return rasterize(image, aggregator="mean").opts(cmap=image.opts.get().kwargs.get("cmap", "gray"))
+            return rasterize(image, aggregator="mean").opts(cmap=image.opts.get().kwargs.get("cmap", "gray"),
+                                                            responsive=False, **size)
         return image
 
     @param.depends("revision", "review.threshold")
@@ -171,8 +176,8 @@ class ReviewView(param.Parameterized):
         r = self.review
         if not r.loaded or r.filtered is None:
             return empty_image()  # nothing to aggregate (rasterizing no data fails)
-        common = dict(invert_yaxis=True, data_aspect=1, responsive=True, min_height=300, xticks=4,
-                      title="kept predictions, all frames")
+        common = dict(invert_yaxis=True, xticks=4, title="kept predictions, all frames", responsive=False,
+                      **frame_size(r.hr_shape or (1, 1), MERGED_BOX))
         if r.hr_shape and r.pixel_size_hr:  # the field of the hr images (hr pixel k spans k·ps_hr ± ps_hr/2)
             half = r.pixel_size_hr / 2
             common.update(xlim=(-half, r.hr_shape[1] * r.pixel_size_hr - half),

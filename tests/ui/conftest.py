@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 
-
 @pytest.fixture(scope="session")
 def ui_demo(small_demo):
     """``demo/measurement1|2`` and ``demo/prediction`` (the shared small demo of tests/conftest.py)."""

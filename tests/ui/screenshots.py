@@ -42,10 +42,13 @@ def main(out_dir: Path) -> None:
         review = ReviewApp(folder=str(Path(tmp) / "demo" / "prediction"), movie=str(m1.movie),
                            ground_truth=str(m1.locs))
         review.review.threshold = review.review.suggested_thresholds.get("jaccard") or 1.0
+        addons = AddonsApp()
+        addons.panels["Split"].tool.param.update(movie=str(m1.movie), locs=str(m1.locs), at=100,
+                                                 output_folder=str(Path(tmp) / "split"))
         pages = {
             "binner": lambda: binner_template(binner),
             "review": lambda: review_template(review),
-            "addons": lambda: addons_template(AddonsApp()),
+            "addons": lambda: addons_template(addons),
         }
         port = serve_and_wait(pages)
         with sync_playwright() as pw:
@@ -77,6 +80,9 @@ def main(out_dir: Path) -> None:
 
             page.goto(f"http://localhost:{port}/addons")
             page.get_by_text("Run Convert").wait_for()
+            page.get_by_text("Split", exact=True).click()  # the Split tab after a run: status and written files
+            page.get_by_role("button", name="Run Split").click()
+            page.get_by_text("file(s) written").wait_for()
             time.sleep(1)
             page.screenshot(path=str(out_dir / "addons.png"), full_page=True)
             browser.close()
