@@ -14,6 +14,7 @@ from bokeh.models import Image as BokehImage  # noqa: E402
 from pyviz_comms import Comm  # noqa: E402
 
 from imagebinner.io import open_movie, read_locs  # noqa: E402
+from imagebinner.simulate.prediction import make_prediction_folder  # noqa: E402
 from imagebinner.tools.binner import Binner  # noqa: E402
 from imagebinner.tools.review import PredictionReview  # noqa: E402
 from imagebinner.views.binner import BinnerView  # noqa: E402
@@ -298,3 +299,21 @@ def test_frame_size_fits_the_box_with_the_image_aspect():
     assert frame_size((512, 128), (420, 340)) == {"frame_width": 85, "frame_height": 340}
     fig = hv.renderer("bokeh").get_plot(frame_image(np.zeros((30, 60)), 100.0)).state
     assert (fig.frame_width, fig.frame_height) == (420, 210)
+
+
+def test_exploded_predictions_show_the_same_sum_images(demo, tmp_path):
+    """Per-frame (exploded) prediction files are summed into the same merged images as the whole-movie files."""
+    paths, folder = demo
+    m1 = paths.measurements[0]
+    truth = read_locs(m1.locs)
+    make_prediction_folder(tmp_path / "exploded", truth, m1.movie, upsampling=4, seed=1, exploded=True)
+    whole = PredictionReview(folder=str(folder), movie=str(m1.movie)).load()
+    split = PredictionReview(folder=str(tmp_path / "exploded"), movie=str(m1.movie)).load()
+    for role in ("predicted", "widefield"):
+        views = [ReviewView(r) for r in (whole, split)]
+        for v in views:
+            v.refresh()
+        a, b = (v.sum_image(role) for v in views)
+        assert a.data[a.vdims[0].name].size > 1
+        np.testing.assert_allclose(np.asarray(b.dimension_values(2)), np.asarray(a.dimension_values(2)),
+                                   rtol=1e-5, atol=1e-3)

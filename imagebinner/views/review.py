@@ -65,10 +65,10 @@ class ReviewView(param.Parameterized):
         self._stacked, self._sums, self._clims = None, {}, {}
         files = r.files or {}
         for role in ("predicted", "widefield"):
-            if files.get(role):
-                with open_movie(files[role]) as m:
-                    self._sums[role] = m.frame(0)
-                self._clims[role] = image_clim([self._sums[role]])
+            merged = r.merged_image(role)  # whole-movie file, or the sum of exploded per-frame images
+            if merged is not None:
+                self._sums[role] = merged
+                self._clims[role] = image_clim([merged])
         if files.get("stacked"):
             self._stacked = open_movie(files["stacked"])
             picks = np.unique(np.linspace(0, self._stacked.n_frames - 1, min(8, self._stacked.n_frames)).astype(int))
