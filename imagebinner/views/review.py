@@ -215,7 +215,7 @@ class ReviewView(param.Parameterized):
         if not curves:
             curves.append(hv.Curve((frames, np.zeros(len(frames))), "frame", "locs per µm²").opts(**CURVE_OPTS))
         overlay = hv.Overlay(curves) * hv.VLine(self.frame).opts(color="orange", line_width=1)
-        return overlay.opts(title="density per frame", legend_position="top_right")
+        return overlay.opts(title="density per frame", legend_position="right")  # outside: never over the curves
 
     @param.depends("revision", "review.threshold")
     def metrics_table(self):
