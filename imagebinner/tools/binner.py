@@ -299,8 +299,8 @@ class Binner(Task):
             table = table.take(~outside)
             px, py = px[~outside], py[~outside]
         self._validated_pixels[index] = (px, py)  # reused by _build_global_index (elementwise: same values)
-        offsets = np.searchsorted(table.frame, np.arange(movie.n_frames + 1), side="left")
-        return Measurement(index, movie.path, locs_path, movie, table, offsets, n_out)
+        table = table.with_meta(n_frames=movie.n_frames)  # frame_offsets then cover every page of the movie
+        return Measurement(index, movie.path, locs_path, movie, table, table.frame_offsets, n_out)
 
     def _build_global_index(self) -> None:
         """Concatenate all tables once: pixel indices and label columns addressed by global row numbers."""
