@@ -93,16 +93,17 @@ class OptionalSelect(pn.widgets.Select):
         return props
 
 
-def tool_widgets(obj: param.Parameterized, parameters: list[str], widgets: dict | None = None,
+def tool_widgets(obj: param.Parameterized, parameters: list[str] | tuple[str, ...], widgets: dict | None = None,
                  text: tuple[str, ...] = (), labels: dict[str, str] | None = None) -> pn.Param:
-    """Widgets generated from a tool's params (tooltips from the param docs); ``text`` params as text inputs,
-    optional (None-able) numbers as input boxes, optional choices with an ``auto`` entry (not given); ``labels``
-    replaces the label of some params."""
+    """Widgets generated from a tool's params, in the given order (tooltips from the param docs); ``text`` params as
+    text inputs, optional (None-able) numbers as input boxes, optional choices with an ``auto`` entry (not given),
+    events as buttons; ``labels`` replaces the label of some params."""
+    parameters = list(parameters)
     spec: dict = {}
     for name in parameters:
         p = obj.param[name]
-        if name in text:
-            spec[name] = {"type": pn.widgets.TextInput, "placeholder": p.doc.split(";")[0][:80]}
+        if name in text or (isinstance(p, param.String) and not isinstance(p, param.Selector)):
+            spec[name] = {"type": pn.widgets.TextInput, "placeholder": (p.doc or "").split(";")[0][:80]}
         elif isinstance(p, param.Number) and p.allow_None:
             # optional numbers ("empty = from the metadata"): an input box that can stay empty, not a slider
             spec[name] = {"type": pn.widgets.IntInput if isinstance(p, param.Integer) else pn.widgets.FloatInput}
@@ -110,13 +111,15 @@ def tool_widgets(obj: param.Parameterized, parameters: list[str], widgets: dict 
             # a blank entry reads as "nothing chosen": name it (the tooltip says what "not given" means)
             choices = {AUTO_LABEL: None, **{str(o): o for o in p.objects if o is not None}}
             spec[name] = {"type": OptionalSelect, "options": choices}
+        elif isinstance(p, param.Event):
+            spec[name] = {"type": pn.widgets.Button, "button_type": "primary" if name == parameters[-1] else "default"}
         if name in (labels or {}):
             spec.setdefault(name, {})["name"] = labels[name]
     for name, options in (widgets or {}).items():
         spec[name] = {**spec.get(name, {}), **options}
-    widget_list = pn.Param(obj, parameters=parameters, widgets=spec, show_name=False, sizing_mode="stretch_width")
-    widget_list.layout[:] = [widget_list._widgets[name] for name in parameters]  # in the given order, not the class's
-    return widget_list
+    order = {name: k for k, name in enumerate(parameters)}
+    return pn.Param(obj, parameters=parameters, widgets=spec, show_name=False, sizing_mode="stretch_width",
+                    sort=lambda item: order.get(item[0], len(order)))
 
 
 def hv_pane(obj, **options) -> pn.pane.HoloViews:

@@ -7,6 +7,7 @@ import sys
 import warnings
 
 from imagebinner import __version__
+from imagebinner.cli.common import with_flags
 from imagebinner.errors import ImageBinnerError
 
 SUBCOMMAND_MODULES = ("info", "convert", "bin", "addons", "review", "demo")
@@ -22,27 +23,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"imagebinner {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"imagebinner.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"imagebinner.cli.{name}":
-                continue  # subcommand not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"imagebinner.cli.{name}").register(sub)
     return parser
+
+
+def _param_names(parser: argparse.ArgumentParser) -> set[str]:
+    """Param names that have a flag of their own in some subcommand (those with an underscore are safe to
+    rewrite in any message; single words only where an error lists them)."""
+    names: set[str] = set()
+    for action in parser._subparsers._group_actions if parser._subparsers else []:  # noqa: SLF001 (argparse API)
+        for sub in action.choices.values():
+            names |= {a.dest for a in sub._actions if a.option_strings and "_" in a.dest}
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: errors are one line on stderr and exit code 2, no traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    names = _param_names(parser)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        warnings.showwarning = _show_warning
+        warnings.showwarning = lambda message, *rest, **kw: print(
+            f"imagebinner: warning: {with_flags(str(message), names)}", file=sys.stderr)
         try:
             result = args.func(args)
         except ImageBinnerError as exc:
-            print(f"imagebinner: error: {exc}", file=sys.stderr)
+            print(f"imagebinner: error: {with_flags(str(exc), names | set(exc.params))}", file=sys.stderr)
             return 2
         except OSError as exc:  # permissions, full disk, vanished folders: the file and the cause, no traceback
             where = f"{exc.filename}: " if exc.filename else ""
@@ -52,10 +59,6 @@ def main(argv: list[str] | None = None) -> int:
             print("imagebinner: interrupted", file=sys.stderr)
             return 130
     return int(result or 0)
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    print(f"imagebinner: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,9 +1,11 @@
-"""Build argparse options from a tool's params (flags mirror param names, help from param docs) and show progress."""
+"""Build argparse options from a tool's declared params (flags mirror param names, help from param docs), show
+progress, and turn param names in messages into flags."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 from collections.abc import Iterable, Iterator
 
 import param
@@ -12,7 +14,43 @@ from imagebinner.errors import ParameterError
 
 
 def flag(name: str) -> str:
+    """The command-line flag of a param: ``patch_size`` -> ``--patch-size``."""
     return "--" + name.replace("_", "-")
+
+
+def with_flags(message: str, names: Iterable[str]) -> str:
+    """``message`` with every param name of ``names`` (whole words) written as its flag, for the command line."""
+    for name in sorted(set(names), key=len, reverse=True):
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag(name), message)
+    return message
+
+
+def add_tool_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    positional: Iterable[str] = (),
+    skip: Iterable[str] = (),
+    required: Iterable[str] = (),
+) -> list[str]:
+    """Add a tool's declared params (``cls.user_params()``) to ``parser``; returns the names added.
+
+    ``positional`` params become positional arguments (metavar = the upper-cased name), the output location
+    (``cls.output_location()``) becomes ``-o/--output``, every other one ``--flag``; ``skip`` leaves some out (a
+    command that builds them from other arguments).
+    """
+    positional, skip = list(positional), set(skip)
+    names = [n for n in cls.user_params() if n not in skip]
+    for name in positional:
+        parser.add_argument(name, metavar=name.upper(), help=_help(cls.param[name], with_default=False))
+    output = cls.output_location()
+    options = [n for n in names if n not in positional]
+    if output in options:
+        p = cls.param[output]
+        parser.add_argument("-o", "--output", dest=output, metavar="OUT", default=None,
+                            required=output in set(required), help=_help(p))
+        options.remove(output)
+    add_param_options(parser, cls, options, required=required)
+    return names
 
 
 def add_param_options(
@@ -42,9 +80,9 @@ def add_param_options(
         parser.add_argument(flag(name), **kwargs)
 
 
-def _help(p: param.Parameter) -> str:
+def _help(p: param.Parameter, with_default: bool = True) -> str:
     doc = (p.doc or "").strip().replace("%", "%%")
-    if p.default is not None and not isinstance(p, param.Boolean):
+    if with_default and p.default not in (None, "") and not isinstance(p, param.Boolean):
         doc += f" (default: {p.default})"
     return doc
 
@@ -59,11 +97,11 @@ def make_tool(cls: type[param.Parameterized], **values):
     try:
         return cls(**values)
     except ValueError as exc:
-        raise ParameterError(_param_message(exc)) from None
-
-
-def _param_message(exc: Exception) -> str:
-    return str(exc).split("\n")[0]
+        text = str(exc).split("\n")[0]
+        named = re.match(r"^\w+ parameter '\w+\.(\w+)' (.*)$", text)  # param's "Integer parameter 'Binner.x' ..."
+        if named:
+            raise ParameterError(f"{named[1]} {named[2]}", params=[named[1]]) from None
+        raise ParameterError(text) from None
 
 
 @contextlib.contextmanager
