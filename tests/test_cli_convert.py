@@ -125,7 +125,7 @@ def test_cli_convert_to_and_half_pixel(shared_data, tmp_path, capsys):
         (["convert", "{missing}", "-o", "{out}"], ["not found"]),
         (["convert", "{bad}", "-o", "{out}"], ["unknown localization format"]),
         (["convert", "{ts}", "-o", "{tmp}/x.txt"], ["--to"]),
-        (["convert", "{ts}", "-o", "{out}", "--pixel-size", "-5"], ["pixel_size"]),
+        (["convert", "{ts}", "-o", "{out}", "--pixel-size", "-5"], ["--pixel-size", "greater than 0"]),
         (["info", "{bad}"], ["unknown localization format"]),
     ],
 )

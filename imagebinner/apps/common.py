@@ -14,13 +14,12 @@ import param
 from panel.viewable import Viewer
 
 from imagebinner.errors import ImageBinnerError
+from imagebinner.io import find_measurement_pairs  # noqa: F401 (re-exported for the apps)
 
 #: environment variable naming a data folder the apps open on (measurement pairs, prediction folder, ...)
 DATA_ENV = "IMAGEBINNER_DATA"
 #: environment variable restricting every path typed into an app to one folder (server-side check)
 ROOT_ENV = "IMAGEBINNER_ROOT"
-MOVIE_SUFFIXES = (".tif", ".tiff", ".raw")
-LOCS_SUFFIXES = (".hdf5", ".h5", ".csv")
 
 
 def session_arg(name: str) -> list[str]:
@@ -56,27 +55,6 @@ def check_path(text: str, what: str, kind: str = "file", must_exist: bool = True
         if kind == "folder" and not path.is_dir():
             raise ImageBinnerError(f"{what} is not a folder", path)
     return path
-
-
-def find_measurement_pairs(folder: str | Path, max_depth: int = 2) -> list[tuple[str, str]]:
-    """Movie + localization pairs under ``folder``: ``<stem>.tif`` (or ``.raw``) with ``<stem>_locs.hdf5|.csv``.
-
-    One pair per localization file (a TIF preferred over a ``.raw`` of the same stem); sorted by path.
-    """
-    folder = Path(folder)
-    pairs: dict[Path, Path] = {}
-    for depth in range(max_depth + 1):
-        for movie in sorted(folder.glob("/".join(["*"] * depth + ["*"]))):
-            if movie.suffix.lower() not in MOVIE_SUFFIXES or not movie.is_file():
-                continue
-            for suffix in LOCS_SUFFIXES:
-                locs = movie.with_name(f"{movie.stem}_locs{suffix}")
-                if locs.is_file():
-                    known = pairs.get(locs)
-                    if known is None or (known.suffix.lower() == ".raw" and movie.suffix.lower() != ".raw"):
-                        pairs[locs] = movie
-                    break
-    return sorted(((str(m), str(l)) for l, m in pairs.items()), key=lambda p: p[0])
 
 
 AUTO_LABEL = "auto"  # the entry of an optional choice left to the tool (the param's None)

@@ -8,7 +8,24 @@ Public API (everything above this layer imports from here)::
     open_movie(path, pixel_size=None) -> Movie;  write_tif(...);  TifWriter(...)
 """
 
-from imagebinner.io.atomic import atomic_group, atomic_path, check_writable
+from imagebinner.io.atomic import (
+    atomic_group,
+    atomic_path,
+    check_outputs,
+    check_writable,
+    protected_inputs,
+    sidecars,
+)
+from imagebinner.io.discovery import find_measurement_pairs
+from imagebinner.io.locformats import (
+    LOC_FORMATS,
+    WRITE_FORMATS,
+    detect_format,
+    format_for_output,
+    output_paths,
+    read_locs,
+    write_locs,
+)
 from imagebinner.io.movie import (
     MOVIE_SUFFIXES,
     Movie,
@@ -21,20 +38,6 @@ from imagebinner.io.movie import (
 )
 from imagebinner.io.table import LocMeta, LocTable, empty_table
 
-try:  # the localization formats module
-    from imagebinner.io.locformats import (  # noqa: F401
-        LOC_FORMATS,
-        WRITE_FORMATS,
-        detect_format,
-        format_for_output,
-        output_paths,
-        read_locs,
-        write_locs,
-    )
-except ModuleNotFoundError as _exc:  # pragma: no cover - only while the module is being built
-    if _exc.name != "imagebinner.io.locformats":
-        raise
-
 __all__ = [
     "LocMeta",
     "LocTable",
@@ -43,7 +46,11 @@ __all__ = [
     "TifWriter",
     "atomic_group",
     "atomic_path",
+    "check_outputs",
     "check_writable",
+    "find_measurement_pairs",
+    "protected_inputs",
+    "sidecars",
     "empty_table",
     "file_signature",
     "is_movie_path",

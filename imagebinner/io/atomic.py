@@ -38,7 +38,7 @@ def check_writable(paths: Sequence[str | Path], overwrite: bool) -> None:
         return
     for p in paths:
         if Path(p).exists():
-            raise OutputExistsError("exists already (use --overwrite / overwrite=True to replace it)", p)
+            raise OutputExistsError("exists already (set overwrite to replace it)", p, params=["overwrite"])
 
 
 @contextlib.contextmanager
@@ -87,3 +87,39 @@ def _tmp_for(target: Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def sidecars(path: str | Path) -> list[Path]:
+    """A file and the files that belong to it: the Picasso YAML of a ``.hdf5`` or ``.raw``."""
+    from imagebinner.io.picasso_yaml import sidecar_path
+
+    path = Path(path)
+    return [path, sidecar_path(path)] if path.suffix.lower() in (".hdf5", ".raw") else [path]
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:  # pragma: no cover - unreadable parent
+        return path.absolute()
+
+
+def protected_inputs(inputs: Sequence[str | Path | None]) -> set[Path]:
+    """Resolved paths no job may write onto: its inputs and their sidecars (symlinks and ``..`` resolved)."""
+    return {_resolved(q) for p in inputs if p is not None for q in sidecars(p)}
+
+
+def check_outputs(targets: Sequence[str | Path], inputs: Sequence[str | Path | None], overwrite: bool) -> None:
+    """The one pre-write check of every writer: no target named twice, none is an input of the job (or an
+    input's sidecar, even with ``overwrite``), and none exists unless ``overwrite``. Raises before any write."""
+    seen: set[Path] = set()
+    for t in targets:
+        r = _resolved(Path(t))
+        if r in seen:
+            raise OutputExistsError("named twice among the outputs of this job", t)
+        seen.add(r)
+    protected = protected_inputs(inputs)
+    for t in targets:
+        if _resolved(Path(t)) in protected:
+            raise OutputExistsError("is an input of this job (or belongs to one); choose another output", t)
+    check_writable(targets, overwrite)
