@@ -365,3 +365,34 @@ def test_tool_widgets_keep_the_given_order_and_name_the_auto_choice():
     assert split.to == "picasso"
     widgets._widgets["to"]._process_events({"value": "None"})
     assert split.to is None and select.value == "None"
+
+
+def test_list_params_are_edited_one_item_per_line_with_paths_checked(demo, tmp_path, capsys):
+    """A list param (pairs or paths) is a text box with one item per line, in sync with the param both ways; a line
+    naming a missing file changes nothing and says why."""
+    from bokeh.models import TextAreaInput
+
+    from imagebinner.apps.common import param_widget, tool_widgets
+
+    class Lists(param.Parameterized):
+        pairs = param.List(default=[], doc="Pairs of movie and localizations.")
+        paths = param.List(default=[], item_type=str, doc="Movies.")
+
+    obj = Lists()
+    pane = tool_widgets(obj, ["pairs", "paths"], widgets={"pairs": {"columns": ["movie", "localizations"]}})
+    root = pane.get_root(Document(), comm=Comm())
+    pairs, paths = param_widget(pane, "pairs"), param_widget(pane, "paths")
+    assert pairs.description == "Pairs of movie and localizations." and pairs.label == "Pairs"
+    m1, m2 = demo.measurements
+    pairs._process_events({"value": f"{m1.movie} | {m1.locs}\n\n  {m2.movie} |{m2.locs}  "})  # as the browser sends
+    assert obj.pairs == [(str(m1.movie), str(m1.locs)), (str(m2.movie), str(m2.locs))]
+    pairs._process_events({"value": f"{m1.movie} | {tmp_path / 'missing.csv'}"})
+    assert len(obj.pairs) == 2 and pairs.label == "Pairs (invalid)"
+    assert "line 1" in capsys.readouterr().out
+    pairs._process_events({"value": str(m1.movie)})  # a pair needs both paths
+    assert len(obj.pairs) == 2 and "2 paths" in capsys.readouterr().out
+    obj.paths = [str(m2.movie), str(m1.movie)]  # from Python: the box shows one path per line
+    boxes = {box.value for box in root.select({"type": TextAreaInput})}
+    assert f"{m2.movie}\n{m1.movie}" in boxes
+    paths._process_events({"value": str(m1.movie)})
+    assert obj.paths == [str(m1.movie)] and paths.label == "Paths"
