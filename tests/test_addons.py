@@ -18,7 +18,9 @@ from hypothesis import strategies as st
 from imagebinner.cli import main
 from imagebinner.errors import FormatError, OutputExistsError, ParameterError
 from imagebinner.io import LocMeta, LocTable, Movie, open_movie, read_locs, write_locs, write_tif
-from imagebinner.tools.addons import Explode, Merge, Split, frame_digits, output_dtype
+from imagebinner.io.picasso_yaml import PicassoLoader
+from imagebinner.io.predictions import exploded_frame_digits as frame_digits
+from imagebinner.tools.addons import Explode, Merge, Split, output_dtype
 
 PS = 100.0
 FORMATS = ["deepstorm", "thunderstorm", "picasso"]
@@ -294,6 +296,34 @@ def test_merge_of_different_formats_uses_the_first_inputs_format_unless_to(tmp_p
     np.testing.assert_allclose(back.x, merged.x, rtol=1e-6)
 
 
+def test_picasso_csv_input_falls_back_to_thunderstorm_with_a_warning(tmp_path):
+    """Picasso's CSV export cannot be written back: without ``to`` the parts are ThunderSTORM CSV (docs/addons.md),
+    with a warning, and hold the same localizations (half-pixel shift applied once, frames 1-based)."""
+    movie, locs = make_pair(tmp_path / "in", "px", "deepstorm", 6, seed=40, empty=(3,), per_frame=(1, 4))
+    canonical = read_locs(locs)
+    export = tmp_path / "in" / "px_export.csv"
+    pd.DataFrame({  # Picasso's export: ids and frames from 0, nm with pixel centres at j * pixel size
+        "id": np.arange(len(canonical)), "frame": canonical.frame,
+        "x [nm]": canonical.x - 0.5 * PS, "y [nm]": canonical.y - 0.5 * PS,
+        "sigma [nm]": canonical["sigma"], "intensity [photon]": canonical["photons"],
+    }).to_csv(export, index=False)
+    source = read_locs(export, pixel_size=PS)
+    assert source.meta.source_format == "picasso-csv"
+    split = Split(movie=str(movie), locs=str(export), at=4, output_folder=str(tmp_path / "s"), pixel_size=PS)
+    with pytest.warns(UserWarning, match="'picasso-csv' files cannot be written; writing 'thunderstorm'"):
+        written = split.run()
+    assert sorted(p.name for p in written) == ["px_part1.csv", "px_part1.tif", "px_part2.csv", "px_part2.tif"]
+    assert "(thunderstorm)" in split.status
+    part1, part2 = (read_locs(tmp_path / "s" / f"px_part{i}.csv") for i in (1, 2))
+    assert part1.meta.source_format == part2.meta.source_format == "thunderstorm"
+    first = pd.read_csv(tmp_path / "s" / "px_part1.csv")
+    np.testing.assert_array_equal(first["frame"], canonical.frame[canonical.frame < 4] + 1)  # 1-based
+    np.testing.assert_allclose(part1.x, canonical.x[canonical.frame < 4], atol=1e-9)  # the corner convention
+    np.testing.assert_allclose(part2.y, canonical.y[canonical.frame >= 4], atol=1e-9)
+    np.testing.assert_array_equal(part2.frame, canonical.frame[canonical.frame >= 4] - 4)
+    np.testing.assert_array_equal(pixels(tmp_path / "s" / "px_part2.tif"), pixels(movie)[4:])
+
+
 # -- refusals ---------------------------------------------------------------------------------------------------
 def test_no_overwrite_refusal_writes_nothing(tmp_path):
     movie, locs = make_pair(tmp_path / "in", "e", "picasso", 6, seed=21)
@@ -316,7 +346,7 @@ def test_no_overwrite_refusal_writes_nothing(tmp_path):
 def test_outputs_never_replace_inputs(tmp_path):
     movie, locs = make_pair(tmp_path, "merged", "deepstorm", 3, seed=22)
     before = locs.read_bytes()
-    with pytest.raises(ParameterError, match="is an input"):
+    with pytest.raises(OutputExistsError, match="is an input"):  # io.check_outputs: the one pre-write check
         Merge(movies=[str(movie)], locs=[str(locs)], output_folder=str(tmp_path), overwrite=True).run()
     assert locs.read_bytes() == before
 
@@ -405,10 +435,10 @@ def test_real_picasso_split_merge_and_yaml(shared_data, tmp_path):
     movie = shared_data / "picasso" / "testdata.tif"
     locs = shared_data / "picasso" / "testdata_locs.hdf5"
     input_docs = list(yaml.load_all((shared_data / "picasso" / "testdata_locs.yaml").read_text(),
-                                    Loader=yaml.UnsafeLoader))
+                                    Loader=PicassoLoader))
     Split(movie=str(movie), locs=str(locs), at=500, output_folder=str(tmp_path / "s")).run()
     for i, frames in ((1, 500), (2, 500)):
-        docs = list(yaml.load_all((tmp_path / "s" / f"testdata_part{i}.yaml").read_text(), Loader=yaml.UnsafeLoader))
+        docs = list(yaml.load_all((tmp_path / "s" / f"testdata_part{i}.yaml").read_text(), Loader=PicassoLoader))
         assert docs[: len(input_docs)] == input_docs and len(docs) == len(input_docs) + 1
         last = docs[-1]
         assert (last["Frames"], last["Width"], last["Height"], last["Pixelsize"]) == (frames, 32, 32, 130)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from imagebinner.errors import OutputExistsError
+from imagebinner.errors import ImageBinnerError, OutputExistsError
 
 
 def _umask() -> int:
@@ -61,22 +62,47 @@ def atomic_path(target: str | Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_group(targets: Sequence[str | Path], overwrite: bool = False) -> Iterator[list[Path]]:
+def atomic_group(
+    targets: Sequence[str | Path], overwrite: bool = False, keep_names: bool = False
+) -> Iterator[list[Path]]:
     """Like :func:`atomic_path` for several files that belong together (e.g. HDF5 + YAML, TIF + CSV + JSON).
 
     All targets are checked before anything is written; they are renamed into place only when every one was
-    written without error.
+    written without error. The yielded paths are temporary files beside the targets, or with ``keep_names`` the
+    targets' own names inside a hidden staging folder beside them (for writers that derive sidecar names from the
+    path they are given, e.g. a Picasso ``.hdf5`` and its ``.yaml``; also keeps many-file jobs out of sight). A
+    writer may leave a ``keep_names`` path unwritten only by raising.
     """
     targets = [Path(t) for t in targets]
     check_writable(targets, overwrite)
     with contextlib.ExitStack() as stack:
-        tmps = [stack.enter_context(_tmp_for(t)) for t in targets]
+        if keep_names:
+            stages = {folder: stack.enter_context(_staging_folder(folder)) for folder in {t.parent for t in targets}}
+            tmps = [stages[t.parent] / t.name for t in targets]
+        else:
+            tmps = [stack.enter_context(_tmp_for(t)) for t in targets]
         yield tmps
         for tmp, target in zip(tmps, targets):
+            if not tmp.exists():
+                raise ImageBinnerError("was not written (writer error); nothing replaced", target)
             if not overwrite and target.exists():
                 raise OutputExistsError("appeared while writing; not replaced", target)
         for tmp, target in zip(tmps, targets):
             os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def _staging_folder(folder: Path) -> Iterator[Path]:
+    """A hidden, empty folder inside ``folder`` (created when missing), removed with whatever is left in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".imagebinner-staging-", dir=folder))
+    except OSError as exc:  # name the output folder the user asked for, not the staging folder
+        raise OSError(exc.errno, f"cannot write here ({exc.strerror})", str(folder)) from None
+    try:
+        yield stage
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -367,9 +367,10 @@ def _csv_to_table(
         if pixel_size is None:
             raise FormatError(
                 "Picasso CSV export: the exact half-pixel shift (x_nm + 0.5 * pixel size) needs the camera pixel "
-                "size, which the CSV does not carry; give --pixel-size NM (pixel_size=...), or --no-half-pixel "
-                "to keep Picasso's coordinates unchanged",
+                "size, which the CSV does not carry; give pixel_size, or turn half_pixel off to keep Picasso's "
+                "coordinates unchanged",
                 path,
+                params=["pixel_size", "half_pixel"],
             )
         out["x"] = out["x"] + 0.5 * pixel_size
         out["y"] = out["y"] + 0.5 * pixel_size
@@ -410,8 +411,9 @@ def _read_picasso(path: Path, pixel_size: float | None, half_pixel: bool) -> Loc
     else:
         raise FormatError(
             f"Picasso metadata file {yaml_path.name} not found beside the data; it holds the pixel size "
-            "(give --pixel-size NM to read the file without it)",
+            "(give pixel_size to read the file without it)",
             path,
+            params=["pixel_size"],
         )
     yaml_ps = picasso_yaml.pixel_size(docs, yaml_path) if docs else None
     if pixel_size is not None:
@@ -427,13 +429,15 @@ def _read_picasso(path: Path, pixel_size: float | None, half_pixel: bool) -> Loc
     else:
         suggestion = picasso_yaml.suggested_pixel_size(docs)
         hint = (
-            f"; the movie's YAML suggests Camera.Pixelsize = {suggestion:g} nm: confirm it with --pixel-size "
+            f"; the movie's YAML suggests Camera.Pixelsize = {suggestion:g} nm: confirm it with pixel_size "
             f"{suggestion:g}"
             if suggestion is not None
             else ""
         )
         raise FormatError(
-            f"no pixel size: no YAML document of {yaml_path.name} has Pixelsize; give --pixel-size NM{hint}", path
+            f"no pixel size: no YAML document of {yaml_path.name} has Pixelsize; give pixel_size{hint}",
+            path,
+            params=["pixel_size"],
         )
     with h5py.File(path, "r") as h5:
         ds = h5["locs"]
@@ -530,8 +534,9 @@ def format_for_output(path: str | Path, to: str | None = None) -> str:
         return "deepstorm"
     raise FormatError(
         f"cannot tell the output format from the extension {suffix!r}: use .csv (DeepSTORM), .hdf5 (Picasso) "
-        "or choose it with --to",
+        "or choose it with to",
         path,
+        params=["to"],
     )
 
 
@@ -827,8 +832,9 @@ def _write_picasso(
     ps = pixel_size if pixel_size is not None else table.meta.pixel_size
     if ps is None:
         raise FormatError(
-            "writing Picasso HDF5 needs the camera pixel size to convert nm to pixels; give --pixel-size NM",
+            "writing Picasso HDF5 needs the camera pixel size to convert nm to pixels; give pixel_size",
             target,
+            params=["pixel_size"],
         )
     ps = float(ps)
     if not (np.isfinite(ps) and ps > 0):

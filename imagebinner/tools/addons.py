@@ -21,11 +21,7 @@ place only when every file of the job was written.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,10 +29,22 @@ from pathlib import Path
 import numpy as np
 import param
 
-from imagebinner.errors import FormatError, OutputExistsError, ParameterError
-from imagebinner.io import LocTable, Movie, TifWriter, check_writable, open_movie
-from imagebinner.io import picasso_yaml
+from imagebinner.errors import FormatError, ParameterError
+from imagebinner.io import (
+    WRITE_FORMATS,
+    LocTable,
+    Movie,
+    TifWriter,
+    atomic_group,
+    check_outputs,
+    open_movie,
+    output_paths,
+    read_locs,
+    write_locs,
+)
+from imagebinner.io.predictions import exploded_stem
 from imagebinner.tools.base import Task
+from imagebinner.tools.settings import CameraSettings, OutputFolder
 
 #: output formats offered by ``to`` (None = the input's format)
 OUTPUT_FORMATS = ("deepstorm", "thunderstorm", "picasso")
@@ -50,11 +58,6 @@ _PIXEL_SIZE_RTOL = 1e-6
 def loc_extension(fmt: str) -> str:
     """File extension of a localization output format (Picasso: ``.hdf5`` + its ``.yaml``; others ``.csv``)."""
     return ".hdf5" if fmt == "picasso" else ".csv"
-
-
-def frame_digits(n_frames: int) -> int:
-    """Digits of the 1-based frame number in exploded names: at least 5, more when there are > 99999 frames."""
-    return max(5, len(str(int(n_frames))))
 
 
 def output_dtype(dtypes: Sequence[np.dtype]) -> tuple[str, bool]:
@@ -75,28 +78,15 @@ def _same_size(a: float, b: float) -> bool:
     return math.isclose(a, b, rel_tol=_PIXEL_SIZE_RTOL)
 
 
-def _sidecars(path: Path) -> list[Path]:
-    """An input and the files that belong to it (Picasso YAML), for the 'never write onto an input' check."""
-    path = Path(path)
-    out = [path]
-    if path.suffix.lower() in (".hdf5", ".raw"):
-        out.append(picasso_yaml.sidecar_path(path))
-    return out
-
-
-def _resolved(p: Path) -> Path:
-    try:
-        return p.resolve()
-    except OSError:  # pragma: no cover
-        return p.absolute()
+def _with_ext(base: Path, ext: str) -> Path:
+    """``base`` + ``ext`` (not ``with_suffix``: a dotted stem such as ``run.2`` keeps its whole name)."""
+    return base.with_name(base.name + ext)
 
 
 class _Pair:
     """One movie and its localization table, opened and checked against each other."""
 
     def __init__(self, movie_path: str, locs_path: str, pixel_size: float | None, half_pixel: bool):
-        from imagebinner.io import read_locs
-
         self.movie: Movie = open_movie(movie_path, pixel_size=pixel_size)
         try:
             table = read_locs(locs_path, pixel_size=pixel_size, half_pixel=half_pixel)
@@ -134,7 +124,7 @@ class _Pair:
         ):
             warnings.warn(
                 f"{locs_path}: pixel size {meta.pixel_size} nm differs from the movie's {movie.pixel_size} nm "
-                f"({movie.path}); each output keeps its own (pass pixel_size / --pixel-size to set both)",
+                f"({movie.path}); each output keeps its own (set pixel_size for both)",
                 stacklevel=3,
             )
         #: pixel size written into the TIF outputs / used for the localization outputs
@@ -152,92 +142,47 @@ class _Pair:
         self.movie.close()
 
 
-@contextlib.contextmanager
-def _staged(targets: Sequence[Path], overwrite: bool) -> Iterator[Path]:
-    """A hidden staging folder in the targets' folder; on success every staged file is moved onto its target.
-
-    All targets are checked before anything is written and again before the moves, so a job either puts every
-    file in place or none (the staging folder is removed in every case).
-    """
-    targets = [Path(t) for t in targets]
-    check_writable(targets, overwrite)
-    folder = targets[0].parent
-    folder.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".imagebinner-staging-", dir=folder))
-    try:
-        yield stage
-        staged = [stage / t.name for t in targets]
-        missing = [t for s, t in zip(staged, targets) if not s.exists()]
-        if missing:  # pragma: no cover - a writer broke its contract
-            raise FormatError("was not written", missing[0])
-        if not overwrite:
-            for t in targets:
-                if t.exists():
-                    raise OutputExistsError("appeared while writing; not replaced", t)
-        for s, t in zip(staged, targets):
-            os.replace(s, t)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-
-
 # -- the tools ------------------------------------------------------------------------------------------------
-class _AddOn(Task):
+class _AddOn(Task, CameraSettings, OutputFolder):
     """Settings and results shared by Split, Merge and Explode."""
+
+    settings = ("to", "pixel_size", "half_pixel")
+    outputs = ("output_folder", "overwrite")
+    actions = {"request_run": "run"}
 
     to = param.Selector(
         default=None,
         objects=[None, *OUTPUT_FORMATS],
         allow_None=True,
-        doc="Localization output format; None (not given) = the input's format (for Merge: the first input's). "
-        "Picasso writes .hdf5 + .yaml, the others .csv.",
+        doc="Localization output format; None (not given) = the input's format (for Merge: the first input's; "
+        "Picasso's CSV export, which cannot be written, as thunderstorm). Picasso writes .hdf5 + .yaml, the "
+        "others .csv.",
     )
-    output_folder = param.String(default=".", doc="Folder for the output files (created when missing).")
-    overwrite = param.Boolean(default=False, doc="Replace existing output files (otherwise refuse and write nothing).")
-    pixel_size = param.Number(
-        default=None,
-        allow_None=True,
-        bounds=(0, None),
-        inclusive_bounds=(False, True),
-        doc="Camera pixel size in nm for every input, overriding the files' metadata (None = from the metadata).",
-    )
-    half_pixel = param.Boolean(
-        default=True,
-        doc="Picasso files: exact pixel-centre <-> corner shift of half a pixel (False = Picasso-export compatible).",
-    )
+    output_folder = param.String(default=".")
+    request_run = param.Event(label="Run", doc="Write the outputs (runs the tool).")
 
     written = param.List(default=[], item_type=Path, constant=True, doc="Files written by the last run.")
 
     # -- shared steps -----------------------------------------------------------------------------------------
     def _output_format(self, source_format: str) -> str:
-        from imagebinner.io import WRITE_FORMATS
-
         if self.to is not None:
             return self.to
         if source_format in WRITE_FORMATS:
             return source_format
         fallback = _READ_ONLY_FALLBACK.get(source_format, "deepstorm")
         warnings.warn(
-            f"{source_format!r} files cannot be written; writing {fallback!r} (choose with to / --to)", stacklevel=3
+            f"{source_format!r} files cannot be written; writing {fallback!r} (the to setting chooses)", stacklevel=3
         )
         return fallback
 
-    def _loc_outputs(self, path: Path, fmt: str) -> list[Path]:
-        from imagebinner.io import output_paths
-
-        return [Path(p) for p in output_paths(path, fmt)]
-
-    def _check_outputs(self, targets: Sequence[Path], inputs: Sequence[Path]) -> None:
-        seen: set[Path] = set()
-        for t in targets:
-            r = _resolved(t)
-            if r in seen:
-                raise ParameterError("named twice among the outputs of this job", t)
-            seen.add(r)
-        protected = {_resolved(q) for p in inputs for q in _sidecars(p)}
-        for t in targets:
-            if _resolved(t) in protected:
-                raise ParameterError("is an input of this job; choose another output folder", t)
-        check_writable(targets, self.overwrite)
+    def _targets(self, bases: Sequence[Path], fmt: str) -> tuple[list[Path], list[Path], list[Path]]:
+        """Movie and localization files of each output base, and every file written (sidecars included)."""
+        movie_targets = [_with_ext(b, ".tif") for b in bases]
+        loc_targets = [_with_ext(b, loc_extension(fmt)) for b in bases]
+        every = list(movie_targets)
+        for lt in loc_targets:
+            every += output_paths(lt, fmt)
+        return movie_targets, loc_targets, every
 
     def _frames(self, movie: Movie, start: int, stop: int, lossless: bool, counter: list[int]) -> Iterator[np.ndarray]:
         """Frames ``start..stop-1`` one at a time, advancing the progress by one step per frame."""
@@ -264,8 +209,6 @@ class _AddOn(Task):
             writer.write_stream(frames, n_frames)
 
     def _write_table(self, table: LocTable, target: Path, fmt: str) -> None:
-        from imagebinner.io import write_locs
-
         write_locs(
             table,
             target,
@@ -292,6 +235,8 @@ class _OneMovie(_AddOn):
     """An add-on working on one movie and its localization file."""
 
     __abstract = True
+
+    inputs = ("movie", "locs")
 
     movie = param.String(default=None, allow_None=True, doc="Movie (TIF, or Picasso .raw with its .yaml).")
     locs = param.String(
@@ -323,6 +268,8 @@ class Split(_OneMovie):
     ``output_folder`` (``<stem>`` = the movie's stem).
     """
 
+    settings = ("at", *_AddOn.settings)
+
     at = param.Integer(
         default=1,
         bounds=(1, None),
@@ -349,20 +296,17 @@ class Split(_OneMovie):
         part2 = rest.with_columns(frame=rest.frame - k).with_meta(
             n_frames=n - k, conversion=f"{conv}; split at frame {k}: part 2 = frames {k}..{n - 1}, frame - {k}"
         )
-        parts = [(folder / f"{stem}_part1", part1, 0, k), (folder / f"{stem}_part2", part2, k, n)]
-        movie_targets = [base.with_suffix(".tif") for base, *_ in parts]
-        loc_targets = [base.with_suffix(loc_extension(fmt)) for base, *_ in parts]
-        targets = [*movie_targets]
-        for lt in loc_targets:
-            targets += self._loc_outputs(lt, fmt)
-        self._check_outputs(targets, [pair.movie_path, pair.locs_path])
+        parts = [(part1, 0, k), (part2, k, n)]
+        movie_targets, loc_targets, targets = self._targets([folder / f"{stem}_part1", folder / f"{stem}_part2"], fmt)
+        check_outputs(targets, [pair.movie_path, pair.locs_path], self.overwrite)
         changed = [0]
         with self._job(n, status=f"splitting {pair.movie_path.name} at frame {k}"):
-            with _staged(targets, self.overwrite) as stage:
-                for (base, part, start, stop), mt, lt in zip(parts, movie_targets, loc_targets):
+            with atomic_group(targets, self.overwrite, keep_names=True) as staged:
+                stage = dict(zip(targets, staged))
+                for (part, start, stop), mt, lt in zip(parts, movie_targets, loc_targets):
                     frames = self._frames(pair.movie, start, stop, lossless, changed)
-                    self._write_movie(stage / mt.name, frames, stop - start, pair.movie_pixel_size, dtype)
-                    self._write_table(part, stage / lt.name, fmt)
+                    self._write_movie(stage[mt], frames, stop - start, pair.movie_pixel_size, dtype)
+                    self._write_table(part, stage[lt], fmt)
         note = self._warn_lossy(changed[0], [pair.movie.dtype])
         return self._finish(
             targets,
@@ -379,6 +323,9 @@ class Merge(_AddOn):
     size; dtypes are promoted to the smallest of uint8/uint16/float32 that holds all inputs. The localization
     format is the first input's unless ``to`` is given.
     """
+
+    inputs = ("movies", "locs")
+    outputs = ("output_folder", "output_name", "overwrite")
 
     movies = param.List(default=[], item_type=str, doc="Movies to merge, in order (TIF or Picasso .raw).")
     locs = param.List(default=[], item_type=str, doc="Localization files, one per movie, in the same order.")
@@ -420,8 +367,9 @@ class Merge(_AddOn):
                 if not _same_size(v, known[0][0]):
                     raise ParameterError(
                         f"{what} pixel size {v} nm differs from {known[0][0]} nm of {known[0][1]}; cannot merge "
-                        f"(--pixel-size sets one for all inputs)",
+                        f"(pixel_size sets one for all inputs)",
                         path,
+                        params=["pixel_size"],
                     )
             sizes.append(known[0][0] if known else None)
         return sizes[0], sizes[1]
@@ -446,12 +394,9 @@ class Merge(_AddOn):
         merged = LocTable.concat(shifted, meta=meta)
         dtypes = [p.movie.dtype for p in pairs]
         dtype, lossless = output_dtype(dtypes)
-        folder = Path(self.output_folder)
-        movie_target = folder / f"{self.output_name}.tif"
-        loc_target = folder / f"{self.output_name}{loc_extension(fmt)}"
-        targets = [movie_target, *self._loc_outputs(loc_target, fmt)]
+        (movie_target,), (loc_target,), targets = self._targets([Path(self.output_folder) / self.output_name], fmt)
         inputs = [q for p in pairs for q in (p.movie_path, p.locs_path)]
-        self._check_outputs(targets, inputs)
+        check_outputs(targets, inputs, self.overwrite)
         changed = [0]
 
         def all_frames() -> Iterator[np.ndarray]:
@@ -459,9 +404,10 @@ class Merge(_AddOn):
                 yield from self._frames(p.movie, 0, p.n_frames, lossless, changed)
 
         with self._job(total, status=f"merging {len(pairs)} movies"):
-            with _staged(targets, self.overwrite) as stage:
-                self._write_movie(stage / movie_target.name, all_frames(), total, movie_ps, dtype)
-                self._write_table(merged, stage / loc_target.name, fmt)
+            with atomic_group(targets, self.overwrite, keep_names=True) as staged:
+                stage = dict(zip(targets, staged))
+                self._write_movie(stage[movie_target], all_frames(), total, movie_ps, dtype)
+                self._write_table(merged, stage[loc_target], fmt)
         note = self._warn_lossy(changed[0], dtypes)
         return self._finish(
             targets,
@@ -480,29 +426,24 @@ class Explode(_OneMovie):
         n = pair.n_frames
         table = pair.table
         fmt = self._output_format(table.meta.source_format)
-        folder, stem, digits = Path(self.output_folder), pair.movie_path.stem, frame_digits(n)
+        folder, stem = Path(self.output_folder), pair.movie_path.stem
         dtype, lossless = output_dtype([pair.movie.dtype])
-        ext = loc_extension(fmt)
-        bases = [folder / f"{stem}_frame{f + 1:0{digits}d}" for f in range(n)]
-        movie_targets = [b.with_suffix(".tif") for b in bases]
-        loc_targets = [b.with_suffix(ext) for b in bases]
-        targets = list(movie_targets)
-        for lt in loc_targets:
-            targets += self._loc_outputs(lt, fmt)
-        self._check_outputs(targets, [pair.movie_path, pair.locs_path])
+        movie_targets, loc_targets, targets = self._targets([folder / exploded_stem(stem, f, n) for f in range(n)], fmt)
+        check_outputs(targets, [pair.movie_path, pair.locs_path], self.overwrite)
         off = table.frame_offsets
         conv = table.meta.conversion
         changed = [0]
         with self._job(n, status=f"exploding {pair.movie_path.name} into {n} frames"):
-            with _staged(targets, self.overwrite) as stage:
+            with atomic_group(targets, self.overwrite, keep_names=True) as staged:
+                stage = dict(zip(targets, staged))
                 frames = self._frames(pair.movie, 0, n, lossless, changed)
                 for f, frame in enumerate(frames):
                     rows = table.take(slice(int(off[f]), int(off[f + 1])))
                     single = rows.with_columns(frame=np.zeros(len(rows), np.int64)).with_meta(
                         n_frames=1, conversion=f"{conv}; exploded: frame {f} of {n} -> frame 0"
                     )
-                    self._write_movie(stage / movie_targets[f].name, iter([frame]), 1, pair.movie_pixel_size, dtype)
-                    self._write_table(single, stage / loc_targets[f].name, fmt)
+                    self._write_movie(stage[movie_targets[f]], iter([frame]), 1, pair.movie_pixel_size, dtype)
+                    self._write_table(single, stage[loc_targets[f]], fmt)
         note = self._warn_lossy(changed[0], [pair.movie.dtype])
         empty = int(np.count_nonzero(np.diff(off[: n + 1]) == 0))
         return self._finish(
