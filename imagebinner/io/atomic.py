@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from imagebinner.errors import ImageBinnerError, OutputExistsError
+from imagebinner.io.picasso_yaml import sidecar_path
 
 
 def _umask() -> int:
@@ -117,8 +118,6 @@ def _tmp_for(target: Path) -> Iterator[Path]:
 
 def sidecars(path: str | Path) -> list[Path]:
     """A file and the files that belong to it: the Picasso YAML of a ``.hdf5`` or ``.raw``."""
-    from imagebinner.io.picasso_yaml import sidecar_path
-
     path = Path(path)
     return [path, sidecar_path(path)] if path.suffix.lower() in (".hdf5", ".raw") else [path]
 

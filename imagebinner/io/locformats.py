@@ -3,7 +3,8 @@
 Every reader returns the canonical :class:`~imagebinner.io.table.LocTable` (0-based integer frames; x, y in nm with
 the origin at the top-left *corner* of pixel (0, 0)); every writer takes one and converts back. Formats:
 
-* ``"picasso"``: Picasso HDF5 ``/locs`` + multi-document YAML (pixel centres at integer coordinates, frames 0-based)
+* ``"picasso"``: Picasso HDF5 ``/locs`` + multi-document YAML (pixel centres at integer coordinates, frames 0-based;
+  read and written by :mod:`imagebinner.io.picasso_hdf5`)
 * ``"picasso-csv"``: Picasso's ThunderSTORM-style CSV export, old and new style (read only)
 * ``"thunderstorm"``: ThunderSTORM CSV, 2D and 3D (frames 1-based, corner convention)
 * ``"deepstorm"``: the ZeroCostDL4Mic DeepSTORM training CSV (unnamed index 1..N, frames 1-based)
@@ -13,16 +14,28 @@ the origin at the top-left *corner* of pixel (0, 0)); every writer takes one and
 from __future__ import annotations
 
 import csv
-import math
-import re
-import warnings
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyarrow import csv as pacsv
 
 from imagebinner.errors import FormatError
 from imagebinner.io import picasso_yaml
 from imagebinner.io.atomic import atomic_group, check_writable
+from imagebinner.io.picasso_hdf5 import (
+    PICASSO_LP_PLACEHOLDER_PX,
+    check_picasso_hdf5,
+    is_hdf5,
+    read_picasso,
+    write_picasso,
+    picasso_record_array,
+    picasso_sanity_report,
+)
 from imagebinner.io.table import OPTIONAL, LocMeta, LocTable
 
 LOC_FORMATS = ("picasso", "picasso-csv", "thunderstorm", "deepstorm", "deepstorm-prediction")
@@ -41,11 +54,6 @@ FRAME_BASE = {"picasso": 0, "picasso-csv": 0, "thunderstorm": 1, "deepstorm": 1,
 
 DEEPSTORM_HEADER = ",frame,x [nm],y [nm],Photon #,Sigma [nm]"
 DEEPSTORM_PREDICTION_HEADER = "frame,x [nm],y [nm],confidence [a.u]"
-
-#: lpx/lpy written to Picasso when neither an uncertainty nor sigma and photons are known (camera pixels).
-PICASSO_LP_PLACEHOLDER_PX = 0.1
-
-_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 # CSV column name (lower case, after cleaning) -> canonical column. Everything else is carried under its own name.
 _CSV_STANDARD = {
@@ -66,8 +74,6 @@ _CSV_STANDARD = {
 _INDEX_NAMES = ("", "unnamed: 0", "id")
 # Picasso fields in camera pixels that would be misleading in a nm-based CSV.
 _PIXEL_UNIT_FIELDS = {"sx", "sy", "lpx", "lpy", "std_x", "std_y", "x_px", "y_px", "picasso_frame"}
-_PICASSO_BASE_FIELDS = ("frame", "x", "y", "photons", "sx", "sy", "bg", "lpx", "lpy")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 # ================================================================================================ detection
@@ -80,8 +86,8 @@ def detect_format(path: str | Path) -> str:
     """
     path = Path(path)
     _check_exists(path)
-    if _is_hdf5(path):
-        _check_picasso_hdf5(path)
+    if is_hdf5(path):
+        check_picasso_hdf5(path)
         return "picasso"
     header = _read_header(path)
     fmt = _format_from_header(header.names, path)
@@ -96,27 +102,6 @@ def _check_exists(path: Path) -> None:
         raise FormatError("localization file not found", path)
     if path.is_dir():
         raise FormatError("is a folder, expected a localization file", path)
-
-
-def _is_hdf5(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(8) == _HDF5_SIGNATURE
-
-
-def _check_picasso_hdf5(path: Path) -> None:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as h5:
-            ds = h5.get("locs")
-            if not isinstance(ds, h5py.Dataset) or ds.dtype.names is None:
-                raise FormatError(
-                    "HDF5 file without a compound /locs dataset: not a Picasso localization file "
-                    f"(top-level keys: {sorted(h5.keys())})",
-                    path,
-                )
-    except OSError as exc:
-        raise FormatError(f"cannot open HDF5 file ({exc})", path) from None
 
 
 class _Header:
@@ -210,11 +195,11 @@ def read_locs(
         raise FormatError(f"pixel size must be a positive number of nm, got {pixel_size}", path)
     if format is not None and format not in LOC_FORMATS:
         raise FormatError(f"unknown format {format!r} (choose from {', '.join(LOC_FORMATS)})", path)
-    if format == "picasso" or (format is None and _is_hdf5(path)):
-        if not _is_hdf5(path):
+    if format == "picasso" or (format is None and is_hdf5(path)):
+        if not is_hdf5(path):
             raise FormatError("not an HDF5 file, cannot read it as Picasso HDF5", path)
-        return _read_picasso(path, pixel_size, half_pixel)
-    if _is_hdf5(path):
+        return read_picasso(path, pixel_size, half_pixel)
+    if is_hdf5(path):
         raise FormatError(f"HDF5 file cannot be read as {format!r} (a CSV format)", path)
     header = _read_header(path)
     detected = _format_from_header(header.names, path) if format is None else format
@@ -226,9 +211,6 @@ def read_locs(
 
 def _read_csv_columns(path: Path, header: _Header, usecols: list[str] | None = None) -> dict[str, np.ndarray]:
     """All (or some) columns of a CSV as NumPy arrays, keyed by cleaned header name (pyarrow's reader)."""
-    import pyarrow as pa
-    from pyarrow import csv as pacsv
-
     names = [n if n else f"__unnamed_{i}" for i, n in enumerate(header.names)]
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -257,9 +239,6 @@ def _read_csv_columns(path: Path, header: _Header, usecols: list[str] | None = N
 
 
 def _arrow_to_numpy(column, name: str, path: Path) -> np.ndarray:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     typ = column.type
     if pa.types.is_null(typ):
         return np.full(len(column), np.nan)
@@ -397,128 +376,6 @@ def _csv_conversion(fmt: str, pixel_size: float | None, half_pixel: bool) -> str
     return f"{fmt}: x, y unchanged (nm, corner convention); frame - {base} ({base}-based -> 0-based)"
 
 
-# ---------------------------------------------------------------------------------------------- Picasso HDF5
-def _read_picasso(path: Path, pixel_size: float | None, half_pixel: bool) -> LocTable:
-    import h5py
-
-    _check_picasso_hdf5(path)
-    yaml_path = picasso_yaml.sidecar_path(path)
-    if yaml_path.exists():
-        docs = picasso_yaml.load_docs(yaml_path)
-    elif pixel_size is not None:
-        warnings.warn(f"{yaml_path}: Picasso YAML not found; using the given pixel size {pixel_size} nm", stacklevel=3)
-        docs = []
-    else:
-        raise FormatError(
-            f"Picasso metadata file {yaml_path.name} not found beside the data; it holds the pixel size "
-            "(give pixel_size to read the file without it)",
-            path,
-            params=["pixel_size"],
-        )
-    yaml_ps = picasso_yaml.pixel_size(docs, yaml_path) if docs else None
-    if pixel_size is not None:
-        if yaml_ps is not None and float(pixel_size) != yaml_ps:
-            warnings.warn(
-                f"{path}: using the given pixel size {pixel_size} nm instead of Pixelsize = {yaml_ps} nm from "
-                f"{yaml_path.name}",
-                stacklevel=3,
-            )
-        ps = float(pixel_size)
-    elif yaml_ps is not None:
-        ps = yaml_ps
-    else:
-        suggestion = picasso_yaml.suggested_pixel_size(docs)
-        hint = (
-            f"; the movie's YAML suggests Camera.Pixelsize = {suggestion:g} nm: confirm it with pixel_size "
-            f"{suggestion:g}"
-            if suggestion is not None
-            else ""
-        )
-        raise FormatError(
-            f"no pixel size: no YAML document of {yaml_path.name} has Pixelsize; give pixel_size{hint}",
-            path,
-            params=["pixel_size"],
-        )
-    with h5py.File(path, "r") as h5:
-        ds = h5["locs"]
-        fields = list(ds.dtype.names)
-        for required in ("frame", "x", "y"):
-            if required not in fields:
-                raise FormatError(f"/locs lacks the required field {required!r} (fields: {fields})", path)
-        n = ds.shape[0] if ds.shape else 0
-        raw: dict[str, np.ndarray] = {name: np.empty(n, dtype=ds.dtype[name].newbyteorder("=")) for name in fields}
-        block = 1 << 21
-        for start in range(0, n, block):
-            chunk = ds[start : start + block]
-            for name in fields:
-                raw[name][start : start + len(chunk)] = chunk[name]
-    shift = 0.5 if half_pixel else 0.0
-    out: dict[str, np.ndarray] = {}
-    frames = raw.pop("frame")
-    if frames.dtype.kind == "f":
-        if not np.all(np.isfinite(frames)):
-            raise FormatError("field 'frame' has NaN or infinite values", path)
-        floored = np.floor(frames)
-        if not np.array_equal(floored, frames):
-            warnings.warn(
-                f"{path}: {int(np.count_nonzero(floored != frames))} frame values are not integral (e.g. mean frames "
-                "of clustered molecules); frame = floor(value), the original values are kept as 'picasso_frame'",
-                stacklevel=3,
-            )
-            out["picasso_frame"] = frames
-        frames = floored
-    frames = frames.astype(np.int64)
-    if len(frames) and frames.min() < 0:
-        raise FormatError(f"negative frame {int(frames.min())} (Picasso frames are 0-based)", path)
-    out["frame"] = frames
-    for axis in ("x", "y"):
-        values = raw.pop(axis).astype(np.float64)
-        if not np.all(np.isfinite(values)):
-            bad = int(np.count_nonzero(~np.isfinite(values)))
-            raise FormatError(f"field {axis!r} has {bad} NaN or infinite value(s)", path)
-        out[axis] = (values + shift) * ps
-    if "z" in raw:
-        out["z"] = raw.pop("z").astype(np.float64)  # Picasso z is already in nm
-    if "photons" in raw:
-        out["photons"] = raw.pop("photons").astype(np.float64)
-    if "bg" in raw:
-        out["background"] = raw.pop("bg").astype(np.float64)
-    if "sx" in raw and "sy" in raw:
-        out["sigma"] = (raw["sx"].astype(np.float64) + raw["sy"]) / 2 * ps
-    if "lpx" in raw and "lpy" in raw:
-        out["uncertainty"] = (raw["lpx"].astype(np.float64) + raw["lpy"]) / 2 * ps
-    for name, values in raw.items():
-        if name in OPTIONAL and name not in out:
-            out[name] = values.astype(np.float64)  # e.g. confidence written by imagebinner
-            continue
-        if name in out:
-            name = f"picasso_{name}"
-        out[name] = values
-    height = picasso_yaml.lookup(docs, "Height")
-    width = picasso_yaml.lookup(docs, "Width")
-    n_frames = picasso_yaml.lookup(docs, "Frames")
-    if half_pixel:
-        conversion = (
-            f"picasso px (pixel centres at integers) -> nm corner convention: x_nm = (x_px + 0.5) * {ps:g}; "
-            "frame unchanged (0-based)"
-        )
-    else:
-        conversion = (
-            f"picasso px -> nm without the half-pixel shift (half_pixel=False, Picasso-export compatible): "
-            f"x_nm = x_px * {ps:g}; frame unchanged (0-based)"
-        )
-    meta = LocMeta(
-        pixel_size=ps,
-        image_shape=(int(height), int(width)) if height is not None and width is not None else None,
-        n_frames=int(n_frames) if n_frames is not None else None,
-        source_format="picasso",
-        source_path=str(path),
-        conversion=conversion,
-        picasso_yaml=tuple(docs),
-    )
-    return LocTable(out, meta, validate=False)
-
-
 # ================================================================================================== writing
 def format_for_output(path: str | Path, to: str | None = None) -> str:
     """The output format: ``to`` when given, else from the extension (``.hdf5`` -> picasso, ``.csv`` -> deepstorm)."""
@@ -575,7 +432,7 @@ def write_locs(
     elif fmt == "thunderstorm":
         _write_thunderstorm(table, targets[0], overwrite)
     else:
-        _write_picasso(table, targets[0], targets[1], overwrite, half_pixel, pixel_size)
+        write_picasso(table, targets[0], targets[1], overwrite, half_pixel, pixel_size)
     return targets
 
 
@@ -585,8 +442,6 @@ def _frames_out(table: LocTable, base: int) -> np.ndarray:
 
 def _write_arrow_csv(header: str, columns: dict[str, np.ndarray | None], n: int, target: Path, overwrite: bool) -> None:
     """Header line written as given, then the rows with pyarrow's CSV writer (None / NaN -> empty field)."""
-    import pyarrow as pa
-
     arrays = []
     for values in columns.values():
         if values is None:
@@ -609,13 +464,6 @@ _CSV_CHUNK_ROWS = 1 << 19
 def _write_csv_rows(table, sink) -> None:
     """Rows (no header) with pyarrow's CSV writer; large tables are formatted in row chunks on several threads
     (pyarrow releases the GIL) and written in order, with at most a few chunks in memory."""
-    import os
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    import pyarrow as pa
-    from pyarrow import csv as pacsv
-
     options = pacsv.WriteOptions(include_header=False, batch_size=1 << 14, quoting_style="needed")
     n = table.num_rows
     workers = min(4, os.cpu_count() or 1)
@@ -675,11 +523,6 @@ _THUNDERSTORM_STANDARD = (
 )
 
 
-def thunderstorm_columns(table: LocTable) -> list[str]:
-    """Column names the ThunderSTORM writer emits for ``table`` (standard ones, then carried numeric extras)."""
-    return list(_thunderstorm_layout(table))
-
-
 def _thunderstorm_layout(table: LocTable) -> dict[str, np.ndarray]:
     n = len(table)
     cols: dict[str, np.ndarray] = {
@@ -710,169 +553,6 @@ def _write_thunderstorm(table: LocTable, target: Path, overwrite: bool) -> None:
     _write_arrow_csv(header, dict(cols), len(table), target, overwrite)
 
 
-# ---------------------------------------------------------------------------------------------- Picasso HDF5
-def picasso_record_array(
-    table: LocTable, pixel_size: float, half_pixel: bool = True
-) -> tuple[np.ndarray, list[str]]:
-    """Picasso ``/locs`` record array (little-endian, Localize dtypes) and notes on placeholders used."""
-    ps = float(pixel_size)
-    shift = 0.5 if half_pixel else 0.0
-    n = len(table)
-    notes: list[str] = []
-    fields: dict[str, np.ndarray] = {}
-    frames = table.frame
-    if len(frames) and frames.max() >= 2**32:
-        raise FormatError(
-            f"frame {int(frames.max())} does not fit Picasso's uint32 frame field", table.meta.source_path
-        )
-    fields["frame"] = frames.astype("<u4")
-    fields["x"] = (table.x / ps - shift).astype("<f4")
-    fields["y"] = (table.y / ps - shift).astype("<f4")
-    if "photons" in table:
-        fields["photons"] = table["photons"].astype("<f4")
-    if "sx" in table and "sy" in table:
-        fields["sx"] = table["sx"].astype("<f4")
-        fields["sy"] = table["sy"].astype("<f4")
-    elif "sigma" in table:
-        fields["sx"] = (table["sigma"] / ps).astype("<f4")
-        fields["sy"] = fields["sx"].copy()
-    if "background" in table:
-        fields["bg"] = table["background"].astype("<f4")
-    elif "picasso_bg" in table:
-        fields["bg"] = table["picasso_bg"].astype("<f4")
-    if "lpx" in table and "lpy" in table:
-        fields["lpx"] = table["lpx"].astype("<f4")
-        fields["lpy"] = table["lpy"].astype("<f4")
-    elif "uncertainty" in table and np.all(np.isfinite(table["uncertainty"])):
-        fields["lpx"] = (table["uncertainty"] / ps).astype("<f4")
-        fields["lpy"] = fields["lpx"].copy()
-    elif "sigma" in table and "photons" in table:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lp = table["sigma"] / ps / np.sqrt(table["photons"])
-        lp = np.where(np.isfinite(lp) & (lp >= 0), lp, PICASSO_LP_PLACEHOLDER_PX)
-        fields["lpx"] = lp.astype("<f4")
-        fields["lpy"] = fields["lpx"].copy()
-        notes.append("lpx/lpy estimated as sigma / sqrt(photons) (precision not in the source)")
-    else:
-        fields["lpx"] = np.full(n, PICASSO_LP_PLACEHOLDER_PX, dtype="<f4")
-        fields["lpy"] = fields["lpx"].copy()
-        notes.append(f"lpx/lpy = {PICASSO_LP_PLACEHOLDER_PX} px placeholder (precision unknown)")
-    if "z" in table:
-        fields["z"] = table["z"].astype("<f4")
-    if "confidence" in table:
-        fields["confidence"] = table["confidence"].astype("<f4")
-    for name in table.columns:
-        if name in fields or name in ("frame", "x", "y") or name in OPTIONAL or not _IDENTIFIER.match(name):
-            continue
-        if name.startswith("picasso_"):
-            continue
-        values = table[name]
-        if values.dtype.kind == "f":
-            fields[name] = values.astype("<f4")
-        elif values.dtype.kind in "iu":
-            fields[name] = values.astype(values.dtype.newbyteorder("<"))
-        elif values.dtype.kind == "b":
-            fields[name] = values.astype("u1")
-    dtype = np.dtype([(name, values.dtype) for name, values in fields.items()])
-    records = np.empty(n, dtype=dtype)
-    for name, values in fields.items():
-        records[name] = values
-    return records, notes
-
-
-def _image_shape_for(table: LocTable, ps: float) -> tuple[int, int]:
-    if table.meta.image_shape is not None:
-        return tuple(int(v) for v in table.meta.image_shape)
-    if not len(table):
-        return (0, 0)
-    height = int(math.floor(max(float(np.max(table.y)), 0.0) / ps)) + 1
-    width = int(math.floor(max(float(np.max(table.x)), 0.0) / ps)) + 1
-    return (height, width)
-
-
-def picasso_sanity_report(records: np.ndarray, width: int, height: int) -> tuple[int, list[str]]:
-    """How many rows Picasso's ``lib.ensure_sanity`` drops on load, and why (as Picasso 0.11 checks them)."""
-    n = len(records)
-    drop = np.zeros(n, dtype=bool)
-    reasons: list[str] = []
-
-    def note(mask: np.ndarray, why: str) -> None:
-        new = mask & ~drop
-        if np.any(new):
-            reasons.append(f"{int(np.count_nonzero(new))} {why}")
-        drop[:] |= mask
-
-    nonfinite = np.zeros(n, dtype=bool)
-    for name in records.dtype.names:
-        if records.dtype[name].kind == "f":
-            nonfinite |= ~np.isfinite(records[name])
-    note(nonfinite, "with NaN/inf values")
-    note((records["x"] < 0) | (records["y"] < 0),
-         "with negative pixel coordinates (x_px = x_nm/ps - 0.5 < 0: emitters in the outer half of the first "
-         "pixel column/row)")
-    note((records["x"] >= width) | (records["y"] >= height), f"outside Width x Height = {width} x {height} px")
-    for name in ("lpx", "lpy", "lpz", "photons", "ellipticity", "sx", "sy"):
-        if name in records.dtype.names:
-            note(records[name] < 0, f"with negative {name}")
-    return int(np.count_nonzero(drop)), reasons
-
-
-def _write_picasso(
-    table: LocTable,
-    target: Path,
-    yaml_target: Path,
-    overwrite: bool,
-    half_pixel: bool,
-    pixel_size: float | None,
-) -> None:
-    import h5py
-
-    from imagebinner import __version__
-
-    ps = pixel_size if pixel_size is not None else table.meta.pixel_size
-    if ps is None:
-        raise FormatError(
-            "writing Picasso HDF5 needs the camera pixel size to convert nm to pixels; give pixel_size",
-            target,
-            params=["pixel_size"],
-        )
-    ps = float(ps)
-    if not (np.isfinite(ps) and ps > 0):
-        raise FormatError(f"pixel size must be a positive number of nm, got {ps}", target)
-    records, notes = picasso_record_array(table, ps, half_pixel)
-    height, width = _image_shape_for(table, ps)
-    n_frames = max(int(table.meta.n_frames or 0), int(table.frame[-1]) + 1 if len(table) else 0)
-    if half_pixel:
-        step = f"nm corner convention -> picasso px (pixel centres at integers): x_px = x_nm / {ps:g} - 0.5"
-    else:
-        step = f"nm -> picasso px without the half-pixel shift (half_pixel=False): x_px = x_nm / {ps:g}"
-    step += "; frame unchanged (0-based)"
-    doc = {
-        "Generated by": f"imagebinner {__version__}",
-        "Conversion": f"{table.meta.conversion} | then {step}" if table.meta.conversion != "none" else step,
-        "Source format": table.meta.source_format,
-        "Source": table.meta.source_path,
-        "Half pixel shift": bool(half_pixel),
-        "Width": int(width),
-        "Height": int(height),
-        "Frames": int(n_frames),
-        "Pixelsize": ps,
-    }
-    if notes:
-        doc["Notes"] = "; ".join(notes)
-    docs = [dict(d) for d in table.meta.picasso_yaml] + [doc]
-    dropped, reasons = picasso_sanity_report(records, width, height)
-    with atomic_group([target, yaml_target], overwrite) as (tmp_h5, tmp_yaml):
-        with h5py.File(tmp_h5, "w") as h5:
-            h5.create_dataset("locs", data=records)
-        picasso_yaml.dump_docs(docs, tmp_yaml)
-    if dropped:
-        warnings.warn(
-            f"{target}: Picasso will drop {dropped} of {len(records)} localizations when it loads this file "
-            f"(lib.ensure_sanity): {'; '.join(reasons)}. They are kept in the file (the conversion is exact).",
-            stacklevel=3,
-        )
-
 
 __all__ = [
     "LOC_FORMATS",
@@ -885,7 +565,7 @@ __all__ = [
     "output_paths",
     "format_for_output",
     "clean_name",
+    "PICASSO_LP_PLACEHOLDER_PX",
     "picasso_record_array",
     "picasso_sanity_report",
-    "thunderstorm_columns",
 ]
