@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from imagebinner.cli import main
-from imagebinner.errors import ParameterError
+from imagebinner.errors import FormatError, OutputExistsError
 from imagebinner.io import read_locs
 from imagebinner.tools.convert import Convert
 
@@ -40,23 +40,41 @@ def test_convert_tool_picasso_to_deepstorm(shared_data, tmp_path):
     assert df["frame"].min() == 12 and len(df) == 564
 
 
-def test_convert_tool_params_are_documented_and_bounded():
-    for name in ("input_path", "output_path", "to", "pixel_size", "half_pixel", "overwrite", "input_format"):
-        assert Convert.param[name].doc, name
-    assert set(Convert.param.to.objects) == {None, "deepstorm", "thunderstorm", "picasso", "deepstorm-prediction"}
-    with pytest.raises(ValueError):
-        Convert(pixel_size=0)
-    with pytest.raises(ValueError):
-        Convert(to="tiff")
-    for name in ("written", "summary"):
-        assert Convert.param[name].constant
+def test_convert_settings_are_one_declaration_for_cli_and_tool(shared_data, tmp_path, capsys):
+    """Every declared user param is a CLI option documented by its param; a bad value is refused naming the
+    param (tool) or its flag (CLI); the Run event runs the tool."""
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for name in Convert.user_params():
+        option = {"input_path": "INPUT_PATH", "output_path": "-o OUT"}.get(name, "--" + name.replace("_", "-"))
+        assert option in help_text, name
+        assert " ".join(Convert.param[name].doc.split())[:40] in help_text, name
+    code, _, err = run_cli(capsys, "convert", shared_data / "deepstorm" / "DNAPAINT_localizations.csv",
+                           "-o", tmp_path / "x.hdf5")
+    assert code == 2 and "give --pixel-size" in err and not (tmp_path / "x.hdf5").exists()
+    tool = Convert(input_path=str(shared_data / "deepstorm" / "DNAPAINT_localizations.csv"),
+                   output_path=str(tmp_path / "x.hdf5"))
+    with pytest.raises(FormatError, match="give pixel_size"):
+        tool.run()
+    tool.pixel_size = 107.0
+    tool.param.trigger("request_run")  # the GUI's Run button
+    assert tool.written == [str(tmp_path / "x.hdf5"), str(tmp_path / "x.yaml")]
+    assert tool.status.startswith("wrote 5744 localizations")
 
 
 def test_convert_tool_refuses_to_replace_its_input(shared_data, tmp_path):
     src = tmp_path / "a.csv"
     src.write_bytes((shared_data / "deepstorm" / "DNAPAINT_localizations.csv").read_bytes())
-    with pytest.raises(ParameterError, match="replace the input"):
+    with pytest.raises(OutputExistsError, match="is an input"):  # io.check_outputs: the one pre-write check
         Convert(input_path=str(src), output_path=str(src), overwrite=True).run()
+    picasso = tmp_path / "p.hdf5"  # a Picasso input's YAML is protected too
+    picasso.write_bytes((shared_data / "picasso" / "testdata_locs.hdf5").read_bytes())
+    (tmp_path / "p.yaml").write_bytes((shared_data / "picasso" / "testdata_locs.yaml").read_bytes())
+    with pytest.raises(OutputExistsError, match=r"p\.yaml.*is an input"):
+        Convert(input_path=str(picasso), output_path=str(tmp_path / "p.yaml"), to="thunderstorm",
+                overwrite=True).run()
+    assert (tmp_path / "p.yaml").read_bytes() == (shared_data / "picasso" / "testdata_locs.yaml").read_bytes()
 
 
 def test_convert_drops_outside_field_for_deepstorm(tmp_path):
@@ -173,7 +191,7 @@ def test_console_entry_point_help():
     assert res.returncode == 0
     for flag in ("--to", "--pixel-size", "--half-pixel", "--no-half-pixel", "--overwrite", "--input-format", "-o"):
         assert flag in res.stdout
-    assert "Picasso pixel-centre convention" in " ".join(res.stdout.split())  # help text from the param docs
+    assert " ".join(Convert.param.half_pixel.doc.split())[:60] in " ".join(res.stdout.split())  # from the param docs
 
 
 def test_warnings_do_not_leak(shared_data, tmp_path):

@@ -1,95 +1,46 @@
-"""``imagebinner split | merge | explode``: the add-ons, built from the Split, Merge and Explode params."""
+"""``imagebinner split | merge | explode``: the add-ons, options from the Split, Merge and Explode params."""
 
 from __future__ import annotations
 
 import argparse
 
-from imagebinner.cli.common import add_param_options, make_tool, param_values, progress_bar
+from imagebinner.cli.common import add_tool_options, make_tool, param_values, progress_bar
+from imagebinner.errors import ParameterError
 from imagebinner.tools.addons import Explode, Merge, Split
 
-COMMON = ("to", "overwrite", "pixel_size", "half_pixel")
+HELP = {
+    Split: "split a movie and its localizations at a frame into two parts",
+    Merge: "merge movies and their localizations (frames offset by the movie lengths)",
+    Explode: "explode a movie and its localizations into one movie + table per frame",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``split``, ``merge`` and ``explode`` subcommands."""
-    p = subparsers.add_parser(
-        "split",
-        help="split a movie and its localizations at a frame into two parts",
-        description=_first_paragraph(Split),
-    )
-    p.add_argument("movie", metavar="MOVIE", help=Split.param.movie.doc)
-    p.add_argument("locs", metavar="LOCS", help=Split.param.locs.doc)
-    add_param_options(p, Split, ["at"], required=["at"])
-    _output_folder(p, Split)
-    add_param_options(p, Split, COMMON)
-    p.set_defaults(func=_run_split)
-
-    p = subparsers.add_parser(
-        "merge",
-        help="merge movies and their localizations (frames offset by the movie lengths)",
-        description=_first_paragraph(Merge),
-    )
-    p.add_argument(
-        "--movie", dest="movies", action="append", required=True, metavar="MOVIE",
-        help="a movie to merge (repeat, in order; each followed by its --locs)",
-    )
-    p.add_argument(
-        "--locs", dest="locs", action="append", required=True, metavar="LOCS",
-        help="the localization file of the preceding --movie (repeat, same order)",
-    )
-    _output_folder(p, Merge)
-    add_param_options(p, Merge, ["output_name", *COMMON])
-    p.set_defaults(func=_run_merge)
-
-    p = subparsers.add_parser(
-        "explode",
-        help="explode a movie and its localizations into one movie + table per frame",
-        description=_first_paragraph(Explode),
-    )
-    p.add_argument("movie", metavar="MOVIE", help=Explode.param.movie.doc)
-    p.add_argument("locs", metavar="LOCS", help=Explode.param.locs.doc)
-    _output_folder(p, Explode)
-    add_param_options(p, Explode, COMMON)
-    p.set_defaults(func=_run_explode)
+    for cls in (Split, Explode):
+        p = subparsers.add_parser(cls.__name__.lower(), help=HELP[cls], description=cls.description())
+        add_tool_options(p, cls, positional=cls.inputs, required=["at"] if cls is Split else ())
+        p.set_defaults(func=_run, tool=cls)
+    p = subparsers.add_parser("merge", help=HELP[Merge], description=Merge.description())
+    # the two lists come in pairs on the command line: --movie M1 --locs L1 --movie M2 --locs L2 ...
+    p.add_argument("--movie", dest="movies", action="append", required=True, metavar="MOVIE",
+                   help=f"{Merge.param.movies.doc} Repeat, each followed by its --locs.")
+    p.add_argument("--locs", dest="locs", action="append", required=True, metavar="LOCS",
+                   help=f"{Merge.param.locs.doc} Repeat, after its --movie.")
+    add_tool_options(p, Merge, skip=Merge.inputs)
+    p.set_defaults(func=_run, tool=Merge)
 
 
-def _first_paragraph(cls) -> str:
-    return (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n    ", " ").replace("%", "%%")
-
-
-def _output_folder(parser: argparse.ArgumentParser, cls) -> None:
-    parser.add_argument(
-        "-o", "--output-folder", dest="output_folder", default=None, metavar="OUTDIR",
-        help=f"{cls.param.output_folder.doc} (default: current folder)",
-    )
-
-
-def _run(tool, desc: str) -> int:
-    with progress_bar(tool, desc):
+def _run(args: argparse.Namespace) -> int:
+    cls = args.tool
+    if cls is Merge and len(args.movies) != len(args.locs):
+        raise ParameterError(
+            f"give one --locs per --movie (got {len(args.movies)} --movie and {len(args.locs)} --locs)"
+        )
+    tool = make_tool(cls, **param_values(args, cls.user_params()))
+    with progress_bar(tool, cls.__name__.lower()):
         written = tool.run()
     print(tool.status)
     folders = sorted({str(p.parent) for p in written})
     print(f"{len(written)} file(s) written to {', '.join(folders)}")
     return 0
-
-
-def _run_split(args: argparse.Namespace) -> int:
-    values = param_values(args, ["at", "output_folder", *COMMON])
-    return _run(make_tool(Split, movie=args.movie, locs=args.locs, **values), "split")
-
-
-def _run_merge(args: argparse.Namespace) -> int:
-    if len(args.movies) != len(args.locs):
-        from imagebinner.errors import ParameterError
-
-        raise ParameterError(
-            f"give one --locs per --movie (got {len(args.movies)} --movie and {len(args.locs)} --locs)"
-        )
-    values = param_values(args, ["output_folder", "output_name", *COMMON])
-    return _run(make_tool(Merge, movies=list(args.movies), locs=list(args.locs), **values), "merge")
-
-
-def _run_explode(args: argparse.Namespace) -> int:
-    values = param_values(args, ["output_folder", *COMMON])
-    return _run(make_tool(Explode, movie=args.movie, locs=args.locs, **values), "explode")
-

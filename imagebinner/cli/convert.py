@@ -1,31 +1,27 @@
-"""``imagebinner convert IN -o OUT``: one localization file to another format (flags from the Convert params)."""
+"""``imagebinner convert IN -o OUT``: one localization file to another format (options from the Convert params)."""
 
 from __future__ import annotations
 
 import argparse
 
-from imagebinner.cli.common import add_param_options, make_tool, param_values, progress_bar
+from imagebinner.cli.common import add_tool_options, make_tool, param_values, progress_bar
 from imagebinner.tools.convert import Convert
-
-OPTIONS = ("to", "pixel_size", "half_pixel", "overwrite", "input_format", "drop_outside")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``convert`` subcommand."""
     parser = subparsers.add_parser(
         "convert",
         help="convert localizations between Picasso, ThunderSTORM and DeepSTORM formats",
-        description=(Convert.__doc__ or "").strip().split("\n\n")[0],
+        description=Convert.description(),
     )
-    parser.add_argument("input_path", metavar="IN", help=Convert.param.input_path.doc)
-    parser.add_argument("-o", "--output", dest="output_path", metavar="OUT", required=True,
-                        help=Convert.param.output_path.doc)
-    add_param_options(parser, Convert, OPTIONS)
+    add_tool_options(parser, Convert, positional=["input_path"], required=[Convert.output_location()])
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    values = param_values(args, ("input_path", "output_path", *OPTIONS))
-    tool = make_tool(Convert, **values)
+    """Convert one file and print what was done."""
+    tool = make_tool(Convert, **param_values(args, Convert.user_params()))
     with progress_bar(tool, "convert"):
         tool.run()
     s = tool.summary

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from imagebinner.errors import ParameterError
+from imagebinner.cli.common import add_param_options, make_tool
 from imagebinner.io import is_movie_path, locformats, open_movie, read_locs
+from imagebinner.tools.convert import Convert
+from imagebinner.tools.settings import CameraSettings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``info`` subcommand (``--pixel-size`` and ``--input-format`` as declared by the tools)."""
     parser = subparsers.add_parser(
         "info",
         help="describe a movie (TIF, Picasso .raw) or a localization file",
@@ -19,20 +22,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "localizations, frame range, pixel size, image shape and columns of a localization file.",
     )
     parser.add_argument("path", metavar="PATH", help="Movie (.tif, .tiff, .raw) or localization file (.hdf5, .csv).")
-    parser.add_argument(
-        "--pixel-size", dest="pixel_size", type=float, default=None, metavar="NM",
-        help="Camera pixel size in nm (overrides metadata; needed for files without it).",
-    )
-    parser.add_argument(
-        "--input-format", dest="input_format", choices=list(locformats.LOC_FORMATS), default=None,
-        help="Localization file format (detected from the content when not given).",
-    )
+    add_param_options(parser, CameraSettings, ["pixel_size"])
+    add_param_options(parser, Convert, ["input_format"])
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.pixel_size is not None and not args.pixel_size > 0:
-        raise ParameterError(f"--pixel-size must be positive, got {args.pixel_size}")
+    """Print the description of one file."""
+    if args.pixel_size is not None:
+        make_tool(CameraSettings, pixel_size=args.pixel_size)  # the param's bounds: a positive number of nm
     for line in describe(args.path, args.pixel_size, args.input_format):
         print(line)
     return 0

@@ -9,26 +9,30 @@ import numpy as np
 import param
 
 from imagebinner.errors import ParameterError
-from imagebinner.io import locformats
-from imagebinner.io.atomic import check_writable
+from imagebinner.io import check_outputs, locformats
 from imagebinner.io.table import LocTable
 from imagebinner.tools.base import Task
+from imagebinner.tools.settings import CameraSettings, OutputFile
 
 OUTPUT_FORMATS = ("deepstorm", "thunderstorm", "picasso", "deepstorm-prediction")
 
 
-class Convert(Task):
+class Convert(Task, CameraSettings, OutputFile):
     """Read one localization file (format detected from its content) and write it in another format.
 
     Coordinates and frames go through the canonical convention (0-based frames, nm with the origin at the corner
-    of pixel (0, 0)), so every frame-base and half-pixel conversion is applied exactly once and recorded.
+    of pixel (0, 0)), so every frame-base and half-pixel conversion is applied exactly once and recorded. The
+    pixel size is taken from the Picasso YAML when present; it is needed for Picasso input without Pixelsize,
+    Picasso CSV exports and Picasso output from CSV.
     """
+
+    inputs = ("input_path",)
+    settings = ("to", "input_format", "pixel_size", "half_pixel", "drop_outside")
+    outputs = ("output_path", "overwrite")
+    actions = {"request_run": "run"}
 
     input_path = param.String(
         default="", doc="Localization file to read (Picasso .hdf5 + .yaml, ThunderSTORM/Picasso/DeepSTORM .csv)."
-    )
-    output_path = param.String(
-        default="", doc="File to write; Picasso output also writes a .yaml beside it."
     )
     to = param.Selector(
         default=None,
@@ -43,26 +47,12 @@ class Convert(Task):
         doc="Input format; when not given it is detected from the file's content (HDF5 structure, CSV header, "
         "frame/id base).",
     )
-    pixel_size = param.Number(
-        default=None,
-        allow_None=True,
-        bounds=(0, None),
-        inclusive_bounds=(False, True),
-        doc="Camera pixel size in nm. Taken from the Picasso YAML when present (this value overrides it, with a "
-        "warning); needed for Picasso input without Pixelsize, Picasso CSV exports and Picasso output from CSV.",
-    )
-    half_pixel = param.Boolean(
-        default=True,
-        doc="Exact Picasso pixel-centre convention: Picasso pixel j is centred at coordinate j, so x_nm = "
-        "(x_px + 0.5) * pixel size (and back). Turn off only to reproduce Picasso's own CSV export or the "
-        "predecessor's labels (x_nm = x_px * pixel size), which are shifted by half a pixel.",
-    )
-    overwrite = param.Boolean(default=False, doc="Replace existing output files.")
     drop_outside = param.Boolean(
         default=True,
         doc="For DeepSTORM training CSV output: drop localizations outside the camera field (known from the "
         "Picasso YAML), with a warning; the notebook would clamp them onto the border pixel instead.",
     )
+    request_run = param.Event(label="Run", doc="Convert the file (runs the tool).")
 
     written = param.List(default=[], constant=True, doc="Files written by the last run.")
     summary = param.Dict(default={}, constant=True, doc="Rows, frames, formats and the conversion of the last run.")
@@ -70,20 +60,13 @@ class Convert(Task):
     def run(self) -> list[Path]:
         """Convert ``input_path`` to ``output_path``; returns the written paths."""
         if not self.input_path:
-            raise ParameterError("no input file given")
+            raise ParameterError("no input file given (set input_path)")
         if not self.output_path:
-            raise ParameterError("no output file given (-o OUT)")
+            raise ParameterError("no output file given (set output_path)")
         source, target = Path(self.input_path), Path(self.output_path)
         with self._job(3, f"converting {source.name}"):
             out_format = locformats.format_for_output(target, self.to)
-            targets = locformats.output_paths(target, out_format)
-            inputs = {source.resolve()}
-            if source.suffix.lower() in (".hdf5", ".h5"):
-                inputs.add(source.with_suffix(".yaml").resolve())
-            for t in targets:
-                if t.resolve() in inputs:
-                    raise ParameterError("output would replace the input file; choose another output path", t)
-            check_writable(targets, self.overwrite)
+            check_outputs(locformats.output_paths(target, out_format), [source], self.overwrite)
             table = locformats.read_locs(source, self.input_format, self.pixel_size, self.half_pixel)
             self._advance()
             n_read = len(table)
