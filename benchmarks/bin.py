@@ -5,7 +5,7 @@
 Writes three movies (default 2000 frames of 512x512 uint16, ~1.05 GB each) with TifWriter and a DeepSTORM CSV of
 ``--locs-per-frame`` (default 5) uniformly placed localizations per frame for each into a temporary folder, then times
 
-* the Binner: ``Binner(...).run()`` end to end (reads the CSVs, draws the pool, writes TIF + CSV + JSON) for 1000
+* the Binner: ``Binner(...).save()`` end to end (reads the CSVs, draws the pool, writes TIF + CSV + JSON) for 1000
   binned frames of bin 10 and 27 px patches;
 * the baseline: ``tifffile.imread`` of each whole movie, then cropping and summing the same windows (taken from the
   Binner's provenance; no tables, no output files: the baseline is given every advantage but the laziness);
@@ -99,7 +99,7 @@ def run_binner(pairs: list[tuple[Path, Path]], out: Path, seed: int, trace: bool
     binner = make_binner(pairs, out, seed)
     binner.load()
     t_load = time.perf_counter() - t0
-    binner.run()
+    binner.save()
     elapsed = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1] if trace else 0
     if trace:
@@ -121,7 +121,7 @@ def binner_phases(pairs: list[tuple[Path, Path]], out: Path, seed: int) -> dict[
     binner.compose()
     binner.binned_locs()
     t3 = time.perf_counter()
-    binner.run()  # reuses the pool and the plan: reads the patches, sums, writes TIF + CSV + JSON
+    binner.save()  # reuses the pool and the plan: reads the patches, sums, writes TIF + CSV + JSON
     t4 = time.perf_counter()
     binner.close()
     return {"load_tables_open_movies_s": t1 - t0, "draw_pool_s": t2 - t1, "compose_and_labels_s": t3 - t2,

@@ -83,7 +83,7 @@ def run_main_job(paths, out_dir: Path, args: argparse.Namespace) -> list[Path]:
     )
     try:
         with progress_bar(binner, "binning"):
-            written = [Path(p) for p in binner.run()]
+            written = [Path(p) for p in binner.save()]
         for line in binner.summary_lines():
             print(line)
     finally:
