@@ -354,7 +354,8 @@ def test_outputs_never_replace_inputs(tmp_path):
 def test_split_frame_is_validated_against_the_movie(tmp_path, capsys):
     movie, locs = make_pair(tmp_path, "f", "deepstorm", 5, seed=23)
     assert main(["split", str(movie), str(locs), "--at", "0", "-o", str(tmp_path / "o")]) == 2
-X
+    err = capsys.readouterr().err
+    assert "error: --at must be" in err and "1, not 0" in err  # the param's bound, named as its flag
     with pytest.raises(ParameterError, match=r"f\.tif.*1 <= at < 5"):
         Split(movie=str(movie), locs=str(locs), at=5, output_folder=str(tmp_path / "o")).run()
     assert not (tmp_path / "o").exists()
