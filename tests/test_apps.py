@@ -268,6 +268,37 @@ def test_addons_app_convert_and_explode(demo, tmp_path):
     assert explode.tool.progress == explode.tool.n_steps
 
 
+def test_addons_app_widgets_follow_the_tools_declarations_and_merge_runs(demo, tmp_path, capsys, monkeypatch):
+    """Each tab shows exactly its tool's declared params then its Run event; Merge's lists are edited as text
+    (one path per line); paths outside $IMAGEBINNER_ROOT are refused before anything runs."""
+    from imagebinner.apps.common import param_widget
+    from imagebinner.io import open_movie
+
+    app = AddonsApp()
+    _render(app)
+    for name, panel in app.panels.items():
+        tool = type(panel.tool)
+        assert list(panel.settings.parameters) == [*tool.user_params(), "request_run"], name
+        assert panel.run_button.name == f"Run {name}"
+    merge = app.panels["Merge"]
+    (m1, l1), (m2, l2) = [(str(m.movie), str(m.locs)) for m in demo.measurements]
+    movies = param_widget(merge.settings, "movies")
+    movies._process_events({"value": f"{m1}\n{m2}\n"})  # as the browser sends the text
+    param_widget(merge.settings, "locs")._process_events({"value": f"{l1}\n{l2}"})
+    assert merge.tool.movies == [m1, m2] and merge.tool.locs == [l1, l2]
+    merge.tool.output_folder = str(tmp_path / "merged")
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))  # the inputs lie outside: refused, nothing runs
+    _click(merge.run_button)
+    assert "outside the allowed folder" in capsys.readouterr().out and not merge.job.busy
+    assert not (tmp_path / "merged").exists()
+    monkeypatch.delenv(ROOT_ENV)
+    _click(merge.run_button)
+    merge.job.wait(60)
+    with open_movie(tmp_path / "merged" / "merged.tif") as merged, open_movie(m1) as a, open_movie(m2) as b:
+        assert merged.n_frames == a.n_frames + b.n_frames
+    assert merge.job.message.startswith("Merge: merged 2 movies")
+
+
 def _serialised(page) -> list:
     """The page's roots, after serialising the document as the server does for the websocket (this fails on
     models with unset values, which a plain HTTP GET does not reveal)."""

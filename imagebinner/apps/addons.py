@@ -1,27 +1,22 @@
-"""The add-ons app: one tab per tool (Convert, Split, Merge, Explode), widgets from the tools' params, threaded runs."""
+"""The add-ons app: one tab per tool (Convert, Split, Merge, Explode), widgets generated from each tool's declared
+params (inputs, settings, outputs and its Run event), runs in a job thread."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import panel as pn
 from panel.viewable import Viewer
 
-from imagebinner.apps.common import Job, check_path, notify, tool_widgets
+from imagebinner.apps.common import Job, check_path, notify, param_widget, tool_widgets
 from imagebinner.errors import ImageBinnerError
 from imagebinner.tools.addons import Explode, Merge, Split
 from imagebinner.tools.base import Task
 from imagebinner.tools.convert import Convert
 
-COMMON = ["to", "output_folder", "overwrite", "pixel_size", "half_pixel"]
-
-#: tool class -> (settings shown, params typed as text, input file params checked on the server, list params)
-TOOLS: dict[str, tuple[type[Task], list[str], tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
-    "Convert": (Convert, ["input_path", "output_path", "to", "input_format", "pixel_size", "half_pixel", "overwrite",
-                          "drop_outside"], ("input_path", "output_path"), ("input_path",), ()),
-    "Split": (Split, ["movie", "locs", "at", *COMMON], ("movie", "locs", "output_folder"), ("movie", "locs"), ()),
-    "Merge": (Merge, ["output_name", *COMMON], ("output_name", "output_folder"), (), ("movies", "locs")),
-    "Explode": (Explode, ["movie", "locs", *COMMON], ("movie", "locs", "output_folder"), ("movie", "locs"), ()),
-}
-
+#: the tabs, in order
+TOOLS: dict[str, type[Task]] = {"Convert": Convert, "Split": Split, "Merge": Merge, "Explode": Explode}
 
 #: clearer labels than the param names (the tooltips keep the full docs)
 LABELS = {
@@ -37,24 +32,20 @@ LABELS = {
 
 
 class ToolPanel(Viewer):
-    """One tool: its params as widgets, a Run button (threaded, disabled while running), progress, result."""
+    """One tool: its declared params as widgets, its Run event as the button (disabled while running), progress,
+    status and the files written."""
 
-    def __init__(self, name: str, tool: Task | None = None, **params):
+    def __init__(self, name: str, tool: Task | None = None, **params: Any):
         super().__init__(**params)
-        cls, shown, text, inputs, lists = TOOLS[name]
+        cls = TOOLS[name]
         self.title = name
         self.tool = tool or cls()
-        self.inputs, self.lists = inputs, lists
         self.job = Job()
-        self.list_inputs = {
-            key: pn.widgets.TextAreaInput(label=f"{key} (one path per line)", description=cls.param[key].doc,
-                                          value="\n".join(getattr(self.tool, key)), height=90,
-                                          sizing_mode="stretch_width")
-            for key in lists
-        }
-        self.settings = tool_widgets(self.tool, shown, text=text, labels=LABELS)
-        self.run_button = pn.widgets.Button(label=f"Run {name}", color="primary", on_click=self._run,
-                                            disabled=self.job.param.busy)
+        self.tool.executor = self._execute
+        shown = (*cls.user_params(), *cls.actions)
+        self.settings = tool_widgets(self.tool, shown, labels={**LABELS, "request_run": f"Run {name}"},
+                                     widgets={event: {"disabled": self.job.param.busy} for event in cls.actions})
+        self.run_button = param_widget(self.settings, "request_run")
         # shown from the first run on (an empty bar before reads as a broken widget)
         self.progress = pn.indicators.Progress(value=self.tool.param.progress, max=self.tool.param.n_steps,
                                                height=20, sizing_mode="stretch_width",
@@ -71,32 +62,30 @@ class ToolPanel(Viewer):
         more = f"\n* ... and {len(paths) - 20} more" if len(paths) > 20 else ""
         return f"**{len(paths)} file(s) written**\n\n{shown}{more}"
 
-    def _run(self, event=None, threaded: bool = True) -> None:
+    def _execute(self, label: str, work: Callable[[], Any], threaded: bool = True) -> None:
+        """The tool's executor: check the typed paths on the server, then run the action in the job thread."""
+        tool = self.tool
         try:
-            for key, widget in self.list_inputs.items():
-                values = [line.strip() for line in widget.value.splitlines() if line.strip()]
-                for value in values:
-                    check_path(value, key)
-                setattr(self.tool, key, values)
-            for key in self.inputs:
-                check_path(getattr(self.tool, key) or "", key.replace("_", " "))
+            for name in tool.inputs:  # a path, or a list of paths (Merge)
+                for value in [getattr(tool, name)] if isinstance(getattr(tool, name), str) else getattr(tool, name):
+                    check_path(value or "", name.replace("_", " "))
+            output = tool.output_location()
+            check_path(getattr(tool, output), output.replace("_", " "), kind="any", must_exist=False)
         except ImageBinnerError as exc:
             notify("error", f"{self.title}: {exc}")
             return
-        self.job.start(self.tool.run, lambda written: f"{self.title}: {self.tool.status or 'done'}",
-                       label=self.title, threaded=threaded)
+        self.job.start(work, lambda written: f"{self.title}: {tool.status or 'done'}", label=self.title,
+                       threaded=threaded)
 
     def __panel__(self):
-        doc = (type(self.tool).__doc__ or "").strip().split("\n\n")[0]
-        return pn.Column(pn.pane.Markdown(" ".join(doc.split())), *self.list_inputs.values(), self.settings,
-                         self.run_button, self.progress, self.status, self.written, sizing_mode="stretch_width",
-                         max_width=900)
+        return pn.Column(pn.pane.Markdown(type(self.tool).description()), self.settings, self.progress, self.status,
+                         self.written, sizing_mode="stretch_width", max_width=900)
 
 
 class AddonsApp(Viewer):
     """Convert localization files, and split, merge or explode movies with their localizations."""
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any):
         super().__init__(**params)
         self.panels = {name: ToolPanel(name) for name in TOOLS}
         self.tabs = pn.Tabs(*[(name, panel) for name, panel in self.panels.items()], dynamic=False,
