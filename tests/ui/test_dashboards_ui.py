@@ -126,7 +126,7 @@ def test_addons_split_tab_writes_both_parts_and_lists_them(page, ui_demo, tmp_pa
 
     fill("input[placeholder^='Movie (TIF']", m1.movie)
     fill("input[placeholder^='Localization file of that movie']", m1.locs)
-    fill("input[placeholder^='Folder for the output files']", out)
+    fill("input[placeholder^='Folder receiving the output files']", out)
     fill(".bk-input-group:has(label:has-text('Split at frame')) input", 25)
     wait_until(lambda: split.tool.at == 25 and split.tool.output_folder == str(out), page, timeout=TIMEOUT)
     page.get_by_role("button", name="Run Split").click()
