@@ -690,9 +690,11 @@ def test_gathered_windows_whole_stack_tif_and_compact_provenance_equal_the_simpl
         assert whole.clipped == streamed.clipped == (np.count_nonzero((stack < 0) | (stack > 65535))
                                                      if dtype == "uint16" else 0)
     # the provenance text is the record dumped with json: it reads back equal, parts and all
-    parts = rng.integers(0, 3000, (4, 3, 5))
-    record = provenance_record({"seed": np.int64(3), "pixel_size": 100.0}, [], {"draws": np.int64(7)}, parts)
+    patches = rng.integers(0, 3000, (6, 5))
+    index = rng.integers(0, 6, (4, 3))
+    record = provenance_record({"seed": np.int64(3), "pixel_size": 100.0}, [], patches, index, {"draws": np.int64(7)})
     text = provenance_text(record)
     assert json.loads(text) == record
     assert json.loads(text)["binned_frames"][3]["parts"][2] == dict(
-        zip(("measurement", "frame", "row", "column", "n_locs"), parts[3, 2].tolist()))
+        zip(("measurement", "frame", "row", "column", "n_locs"), patches[index[3, 2]].tolist()))
+    assert len(text.splitlines()) == len(provenance_text({**record, "binned_frames": []}).splitlines()) + 4

@@ -278,8 +278,8 @@ class Binner(Task, CameraSettings, OutputFolder):
         plan = self.compose()  # provenance describes the current plan
         parameters = self.settings_record()
         parameters.update(pixel_size=self.pixel_size_used, seed=int(self.pool.seed), seed_given=self.seed)
-        return provenance_record(parameters, self.loaded, self.statistics().get("pool", {}),
-                                            self.pool.table()[plan])
+        return provenance_record(parameters, self.loaded, self.pool.table(), plan,
+                                 self.statistics().get("pool", {}))
 
     # -- saving -----------------------------------------------------------------------------------------------
     def output_paths(self) -> list[Path]:
