@@ -555,3 +555,17 @@ def test_frame_count_disagreement_warns(tmp_path):
     with pytest.warns(UserWarning, match="metadata say 7 frames.*has 4"):
         Split(movie=str(movie), locs=str(locs), at=2, output_folder=str(tmp_path / "o")).run()
     assert list(yaml.safe_load_all((tmp_path / "o" / "w_part2.yaml").read_text()))[-1]["Frames"] == 2
+
+
+def test_writer_warnings_name_the_final_file_not_the_staging_folder(tmp_path):
+    movie, locs = make_pair(tmp_path, "n", "picasso", 3, seed=29, per_frame=(1, 3))
+    table = read_locs(locs)
+    x = table.x.copy()
+    x[0] = 0.1 * PS  # x_px = 0.1 - 0.5 < 0: Picasso would drop it on load (kept, with a warning)
+    write_locs(table.with_columns(x=x), tmp_path / "edge.hdf5", overwrite=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Split(movie=str(movie), locs=str(tmp_path / "edge.hdf5"), at=1, output_folder=str(tmp_path / "o")).run()
+    drops = [str(w.message) for w in caught if "Picasso will drop" in str(w.message)]
+    assert drops and drops[0].startswith(str(tmp_path / "o" / "n_part1.hdf5"))
+    assert not any("staging" in str(w.message) for w in caught)

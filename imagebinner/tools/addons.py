@@ -208,15 +208,14 @@ class _AddOn(Task, CameraSettings, OutputFolder):
         with TifWriter(target, pixel_size=pixel_size, dtype=dtype, overwrite=True) as writer:
             writer.write_stream(frames, n_frames)
 
-    def _write_table(self, table: LocTable, target: Path, fmt: str) -> None:
-        write_locs(
-            table,
-            target,
-            format=fmt,
-            overwrite=True,
-            half_pixel=self.half_pixel,
-            pixel_size=table.meta.pixel_size,
-        )
+    def _write_table(self, table: LocTable, staged: Path, target: Path, fmt: str) -> None:
+        """Write ``table`` to its staged path; the writers' warnings name the final ``target``."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            write_locs(table, staged, format=fmt, overwrite=True, half_pixel=self.half_pixel,
+                       pixel_size=table.meta.pixel_size)
+        for w in caught:
+            warnings.warn(str(w.message).replace(str(staged), str(target)), w.category, stacklevel=3)
 
     def _warn_lossy(self, changed: int, dtypes: Sequence[np.dtype]) -> str:
         if not changed:
@@ -306,7 +305,7 @@ class Split(_OneMovie):
                 for (part, start, stop), mt, lt in zip(parts, movie_targets, loc_targets):
                     frames = self._frames(pair.movie, start, stop, lossless, changed)
                     self._write_movie(stage[mt], frames, stop - start, pair.movie_pixel_size, dtype)
-                    self._write_table(part, stage[lt], fmt)
+                    self._write_table(part, stage[lt], lt, fmt)
         note = self._warn_lossy(changed[0], [pair.movie.dtype])
         return self._finish(
             targets,
@@ -407,7 +406,7 @@ class Merge(_AddOn):
             with atomic_group(targets, self.overwrite, keep_names=True) as staged:
                 stage = dict(zip(targets, staged))
                 self._write_movie(stage[movie_target], all_frames(), total, movie_ps, dtype)
-                self._write_table(merged, stage[loc_target], fmt)
+                self._write_table(merged, stage[loc_target], loc_target, fmt)
         note = self._warn_lossy(changed[0], dtypes)
         return self._finish(
             targets,
@@ -443,7 +442,7 @@ class Explode(_OneMovie):
                         n_frames=1, conversion=f"{conv}; exploded: frame {f} of {n} -> frame 0"
                     )
                     self._write_movie(stage[movie_targets[f]], iter([frame]), 1, pair.movie_pixel_size, dtype)
-                    self._write_table(single, stage[loc_targets[f]], fmt)
+                    self._write_table(single, stage[loc_targets[f]], loc_targets[f], fmt)
         note = self._warn_lossy(changed[0], [pair.movie.dtype])
         empty = int(np.count_nonzero(np.diff(off[: n + 1]) == 0))
         return self._finish(
