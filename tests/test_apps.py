@@ -223,22 +223,26 @@ def test_review_app_threshold_slider_updates_metrics(demo):
     after = _html_metrics(table.text)
     n_kept = int(np.count_nonzero(app.review.predictions["confidence"] >= 1.2))
     assert int(after["n_pred"]) == n_kept < int(before["n_pred"])
-    assert "threshold 1.2" in app._summary(0, 1.2)
+    assert "threshold 1.2" in app._summary(app.review.filtered)
 
 
 def test_review_app_saves_the_kept_predictions_once(demo, tmp_path, capsys):
     app = _review_app(demo)
     app.review.threshold = 1.5
     target = tmp_path / "kept.csv"
-    app.save_path.value = str(target)
-    app.save_format.value = "deepstorm"
-    _click(app.save_button)
+    widgets = {w.name: w for w in app.save_controls.layout}
+    widgets["Save kept predictions to"].value = str(target)
+    widgets["Output format"].value = "deepstorm"
+    assert (app.review.output_path, app.review.output_format) == (str(target), "deepstorm")
+    app.save_button.param.trigger("value")  # a click on the generated button
+    app.job.wait()
     saved = read_locs(target)
     assert len(saved) == len(app.review.filtered) > 0
     assert np.all(np.isin(np.round(saved.x, 1), np.round(app.review.filtered.x, 1)))
     before = target.read_bytes()
     app.review.threshold = 0.0
-    _click(app.save_button)
+    app.save_button.param.trigger("value")  # a click on the generated button
+    app.job.wait()
     assert target.read_bytes() == before and "exists" in capsys.readouterr().out
 
 

@@ -14,7 +14,8 @@ from imagebinner.errors import FormatError, OutputExistsError, ParameterError
 from imagebinner.io import LocMeta, LocTable, read_locs, write_locs, write_tif
 from imagebinner.simulate.prediction import make_prediction_folder
 from imagebinner.tools.matching import Matcher, naive_sweep
-from imagebinner.tools.review import PredictionReview, find_prediction_files
+from imagebinner.io.predictions import find_prediction_files
+from imagebinner.tools.review import PredictionReview
 
 PS, U, SHAPE, N_FRAMES = 100.0, 8, (24, 32), 12
 
@@ -170,23 +171,81 @@ def test_review_without_truth_and_from_the_stacked_density(measurement, tmp_path
 def test_save_filtered_atomic_no_overwrite_and_formats(measurement, tmp_path):
     review = PredictionReview(folder=str(measurement["pred"]), threshold=1.0).load()
     out = tmp_path / "filtered.csv"
-    review.save(out)
+    review.output_path = str(out)
+    review.save()
     back = read_locs(out)
     assert out.read_text().splitlines()[0] == "frame,x [nm],y [nm],confidence [a.u]"
     assert len(back) == len(review.filtered) and back["confidence"].min() >= 1.0
     np.testing.assert_array_equal(back.frame, review.filtered.frame)
     np.testing.assert_allclose(back.x, review.filtered.x)
     with pytest.raises(OutputExistsError):
-        review.save(out)
+        review.save()
     review.threshold = 2.0
-    review.save(out, overwrite=True)
+    review.overwrite = True
+    review.save()
     assert len(read_locs(out)) == len(review.filtered)
-    review.save(tmp_path / "f.csv", format="thunderstorm")
+    review.param.update(output_path=str(tmp_path / "f.csv"), output_format="thunderstorm", overwrite=False)
+    review.save()
     assert read_locs(tmp_path / "f.csv").frame.tolist() == review.filtered.frame.tolist()
-    with pytest.raises(ParameterError, match="input file"):
-        review.save(measurement["paths"]["localizations"], overwrite=True)
+    review.param.update(output_path=str(measurement["paths"]["localizations"]), output_format="deepstorm-prediction",
+                        overwrite=True)
+    with pytest.raises(OutputExistsError, match="input of this job"):
+        review.save()
+    review.param.update(output_path=str(measurement["pred"] / "Localizations_meas_keep_avg.csv"), overwrite=False)
     with pytest.raises(ParameterError, match="taken for a prediction"):
-        review.save(measurement["pred"] / "Localizations_meas_keep_avg.csv")
+        review.save()
+
+
+@pytest.mark.filterwarnings("ignore:.*Picasso will drop")
+def test_save_never_writes_over_an_input_or_its_sidecar(measurement, tmp_path):
+    """Saving onto the ground truth (or its Picasso YAML) or onto the Localizations CSV is refused even with
+    overwrite, and nothing is written; so is an output whose sidecar would replace the ground truth's YAML."""
+    folder = tmp_path / "pred"
+    shutil.copytree(measurement["pred"], folder)
+    truth = tmp_path / "truth.hdf5"
+    write_locs(measurement["truth"], truth)  # Picasso: truth.hdf5 + truth.yaml
+    csv = folder / "Localizations_meas_avg.csv"
+    review = PredictionReview(folder=str(folder), ground_truth=str(truth), movie=str(measurement["dir"] / "meas.tif"),
+                              overwrite=True).load()
+    before = {p: p.read_bytes() for p in (truth, tmp_path / "truth.yaml", csv)}
+    for target, fmt in ((truth, "picasso"), (tmp_path / "truth.yaml", "deepstorm"), (csv, "deepstorm-prediction"),
+                        (tmp_path / "other" / ".." / "truth.hdf5", "picasso"), (measurement["dir"] / "meas.tif", None)):
+        review.param.update(output_path=str(target), output_format=fmt or "thunderstorm")
+        with pytest.raises(OutputExistsError, match="input of this job"):
+            review.save()
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pred", "truth.hdf5", "truth.yaml"]
+    # a free name is written
+    review.param.update(output_path=str(tmp_path / "kept.hdf5"), output_format="picasso", overwrite=False)
+    assert [p.name for p in review.save()] == ["kept.hdf5", "kept.yaml"]
+    assert len(read_locs(tmp_path / "kept.hdf5")) == len(review.filtered)
+
+
+def test_explicit_upsampling_gives_the_hr_pixel_size_and_wins_over_the_images(measurement, tmp_path):
+    """Without the summed images (no resolution tags) and without a movie, only an explicit upsampling tells the hr
+    pixel size: the field area and the re-localization of the stacked density need it."""
+    folder = tmp_path / "p"
+    folder.mkdir()
+    for role in ("localizations", "stacked"):
+        shutil.copy(measurement["paths"][role], folder)
+    plain = PredictionReview(folder=str(folder), pixel_size=PS).load()
+    assert plain.upsampling_used is None and plain.pixel_size_hr is None and plain.field_area_um2 is None
+    assert plain.hr_shape == (SHAPE[0] * U, SHAPE[1] * U) and plain.camera_pixel_size == PS
+    given = PredictionReview(folder=str(folder), pixel_size=PS, upsampling=U).load()
+    assert given.upsampling_used == U and given.pixel_size_hr == PS / U and given.camera_pixel_size == PS
+    assert given.field_area_um2 == pytest.approx(SHAPE[0] * SHAPE[1] * (PS / 1000) ** 2)
+    assert np.isfinite(given.density["predictions"]).all() and np.isnan(plain.density["predictions"]).all()
+    with pytest.raises(ParameterError, match="hr pixel size unknown"):
+        PredictionReview(folder=str(folder), pixel_size=PS, source="stacked").load()
+    stacked = PredictionReview(folder=str(folder), pixel_size=PS, upsampling=U, source="stacked").load()
+    tagged = PredictionReview(folder=str(measurement["pred"]), source="stacked").load()
+    assert len(stacked.predictions) == len(tagged.predictions) > 0
+    np.testing.assert_allclose(stacked.predictions.x, tagged.predictions.x)
+    # an explicit upsampling wins over the one the images give, with a warning when they disagree
+    with pytest.warns(UserWarning, match=r"hr images are 192x256, the camera image 24x32 at upsampling 4"):
+        wrong = PredictionReview(folder=str(measurement["pred"]), movie=str(measurement["dir"] / "meas.tif"),
+                                 upsampling=4).load()
+    assert wrong.upsampling_used == 4 and wrong.camera_pixel_size == PS and wrong.pixel_size_hr == PS / U
 
 
 def test_cli_json_on_a_generated_prediction_folder(measurement, capsys):
@@ -403,8 +462,12 @@ def test_cli_json_and_text_on_exploded_predictions(measurement, exploded, capsys
     assert "exploded single-frame predictions: frame numbers 1..12" in capsys.readouterr().out
     # saving over a per-frame input or under a prediction name is refused
     review = PredictionReview(folder=str(exploded["pred"])).load()
+    review.output_path = str(exploded["pred"] / "Localizations_meas_frame00099_avg.csv")
     with pytest.raises(ParameterError, match="taken for a prediction"):
-        review.save(exploded["pred"] / "Localizations_meas_frame00099_avg.csv")
+        review.save()
+    review.param.update(output_path=str(exploded["paths"]["localizations"][4]), overwrite=True)
+    with pytest.raises(OutputExistsError, match="input of this job"):
+        review.save()
 
 
 def test_end_to_end_explode_then_predict_each_frame(tmp_path, capsys):

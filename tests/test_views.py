@@ -201,7 +201,6 @@ def review(demo):
 def test_threshold_filters_the_prediction_crosses(demo, review):
     _, folder = demo
     view = ReviewView(review)
-    view.refresh()
     raw = read_locs(next(folder.glob("Localizations_*_avg.csv")))
     root = _render(pn.pane.HoloViews(hv.DynamicMap(view.prediction_points)))
     frame = int(np.argmax(raw.counts_per_frame()))
@@ -215,10 +214,43 @@ def test_threshold_filters_the_prediction_crosses(demo, review):
     assert 0 < len(_cross_xy(root)) < len(conf)
 
 
+def test_review_views_follow_a_reload_without_being_told(demo, tmp_path):
+    """The views depend on the review's result params: loading another prediction (other frames, other images)
+    changes the frame range, the summed images and the crosses with no call on the view."""
+    paths, folder = demo
+    m1 = paths.measurements[0]
+    r = PredictionReview(folder=str(folder), movie=str(m1.movie))
+    view = ReviewView(r)
+    assert view.param.frame.bounds == (0, 0) and len(view.prediction_points().data) == 0
+    r.load()
+    n_frames = r.n_frames
+    assert view.param.frame.bounds == (0, n_frames - 1)
+    whole_sum = view.sum_image("predicted").dimension_values(2).sum()
+    view.frame = n_frames - 1
+    view.frame = 4
+    root = _render(pn.pane.HoloViews(hv.DynamicMap(view.prediction_points)))
+    before = _cross_xy(root)
+    assert before == _rows_of_frame(r.filtered, 4)
+    view.frame = n_frames - 1
+    # a shorter measurement: the first frames of the movie only
+    truth = read_locs(m1.locs)
+    short = truth.take(truth.frame < 5).with_meta(n_frames=5)
+    from imagebinner.io import open_movie, write_tif
+
+    with open_movie(m1.movie) as movie:
+        write_tif(tmp_path / "short.tif", np.stack([movie.frame(k) for k in range(5)]), pixel_size=movie.pixel_size)
+    make_prediction_folder(tmp_path / "pred", short, tmp_path / "short.tif", upsampling=4, seed=1)
+    r.param.update(folder=str(tmp_path / "pred"), movie=str(tmp_path / "short.tif"))
+    r.load()
+    assert view.param.frame.bounds == (0, 4) and view.frame == 4
+    assert view.sum_image("predicted").dimension_values(2).sum() < whole_sum
+    after = _cross_xy(root)  # the same plot, redrawn
+    assert after == _rows_of_frame(r.filtered, 4) and after != before
+
+
 def test_stacked_prediction_peaks_lie_on_the_predictions(review):
     """hr geometry: the brightest hr pixel of a frame is centred (k·ps_hr) within one hr pixel of a prediction."""
     view = ReviewView(review)
-    view.refresh()
     pred = review.predictions
     for frame in (5, 30):
         view.frame = frame
@@ -233,7 +265,6 @@ def test_stacked_prediction_peaks_lie_on_the_predictions(review):
 
 def test_metrics_table_and_histogram_follow_the_threshold(review):
     view = ReviewView(review)
-    view.refresh()
     pane = pn.pane.DataFrame(view.metrics_table)
     pane.get_root(Document(), comm=Comm())
     before = dict(zip(pane.object["metric"], pane.object["value"]))
@@ -257,7 +288,6 @@ def test_large_data_is_rasterized(review, monkeypatch):
     import imagebinner.views.review as review_mod
 
     view = ReviewView(review)
-    view.refresh()
     assert isinstance(view.merged_localizations(), hv.DynamicMap)
     small = _render(pn.pane.HoloViews(view.merged_localizations()))
     assert len(_sources(small, Scatter)[0].data["x"]) == len(review.filtered)
@@ -281,7 +311,6 @@ def test_large_data_is_rasterized(review, monkeypatch):
 def test_merged_images_keep_the_data_aspect(review):
     """The merged images have a fixed frame height and the width of their field in nm (not stretched to a pane)."""
     view = ReviewView(review)
-    view.refresh()
     height, width = review.hr_shape
     renderer = hv.renderer("bokeh")
     for plot in (view.sum_plot("widefield"), view.sum_plot("predicted"), view.merged_localizations(),
@@ -311,8 +340,6 @@ def test_exploded_predictions_show_the_same_sum_images(demo, tmp_path):
     split = PredictionReview(folder=str(tmp_path / "exploded"), movie=str(m1.movie)).load()
     for role in ("predicted", "widefield"):
         views = [ReviewView(r) for r in (whole, split)]
-        for v in views:
-            v.refresh()
         a, b = (v.sum_image(role) for v in views)
         assert a.data[a.vdims[0].name].size > 1
         np.testing.assert_allclose(np.asarray(b.dimension_values(2)), np.asarray(a.dimension_values(2)),

@@ -24,13 +24,9 @@ from imagebinner.apps.common import (
     tool_widgets,
 )
 from imagebinner.errors import ImageBinnerError
-from imagebinner.io import WRITE_FORMATS
 from imagebinner.tools.review import PredictionReview
 from imagebinner.views.review import ReviewView
 
-INPUTS = ["folder", "stem", "movie", "ground_truth", "ground_truth_format", "source", "pixel_size", "upsampling"]
-RELOCALIZE = ["relocalize_threshold", "local_average", "l2_weighting_factor"]
-MATCHING = ["tolerance", "n_thresholds", "histogram_bins"]
 MIN_INTERVAL_MS = 200
 
 
@@ -70,73 +66,80 @@ class ReviewApp(Viewer):
         if initial:
             self.review.param.update(**{k: str(v) for k, v in initial.items()})
         self._build_widgets()
+        self.review.executor = self._execute  # Load and Save run in the job thread, after the server-side checks
         if self.review.folder:
-            self.load(threaded=False)
+            self._execute("Load", self.review.load, threaded=False)
 
     def _build_widgets(self) -> None:
         r, v = self.review, self.view
-        self.inputs = tool_widgets(r, INPUTS, text=("folder", "stem", "movie", "ground_truth"))
+        groups = r.setting_groups
+        busy = {"disabled": self.job.param.busy}
+        self.inputs = tool_widgets(r, (*r.inputs, *groups["prediction"], "request_load"),
+                                   text=("folder", "stem", "movie", "ground_truth"), widgets={"request_load": busy})
         self.picker = PathPicker({
             "prediction folder": lambda path: setattr(r, "folder", path),
             "movie": lambda path: setattr(r, "movie", path),
             "ground truth": lambda path: setattr(r, "ground_truth", path),
         })
-        self.relocalize = tool_widgets(r, RELOCALIZE)
-        self.matching = tool_widgets(r, MATCHING, widgets={"tolerance": {"throttled": True}})
-        self.load_button = pn.widgets.Button(label="Load", color="primary", on_click=lambda e: self.load(),
-                                             disabled=self.job.param.busy)
+        self.relocalize = tool_widgets(r, groups["relocalization"])
+        self.matching = tool_widgets(r, groups["matching"], widgets={"tolerance": {"throttled": True}})
+        self.save_controls = tool_widgets(r, (*r.outputs, "request_save"), widgets={"request_save": busy},
+                                          labels={"output_path": "Save kept predictions to"})
         self.progress = pn.indicators.Progress(value=r.param.progress, max=r.param.n_steps, height=20,
                                                sizing_mode="stretch_width")
         self.status = pn.pane.Str(r.param.status, sizing_mode="stretch_width")
-        self.threshold = pn.widgets.FloatSlider.from_param(r.param.threshold, throttled=True, step=0.01,
+        (threshold,) = groups["threshold"]
+        self.threshold = pn.widgets.FloatSlider.from_param(r.param[threshold], throttled=True, step=0.01,
                                                            label="Confidence threshold", sizing_mode="stretch_width")
         self.player = pn.widgets.Player.from_param(v.param.frame, throttled=True, interval=MIN_INTERVAL_MS,
                                                    loop_policy="loop", show_loop_controls=False, label="Frame",
                                                    sizing_mode="stretch_width")
         self.show_truth = pn.widgets.Checkbox.from_param(v.param.show_truth, label="Ground truth (green circles)")
         self.show_pred = pn.widgets.Checkbox.from_param(v.param.show_predictions, label="Predictions (red crosses)")
-        self.summary = pn.pane.Markdown(pn.bind(self._summary, v.param.revision, r.param.threshold),
-                                        sizing_mode="stretch_width")
-        self.save_path = pn.widgets.TextInput(label="Save kept predictions to", placeholder="/path/filtered.csv")
-        self.save_format = pn.widgets.Select(label="Format", options=list(WRITE_FORMATS),
-                                             value="deepstorm-prediction" if "deepstorm-prediction" in WRITE_FORMATS
-                                             else WRITE_FORMATS[0])
-        self.save_overwrite = pn.widgets.Checkbox(label="Overwrite")
-        self.save_button = pn.widgets.Button(label="Save", color="default", on_click=self._save,
-                                             disabled=self.job.param.busy)
+        self.summary = pn.pane.Markdown(pn.bind(self._summary, r.param.filtered), sizing_mode="stretch_width")
+
+    @property
+    def load_button(self) -> pn.widgets.Button:
+        """The Load button (generated from the review's ``request_load`` event)."""
+        return _button(self.inputs)
+
+    @property
+    def save_button(self) -> pn.widgets.Button:
+        """The Save button (generated from the review's ``request_save`` event)."""
+        return _button(self.save_controls)
 
     # -- actions ----------------------------------------------------------------------------------------------
+    def _execute(self, label: str, work, threaded: bool = True) -> None:
+        """The review's executor: check the paths on the server, then run the action in the job thread."""
+        r = self.review
+        saving = getattr(work, "__name__", "") == "save"
+        try:
+            if saving:
+                check_path(r.output_path, "output file", kind="any", must_exist=False)
+            else:
+                check_path(r.folder, "prediction folder", kind="folder")
+                if r.movie:
+                    check_path(r.movie, "movie", kind="any")
+                if r.ground_truth:
+                    check_path(r.ground_truth, "ground truth")
+        except ImageBinnerError as exc:
+            notify("error", f"{label.lower()} failed: {exc}" if saving else str(exc))
+            return
+        self.job.start(work, self._saved if saving else self._loaded, label=label, threaded=threaded)
+
     def load(self, threaded: bool = True) -> None:
         """Validate the paths on the server, then load (matching and sweep) in a thread."""
-        r = self.review
-        try:
-            check_path(r.folder, "prediction folder", kind="folder")
-            if r.movie:
-                check_path(r.movie, "movie", kind="any")
-            if r.ground_truth:
-                check_path(r.ground_truth, "ground truth")
-        except ImageBinnerError as exc:
-            notify("error", str(exc))
-            return
-        self.job.start(r.load, self._loaded, label="load", threaded=threaded)
+        self._execute("Load", self.review.load, threaded=threaded)
 
     def _loaded(self, result) -> str:
-        r = self.review
-        lo, hi = r.param.threshold.bounds
-        self.threshold.param.update(start=lo, end=hi, step=max((hi - lo) / 200, 1e-6), value=r.threshold)
-        self.view.refresh()
-        return r.status
+        lo, hi = self.review.param.threshold.bounds
+        self.threshold.param.update(start=lo, end=hi, step=max((hi - lo) / 200, 1e-6), value=self.review.threshold)
+        return self.review.status
 
-    def _save(self, event=None) -> None:
-        try:
-            path = check_path(self.save_path.value, "output file", kind="any", must_exist=False)
-            written = self.review.save(path, format=self.save_format.value, overwrite=self.save_overwrite.value)
-        except (ImageBinnerError, OSError) as exc:
-            notify("error", f"save failed: {exc}")
-            return
-        notify("success", f"wrote {', '.join(str(p) for p in written)} ({len(self.review.filtered)} predictions)")
+    def _saved(self, written) -> str:
+        return f"wrote {', '.join(str(p) for p in written)} ({len(self.review.filtered)} predictions)"
 
-    def _summary(self, revision: int, threshold: float) -> str:
+    def _summary(self, filtered) -> str:
         r = self.review
         if not r.loaded:
             return "*Give a prediction folder (and optionally the movie and ground truth) and press Load.*"
@@ -157,28 +160,28 @@ class ReviewApp(Viewer):
     @property
     def sidebar(self) -> list:
         return [
-            "### Prediction", self.inputs, self.load_button, self.progress, self.status,
+            "### Prediction", self.inputs, self.progress, self.status,
             "### Threshold", self.threshold,
             "### Matching", self.matching,
             pn.Card(self.relocalize, title="Re-localization (source = stacked)", collapsed=True,
                     sizing_mode="stretch_width", margin=(5, 10)),
-            "### Save", self.save_path, self.save_format, self.save_overwrite, self.save_button,
+            "### Save", self.save_controls,
         ]
 
     @property
     def main(self) -> list:
-        v = self.view
+        r, v = self.review, self.view
         frames = pn.Column(
             "### Frame by frame", self.player, pn.Row(self.show_truth, self.show_pred),
             # the plots size themselves (fixed frame, the image's aspect)
-            rebuilt_on(v.param.revision, lambda: (v.camera_plot() + v.stacked_plot()).opts(shared_axes=True),
+            rebuilt_on(r.param.predictions, lambda: (v.camera_plot() + v.stacked_plot()).opts(shared_axes=True),
                        stretch=False),
             sizing_mode="stretch_width",
         )
         merged = pn.Column(
             "### Merged (all frames)",
             # the plots size themselves (fixed frame height, width from the data aspect) and zoom together
-            rebuilt_on(v.param.revision, lambda: (v.sum_plot("widefield") + v.sum_plot("predicted")
+            rebuilt_on(r.param.predictions, lambda: (v.sum_plot("widefield") + v.sum_plot("predicted")
                                                   + v.merged_localizations()).opts(shared_axes=True).cols(3),
                        stretch=False),
             sizing_mode="stretch_width",
@@ -199,6 +202,12 @@ class ReviewApp(Viewer):
     def __panel__(self):
         return pn.Row(pn.Column(*self.sidebar, width=340), pn.Column(*self.main, sizing_mode="stretch_width"),
                       sizing_mode="stretch_width")
+
+
+def _button(controls: pn.Param) -> pn.widgets.Button:
+    """The (one) button among generated widgets."""
+    (button,) = [w for w in controls.layout if isinstance(w, pn.widgets.Button)]
+    return button
 
 
 def template(app: ReviewApp) -> pn.template.FastListTemplate:

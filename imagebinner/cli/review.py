@@ -1,4 +1,4 @@
-"""``imagebinner review PRED_DIR``: DeepSTORM predictions against ground truth (flags from PredictionReview's params)."""
+"""``imagebinner review FOLDER``: DeepSTORM predictions against ground truth (options from the review's params)."""
 
 from __future__ import annotations
 
@@ -6,27 +6,9 @@ import argparse
 import json
 import math
 
-import numpy as np
-
-from imagebinner.cli.common import add_param_options, make_tool, param_values, progress_bar
-from imagebinner.io import WRITE_FORMATS
+from imagebinner.cli.common import add_tool_options, make_tool, param_values, progress_bar
+from imagebinner.tools.base import jsonable
 from imagebinner.tools.review import PredictionReview
-
-OPTIONS = (
-    "movie",
-    "ground_truth",
-    "ground_truth_format",
-    "threshold",
-    "tolerance",
-    "stem",
-    "upsampling",
-    "pixel_size",
-    "n_thresholds",
-    "source",
-    "relocalize_threshold",
-    "local_average",
-    "l2_weighting_factor",
-)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,41 +19,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Review a ZeroCostDL4Mic DeepSTORM prediction folder: keep predictions with confidence >= threshold, "
             "match them one-to-one per frame to the ground truth within the tolerance (optimal assignment), "
             "report precision, recall, F1, Jaccard, RMSE, bias and efficiency, sweep the threshold and suggest "
-            "the thresholds maximising Jaccard and F1. Optionally save the filtered localizations. A folder of "
+            "the thresholds maximising Jaccard and F1. With -o, save the kept localizations. A folder of "
             "predictions of exploded single frames (Localizations_<stem>_frame00001_avg.csv, ...) is reviewed as "
             "one prediction of the whole movie."
         ),
     )
-    parser.add_argument("folder", metavar="PRED_DIR", help=PredictionReview.param.folder.doc)
-    add_param_options(parser, PredictionReview, OPTIONS)
-    parser.add_argument(
-        "-o", "--output", dest="output", metavar="OUT", help="write the filtered localizations to this file"
-    )
-    parser.add_argument(
-        "--to",
-        dest="to",
-        choices=list(WRITE_FORMATS),
-        default="deepstorm-prediction",
-        help="format of OUT (default: deepstorm-prediction, the notebook's Localizations CSV layout)",
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    names = add_tool_options(parser, PredictionReview, positional=("folder",))
     parser.add_argument("--json", action="store_true", help="print one JSON object (NaN as null) instead of text")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, tool_params=names)
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    return value
+def _json(value) -> str:
+    """One JSON line; NaN and infinities become null."""
+    plain = json.loads(json.dumps(jsonable(value)), parse_constant=lambda _constant: None)
+    return json.dumps(plain, allow_nan=False)
 
 
 def _fmt(value, spec: str = ".4f") -> str:
@@ -81,17 +42,14 @@ def _fmt(value, spec: str = ".4f") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    values = param_values(args, ("folder", *OPTIONS))
-    tool = make_tool(PredictionReview, **values)
+    tool = make_tool(PredictionReview, **param_values(args, args.tool_params))
     with progress_bar(tool, "review"):
         tool.load()
-    written = []
-    if args.output:
-        written = [str(p) for p in tool.save(args.output, format=args.to, overwrite=args.overwrite)]
+    written = [str(p) for p in tool.save()] if tool.output_path else []
     summary = tool.result_summary()
     summary["written"] = written
     if args.json:
-        print(json.dumps(_jsonable(summary), allow_nan=False))
+        print(_json(summary))
         return 0
     s = summary
     print(f"prediction folder: {s['folder']} (stem {s['stem']!r}, source {s['source']})")

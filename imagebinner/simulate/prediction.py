@@ -1,5 +1,7 @@
 """A deterministic DeepSTORM prediction folder (ZeroCostDL4Mic layout) made from a ground truth, for the demo.
 
+File names: :mod:`imagebinner.io.predictions` (the one module for the prediction-folder layout).
+
 ``make_prediction_folder(out_dir, truth, movie_path, upsampling=8, seed=0)`` writes, for the movie ``<stem>.tif``:
 
 * ``Localizations_<stem>_avg.csv`` (or ``_max.csv`` with ``local_average=False``): header
@@ -28,20 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from imagebinner.errors import ParameterError
-from imagebinner.io import LocMeta, LocTable, check_writable, open_movie, write_locs, write_tif
+from imagebinner.io import LocMeta, LocTable, check_outputs, open_movie, write_locs, write_tif
 from imagebinner.io.movie import TifWriter
+from imagebinner.io.predictions import exploded_stem, prediction_file_names
 
 STACKED_LIMIT_BYTES = 2_000_000_000
-
-
-def prediction_file_names(stem: str, local_average: bool = True) -> dict[str, str]:
-    """The ZeroCostDL4Mic output names for a movie stem."""
-    return {
-        "localizations": f"Localizations_{stem}_{'avg' if local_average else 'max'}.csv",
-        "predicted": f"Predicted_{stem}.tif",
-        "widefield": f"Widefield_{stem}.tif",
-        "stacked": f"Predicted_stacked_{stem}.tif",
-    }
 
 
 def _blobs(
@@ -135,8 +128,8 @@ def make_prediction_folder(
         if not write_stacked:
             del paths["stacked"]
         if exploded:
-            digits = exploded_frame_digits(n_frames)
-            per_frame = [prediction_file_names(f"{stem}_frame{k + 1:0{digits}d}", local_average) for k in range(n_frames)]
+            per_frame = [prediction_file_names(exploded_stem(stem, k, n_frames), local_average)
+                         for k in range(n_frames)]
             paths = {role: [out_dir / names[role] for names in per_frame] for role in paths}
         u = int(upsampling)
         ps_hr = ps / u
@@ -147,7 +140,7 @@ def make_prediction_folder(
                 "use write_stacked=False",
                 out_dir,
             )
-        check_writable([p for v in paths.values() for p in (v if exploded else [v])], overwrite)
+        check_outputs([p for v in paths.values() for p in (v if exploded else [v])], [movie_path], overwrite)
 
         # -- the "network's" predictions ---------------------------------------------------------------------
         field_w, field_h = shape[1] * ps, shape[0] * ps
@@ -216,11 +209,6 @@ def make_prediction_folder(
             with TifWriter(paths["stacked"], pixel_size=None, dtype="float32", overwrite=overwrite) as writer:
                 writer.write_stream(pages(), n_frames)
     return paths
-
-
-def exploded_frame_digits(n_frames: int) -> int:
-    """Digits of the 1-based frame number in exploded names (as ``Explode`` writes them): at least 5."""
-    return max(5, len(str(int(n_frames))))
 
 
 def _write_exploded(

@@ -75,7 +75,8 @@ def relocalize_stack(
         ps_hr = pixel_size_hr if pixel_size_hr is not None else stack.pixel_size
         if ps_hr is None or not ps_hr > 0:
             raise ParameterError(
-                "hr pixel size unknown (the stacked TIF has no resolution tags): give pixel_size_hr", path
+                "hr pixel size unknown (the stacked TIF has no resolution tags): give pixel_size_hr", path,
+                params=["pixel_size_hr"],
             )
         frames, xs, ys, cs = [], [], [], []
         for k, page in enumerate(stack.frames()):
@@ -105,28 +106,63 @@ def relocalize_stack(
     return LocTable({"frame": cat(frames), "x": cat(xs), "y": cat(ys), "confidence": cat(cs)}, meta, presorted=True)
 
 
-class Relocalize(Task):
-    """Find localizations in a stacked DeepSTORM density like the ZeroCostDL4Mic notebook does."""
+class RelocalizeSettings(param.Parameterized):
+    """The settings of the notebook's post-processing (``class Maximafinder``), shared by the tools that re-localize."""
 
-    stacked_path = param.String(default="", doc="Predicted_stacked_<stem>.tif: the per-frame hr density.")
-    threshold = param.Number(
+    relocalize_threshold = param.Number(
         default=0.1,
         bounds=(0.0, None),
         softbounds=(0.0, 1.0),
-        doc="Detection threshold of the notebook: a 3×3 local maximum is kept if its value > threshold × L2 factor.",
+        doc="Re-localization threshold of the notebook: a 3×3 local maximum of the stacked density is a detection "
+        "if its value > this × l2_weighting_factor.",
     )
     l2_weighting_factor = param.Number(
         default=100.0,
         bounds=(0.0, None),
         inclusive_bounds=(False, True),
-        doc="L2 weighting factor used in training (notebook 'L2_weighting_factor', saved as 'Normalization "
-        "factor'); it must match the training or thresholds and confidences are scaled wrongly.",
+        doc="Re-localization: the L2 weighting factor used in training (notebook 'L2_weighting_factor', saved as "
+        "'Normalization factor'); it must match the training or thresholds and confidences are scaled wrongly.",
     )
     local_average = param.Boolean(
         default=True,
-        doc="Add the 3×3 centre of gravity to the peak position; confidence = 3×3 sum / L2 (notebook '_avg'). "
-        "Off: position = peak pixel, confidence = value / L2 ('_max').",
+        doc="Re-localization: add the 3×3 centre of gravity to the peak position; confidence = 3×3 sum / L2 "
+        "(notebook '_avg'). Off: position = peak pixel, confidence = value / L2 ('_max').",
     )
+
+    @classmethod
+    def relocalize_settings(cls) -> tuple[str, ...]:
+        """The names of the re-localization settings (declared on this mixin), in declaration order."""
+        return tuple(n for n in RelocalizeSettings.param if n != "name")
+
+    def relocalize(
+        self, path: str | Path, pixel_size_hr: float | None, upsampling: int | None, progress=None
+    ) -> LocTable:
+        """:func:`relocalize_stack` of ``path`` with these settings."""
+        return relocalize_stack(
+            path, self.relocalize_threshold, self.l2_weighting_factor, self.local_average,
+            pixel_size_hr=pixel_size_hr, upsampling=upsampling, progress=progress,
+        )
+
+
+class Upsampling(param.Parameterized):
+    """The DeepSTORM upsampling factor (camera pixel size / hr pixel size)."""
+
+    upsampling = param.Integer(
+        default=None,
+        allow_None=True,
+        bounds=(1, 64),
+        doc="DeepSTORM upsampling factor (camera pixel size / hr pixel size); empty = derived from the images when "
+        "they allow it (hr image size / movie size, or camera pixel size / hr pixel size).",
+    )
+
+
+class Relocalize(Task, RelocalizeSettings, Upsampling):
+    """Find localizations in a stacked DeepSTORM density like the ZeroCostDL4Mic notebook does."""
+
+    inputs = ("stacked_path",)
+    settings = (*RelocalizeSettings.relocalize_settings(), "pixel_size_hr", "upsampling")
+
+    stacked_path = param.String(default="", doc="Predicted_stacked_<stem>.tif: the per-frame hr density.")
     pixel_size_hr = param.Number(
         default=None,
         allow_None=True,
@@ -134,26 +170,17 @@ class Relocalize(Task):
         inclusive_bounds=(False, True),
         doc="Upsampled pixel size in nm (camera pixel size / upsampling); empty = from the TIF's resolution tags.",
     )
-    upsampling = param.Integer(
-        default=None, allow_None=True, bounds=(1, 64), doc="Upsampling factor (only for the camera metadata)."
-    )
     result = param.Parameter(default=None, constant=True, doc="Re-localized table (canonical LocTable).")
 
     def run(self) -> LocTable:
-        """Re-localize every page; sets and returns ``result``."""
+        """Re-localize every page; sets and returns ``result`` (the camera metadata only with ``upsampling``)."""
         if not self.stacked_path:
-            raise ParameterError("no stacked density TIF given")
+            raise ParameterError("no stacked density TIF given: set stacked_path", params=["stacked_path"])
         with open_movie(self.stacked_path) as stack:
             n = stack.n_frames
         with self._job(n, "re-localizing"):
-            table = relocalize_stack(
-                self.stacked_path,
-                self.threshold,
-                self.l2_weighting_factor,
-                self.local_average,
-                self.pixel_size_hr,
-                self.upsampling,
-                progress=lambda k: self._advance(),
+            table = self.relocalize(
+                self.stacked_path, self.pixel_size_hr, self.upsampling, progress=lambda k: self._advance()
             )
             self._update(result=table, status=f"{len(table)} localizations in {n} frames")
         return table

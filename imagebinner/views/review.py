@@ -3,6 +3,10 @@
 Camera frames: pixel ``j`` centred at ``(j + 0.5)·ps`` nm. Deep-STORM high-resolution images (``Predicted_``,
 ``Widefield_``, ``Predicted_stacked_``): hr pixel ``k`` centred at ``k·ps_hr`` nm. Predictions and ground truth are
 canonical nm and overlay both as they are. No widgets here: :mod:`imagebinner.apps.review` adds them.
+
+Every view depends on the review's result params: a (re)load sets ``predictions`` (with every other result at
+once), a threshold change sets ``filtered``, ``metrics``, ``density``; the view's own state (the open stacked
+density, the summed images, colour limits) follows the loaded predictions.
 """
 
 from __future__ import annotations
@@ -47,22 +51,35 @@ class ReviewView(param.Parameterized):
     frame = param.Integer(default=0, bounds=(0, 0), doc="Frame shown (0-based).")
     show_truth = param.Boolean(default=True, doc="Overlay the ground truth (green circles).")
     show_predictions = param.Boolean(default=True, doc="Overlay the predictions kept at the threshold (red crosses).")
-    revision = param.Integer(default=0, doc="Bumped after (re)loading (every layer redraws).")
     review = param.ClassSelector(class_=PredictionReview, constant=True, doc="The review shown.")
 
     def __init__(self, review: PredictionReview, **params):
         self._stacked: Movie | None = None
         self._sums: dict[str, np.ndarray] = {}
         self._clims: dict[str, tuple[float, float]] = {}
+        self._shown = None  # the review's predictions the state above belongs to
         super().__init__(review=review, **params)
+        self._sync()
 
     # -- state ------------------------------------------------------------------------------------------------
-    def refresh(self) -> None:
-        """Re-read the review after ``load()``: open the stacked density, read the sum images, fix colour limits."""
+    @param.depends("review.predictions", watch=True)
+    def _sync(self) -> None:
+        """Follow the review's loaded predictions: open the stacked density, read the sum images, fix colour limits
+        and the frame range (once per load, whichever view asks first)."""
         r = self.review
+        if self._shown is r.predictions:
+            return
+        self._shown = r.predictions
         if self._stacked is not None:
             self._stacked.close()
         self._stacked, self._sums, self._clims = None, {}, {}
+        if r.loaded:
+            self._read_state(r)
+        last = max(r.n_frames - 1, 0)
+        self.param.frame.bounds = (0, last)
+        self.frame = min(self.frame, last)
+
+    def _read_state(self, r: PredictionReview) -> None:
         files = r.files or {}
         for role in ("predicted", "widefield"):
             merged = r.merged_image(role)  # whole-movie file, or the sum of exploded per-frame images
@@ -76,10 +93,6 @@ class ReviewView(param.Parameterized):
         if r.n_frames and r.movie_frame(0) is not None:
             picks = np.unique(np.linspace(0, r.n_frames - 1, min(8, r.n_frames)).astype(int))
             self._clims["camera"] = image_clim([r.movie_frame(int(k)) for k in picks])
-        self.param.frame.bounds = (0, max(r.n_frames - 1, 0))
-        with param.parameterized.batch_call_watchers(self):
-            self.frame = min(self.frame, max(r.n_frames - 1, 0))
-            self.revision += 1
 
     @property
     def has_movie(self) -> bool:
@@ -87,45 +100,45 @@ class ReviewView(param.Parameterized):
 
     @property
     def has_stacked(self) -> bool:
+        self._sync()
         return self._stacked is not None
 
-    def _rows(self, table, frame: int) -> slice:
-        return table.frame_rows(frame)
-
     # -- per-frame layers -------------------------------------------------------------------------------------
-    @param.depends("frame", "revision")
+    @param.depends("frame", "review.predictions")
     def camera_image(self) -> hv.Image:
         """The test movie's frame (camera pixels centred at (j + 0.5)·ps nm)."""
+        self._sync()
         r = self.review
         frame = r.movie_frame(self.frame) if r.loaded else None
         if frame is None or not r.camera_pixel_size:
             return empty_image()
         return frame_image(frame, r.camera_pixel_size, self._clims.get("camera"))
 
-    @param.depends("frame", "revision")
+    @param.depends("frame", "review.predictions")
     def stacked_image(self) -> hv.Image:
         """The predicted hr density of the frame (``Predicted_stacked``; hr pixel k centred at k·ps_hr nm)."""
+        self._sync()
         r = self.review
         if self._stacked is None or not r.pixel_size_hr or self.frame >= self._stacked.n_frames:
             return empty_image("no predicted hr frames (Predicted_stacked_<stem>.tif)" if r.loaded else "")
         return hr_image(self._stacked.frame(self.frame), r.pixel_size_hr, self._clims.get("stacked"))
 
-    @param.depends("frame", "show_predictions", "revision", "review.threshold")
+    @param.depends("frame", "show_predictions", "review.filtered")
     def prediction_points(self) -> hv.Points:
         """Predictions of the frame with confidence >= threshold (nm as they are)."""
         r = self.review
         if not r.loaded or not self.show_predictions or r.filtered is None:
             return crosses(np.empty(0), np.empty(0), label="predictions")
-        rows = self._rows(r.filtered, self.frame)
+        rows = r.filtered.frame_rows(self.frame)
         return crosses(r.filtered.x[rows], r.filtered.y[rows], label="predictions")
 
-    @param.depends("frame", "show_truth", "revision")
+    @param.depends("frame", "show_truth", "review.truth")
     def truth_points(self) -> hv.Points:
         """Ground truth of the frame (nm)."""
         r = self.review
         if not r.loaded or not self.show_truth or r.truth is None:
             return truth_marks(np.empty(0), np.empty(0))
-        rows = self._rows(r.truth, self.frame)
+        rows = r.truth.frame_rows(self.frame)
         return truth_marks(r.truth.x[rows], r.truth.y[rows])
 
     def camera_plot(self) -> hv.Overlay:
@@ -145,6 +158,7 @@ class ReviewView(param.Parameterized):
     # -- merged (sum) images ----------------------------------------------------------------------------------
     def sum_image(self, role: str) -> hv.Image:
         """``Predicted_<stem>.tif`` (role "predicted") or ``Widefield_<stem>.tif`` ("widefield") in nm."""
+        self._sync()
         r = self.review
         if role not in self._sums or not r.pixel_size_hr:
             return empty_image(f"no {role} image")
@@ -154,6 +168,7 @@ class ReviewView(param.Parameterized):
 
     def sum_plot(self, role: str) -> hv.Element:
         """A sum image at a fixed frame height (its width follows from the data aspect), rasterized when large."""
+        self._sync()
         size = frame_size(self._sums[role].shape, MERGED_BOX) if role in self._sums else frame_size((1, 1), MERGED_BOX)
         image = self.sum_image(role).opts(**size)
         if role in self._sums and is_large(self._sums[role].shape):
@@ -163,7 +178,7 @@ class ReviewView(param.Parameterized):
                                                             responsive=False, **size)
         return image
 
-    @param.depends("revision", "review.threshold")
+    @param.depends("review.filtered")
     def kept_points(self) -> hv.Points:
         """All predictions kept at the threshold (every frame), as points to rasterize."""
         r = self.review
@@ -190,7 +205,7 @@ class ReviewView(param.Parameterized):
         return rasterize(points).opts(cmap="fire", cnorm="eq_hist", colorbar=True, **common)
 
     # -- summaries --------------------------------------------------------------------------------------------
-    @param.depends("revision", "review.threshold")
+    @param.depends("review.confidence_histogram", "review.threshold")
     def confidence_histogram(self) -> hv.Overlay:
         """Histogram of all prediction confidences (counts computed by the review) with the threshold marked."""
         h = self.review.confidence_histogram or {}
@@ -202,7 +217,7 @@ class ReviewView(param.Parameterized):
             title="confidence histogram", framewise=True)
         return hist * hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)
 
-    @param.depends("frame", "revision", "review.threshold")
+    @param.depends("frame", "review.density")
     def density_curves(self) -> hv.Overlay:
         """Localizations per µm² per frame: ground truth vs predictions kept at the threshold."""
         d = self.review.density or {}
@@ -217,7 +232,7 @@ class ReviewView(param.Parameterized):
         overlay = hv.Overlay(curves) * hv.VLine(self.frame).opts(color="orange", line_width=1)
         return overlay.opts(title="density per frame", legend_position="right")  # outside: never over the curves
 
-    @param.depends("revision", "review.threshold")
+    @param.depends("review.metrics", "review.filtered")
     def metrics_table(self):
         """Metrics at the current threshold as a two-column ``pandas.DataFrame`` (metric, value); without ground
         truth only the threshold and the kept count."""
@@ -231,7 +246,7 @@ class ReviewView(param.Parameterized):
             names, values = ["threshold", "n_pred"], [f"{self.review.threshold:.4g}", str(n)]
         return pd.DataFrame({"metric": names, "value": values})
 
-    @param.depends("revision", "review.threshold")
+    @param.depends("review.sweep", "review.suggested_thresholds", "review.threshold")
     def sweep_plot(self) -> hv.Overlay:
         """Jaccard, F1, precision and recall against the threshold; suggested thresholds (dashed), current (red)."""
         s = self.review.sweep or {}
@@ -249,7 +264,7 @@ class ReviewView(param.Parameterized):
         overlay = overlay * hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)
         return overlay.opts(title="metrics vs threshold", legend_position="right")
 
-    @param.depends("revision", "review.threshold")
+    @param.depends("review.sweep", "review.threshold")
     def rmse_plot(self) -> hv.Overlay:
         """RMSE of matched pairs (nm) against the threshold, current threshold marked."""
         s = self.review.sweep or {}

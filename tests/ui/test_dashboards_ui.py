@@ -92,7 +92,8 @@ def test_review_typed_paths_load_and_threshold_slider_changes_the_metrics(page, 
         box.press("Enter")
     wait_until(lambda: bool(app.review.folder and app.review.ground_truth), page, timeout=TIMEOUT)
     page.get_by_role("button", name="Load", exact=True).click()
-    wait_until(lambda: app.review.loaded and not app.job.busy and app.view.revision > 0, page, timeout=TIMEOUT)
+    wait_until(lambda: app.review.loaded and not app.job.busy and app.view.param.frame.bounds[1] > 0, page,
+               timeout=TIMEOUT)
     before = dict(app.review.metrics)
     assert before["n_pred"] == len(app.review.predictions)
     handle = page.locator(".noUi-handle").first

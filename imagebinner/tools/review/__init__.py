@@ -1,0 +1,13 @@
+"""Prediction review: DeepSTORM (ZeroCostDL4Mic) outputs against ground truth — threshold, exact metrics, sweep.
+
+* :mod:`.task`: :class:`PredictionReview`, the tool (settings, load orchestration, threshold reactions, save);
+* :mod:`.geometry`: pixel sizes, upsampling, image shapes, field area;
+* :mod:`.reading`: hr image sizes, the test movie, predictions (CSV, re-localized, exploded), ground truth, frames.
+
+The prediction-folder layout (names, exploded frames) lives in :mod:`imagebinner.io.predictions`, the matching and
+metrics in :mod:`imagebinner.tools.matching`, the re-localization in :mod:`imagebinner.tools.relocalize`.
+"""
+
+from imagebinner.tools.review.task import PredictionReview
+
+__all__ = ["PredictionReview"]
