@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import tracemalloc
 import warnings
 
@@ -228,32 +227,31 @@ def test_frame_of_sparse_10gb_imagej_movie_is_fast_and_reads_no_more(tmp_path):
     with tifffile.TiffFile(path) as t:
         assert len(t.pages) == 1 and t.imagej_metadata["channels"] == 20000
     rchar0, faults0 = _io_counters()
-    t0 = time.perf_counter()
     with open_movie(path) as m:
         frame = m.frame(15000)
         window = m.window(19999, 500, 500, 12)
-        elapsed = time.perf_counter() - t0
         assert (m.n_frames, m.shape, m.access) == (20000, (512, 512), "memmap")
     rchar1, faults1 = _io_counters()
     assert frame[100, 200] == 4321 and frame.sum() == 4321
     assert window.shape == (12, 12)
-    assert elapsed < 0.5
     assert rchar1 - rchar0 < 20e6  # 10 GB would be read by a full read
     assert faults1 - faults0 < 20_000  # one 512 KiB frame is ~130 pages; the whole movie ~2.6 million
 
 
 @SPARSE_FILES
 def test_frame_of_sparse_bigtiff_is_fast(tmp_path):
+    """Work counted, not timed: opening and reading one frame of a 10 GB BigTIFF reads a few bytes of it."""
     path = tmp_path / "huge_bt.tif"
     mm = tifffile.memmap(path, shape=(20000, 512, 512), dtype="uint16", bigtiff=True)
     mm[7, 1, 2] = 9
     mm.flush()
     del mm
-    t0 = time.perf_counter()
+    rchar0, faults0 = _io_counters()
     with open_movie(path) as m:
         assert m.frame(7)[1, 2] == 9
         assert m.access == "memmap" and m.n_frames == 20000
-    assert time.perf_counter() - t0 < 0.5
+    rchar1, faults1 = _io_counters()
+    assert rchar1 - rchar0 < 20e6 and faults1 - faults0 < 20_000
 
 
 def test_page_wise_frame_parses_only_that_page(tmp_path, monkeypatch):
