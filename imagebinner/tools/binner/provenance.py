@@ -74,5 +74,6 @@ def provenance_text(record: dict[str, Any]) -> str:
     """The record as JSON text, every value written by ``json.dumps``: indented, except that each binned frame is
     one compact line (indenting 10^4 frames of 10 parts would take seconds and give 700,000 lines)."""
     head = json.dumps({k: v for k, v in record.items() if k != "binned_frames"}, indent=1)
-    frames = ",\n  ".join(map(json.dumps, record.get("binned_frames", [])))
-    return head[: head.rindex("\n}")] + ',\n "binned_frames": [\n  ' + frames + "\n ]\n}\n"
+    lines = [json.dumps(frame) for frame in record.get("binned_frames", [])]
+    frames = "[\n  " + ",\n  ".join(lines) + "\n ]" if lines else "[]"
+    return head[: head.rindex("\n}")] + ',\n "binned_frames": ' + frames + "\n}\n"
