@@ -663,8 +663,30 @@ def test_inputs_not_modified(shared_data, tmp_path):
     assert (src.stat().st_mtime_ns, src.with_suffix(".yaml").stat().st_mtime_ns) == stat
 
 
-def test_error_hierarchy():
-    assert issubclass(FormatError, ImageBinnerError) and issubclass(OutputExistsError, ImageBinnerError)
+def test_io_errors_name_params_and_the_cli_shows_flags(shared_data, tmp_path, capsys):
+    """io messages are read in the GUI too: they name params (pixel_size, to, overwrite), never flags; the CLI
+    prints the same errors with the flags (and catches them all as ImageBinnerError: one line, exit 2)."""
+    from imagebinner.cli import main
+
+    path, _ = _picasso_export(shared_data, tmp_path, "new")
+    table = LocTable({"frame": [0], "x": [1.0], "y": [2.0]})
+    (tmp_path / "taken.csv").write_text("x")
+    for call, param_names in [
+        (lambda: read_locs(path), ["pixel_size", "half_pixel"]),
+        (lambda: write_locs(table, tmp_path / "p.hdf5"), ["pixel_size"]),
+        (lambda: write_locs(table, tmp_path / "p.txt"), ["to"]),
+        (lambda: write_locs(table, tmp_path / "taken.csv"), ["overwrite"]),
+    ]:
+        with pytest.raises(ImageBinnerError) as err:
+            call()
+        assert "--" not in str(err.value) and set(param_names) <= set(err.value.params)
+        for name in param_names:
+            assert name in str(err.value)
+    assert main(["convert", str(path), "-o", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "give --pixel-size" in err and "--half-pixel" in err and "pixel_size" not in err
+    assert main(["convert", str(path), "-o", str(tmp_path / "o.txt"), "--pixel-size", "130"]) == 2
+    assert "choose it with --to" in capsys.readouterr().err
 
 
 # =========================================================================== Picasso YAML is read safely
