@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from test_binner import make, quiet, simulate
@@ -157,3 +159,22 @@ def test_patch_locs_is_the_membership_rule_for_pool_patches_and_plan_parts(sim):
     assert [p["pool_index"] for p in frame.parts] == b.plan[3].tolist()
     with pytest.raises(IndexError):
         b.patch_locs(len(b.pool))
+
+
+def test_cli_flags_and_provenance_follow_the_declared_settings(sim, tmp_path, monkeypatch, capsys):
+    """One declaration per setting: the CLI options and the provenance parameters derive from Binner's groups."""
+    from imagebinner.cli import main as cli_main
+
+    monkeypatch.setattr(Binner.param.n_patches, "doc", "Pool size, edited in one place.")
+    with pytest.raises(SystemExit):
+        cli_main(["bin", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--n-patches N_PATCHES Pool size, edited in one place. (default: 200)" in text
+    for name in (*Binner.settings, *Binner.outputs[1:]):
+        assert "--" + name.replace("_", "-") in text
+    assert "-o OUT, --output OUT" in text and "--output-folder" not in text and "--measurements" not in text
+    b = make(sim, tmp_path / "out")
+    quiet(b.save)
+    parameters = json.loads((tmp_path / "out" / "binned.json").read_text())["parameters"]
+    assert list(parameters) == [*Binner.settings, "seed_given"]
+    assert parameters["n_patches"] == 40 and parameters["pixel_size"] == 100.0 and parameters["seed"] == 5

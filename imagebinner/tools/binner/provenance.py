@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from imagebinner import __version__
 from imagebinner.io import file_signature
 from imagebinner.tools.base import jsonable
 from imagebinner.tools.binner.inputs import Measurement
@@ -46,8 +47,6 @@ def provenance_record(
     ``patches`` are the pool's ``(n, 5)`` rows of measurement, frame, row, column, n_locs and ``plan`` the
     ``(n_binned, bin_size)`` rows of ``patches`` each binned frame sums (a part used twice is one shared dict).
     """
-    from imagebinner import __version__
-
     part = [dict(zip(PART_FIELDS, row)) for row in np.asarray(patches, dtype=np.int64).tolist()]
     frames = [
         {"binned_frame": j + 1, "parts": [part[k] for k in row]}
