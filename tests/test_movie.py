@@ -389,9 +389,9 @@ def test_writer_is_atomic_and_does_not_overwrite(tmp_path):
 
 
 def test_writer_uses_bigtiff_above_4gb(tmp_path, monkeypatch):
-    import imagebinner.io.movie as movie_module
+    import imagebinner.io.tif_writer as writer_module
 
-    monkeypatch.setattr(movie_module, "BIGTIFF_THRESHOLD", 1000)  # pretend 4 GB is 1000 bytes
+    monkeypatch.setattr(writer_module, "BIGTIFF_THRESHOLD", 1000)  # pretend 4 GB is 1000 bytes
     write_tif(tmp_path / "big.tif", _stack(5, 20, 20), pixel_size=107)  # 4000 bytes of pixels
     write_tif(tmp_path / "small.tif", _stack(1, 20, 20), pixel_size=107)
     with tifffile.TiffFile(tmp_path / "big.tif") as t:

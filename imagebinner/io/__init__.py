@@ -26,16 +26,8 @@ from imagebinner.io.locformats import (
     read_locs,
     write_locs,
 )
-from imagebinner.io.movie import (
-    MOVIE_SUFFIXES,
-    Movie,
-    TifWriter,
-    file_signature,
-    is_movie_path,
-    open_movie,
-    to_output_dtype,
-    write_tif,
-)
+from imagebinner.io.movie import MOVIE_SUFFIXES, Movie, file_signature, is_movie_path, open_movie
+from imagebinner.io.tif_writer import TifWriter, to_output_dtype, write_tif
 from imagebinner.io.table import LocMeta, LocTable, empty_table
 
 __all__ = [
