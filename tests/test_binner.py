@@ -17,7 +17,7 @@ from imagebinner.io import LocMeta, LocTable, TifWriter, open_movie, read_locs, 
 from imagebinner.io.movie import Movie
 from imagebinner.tools.binner import Binner, pool as pool_module
 from imagebinner.tools.binner.provenance import provenance_record, provenance_text
-from imagebinner.tools.binning_windows import (
+from imagebinner.tools.binner.windows import (
     cell_areas,
     count_qualifying_per_frame,
     count_qualifying_windows,

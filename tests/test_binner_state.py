@@ -178,3 +178,17 @@ def test_cli_flags_and_provenance_follow_the_declared_settings(sim, tmp_path, mo
     parameters = json.loads((tmp_path / "out" / "binned.json").read_text())["parameters"]
     assert list(parameters) == [*Binner.settings, "seed_given"]
     assert parameters["n_patches"] == 40 and parameters["pixel_size"] == 100.0 and parameters["seed"] == 5
+
+
+def test_the_pool_is_a_pure_function_of_index_settings_and_generator(sim):
+    from imagebinner.tools.binner.inputs import GlobalIndex
+    from imagebinner.tools.binner.pool import PoolSettings, draw_pool
+
+    b = composed(sim, seed=9)
+    index = GlobalIndex.build(b.loaded, b.pixel_size_used)
+    settings = PoolSettings(patch_size=16, n_patches=40, min_emitters=1, max_attempts=2_000_000, seed=9)
+    again = draw_pool(index, settings, np.random.default_rng(9))
+    np.testing.assert_array_equal(again.table(), b.pool.table())
+    assert again.seed == 9 and again.draw_stats == b.pool.draw_stats
+    other = draw_pool(index, settings, np.random.default_rng(10))
+    assert not np.array_equal(other.table(), again.table())

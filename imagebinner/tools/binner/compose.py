@@ -6,7 +6,7 @@ import numpy as np
 
 from imagebinner.errors import ParameterError
 from imagebinner.tools.binner.pool import Pool
-from imagebinner.tools.binning_windows import windows_overlap
+from imagebinner.tools.binner.windows import windows_overlap
 
 
 def compose_plan(

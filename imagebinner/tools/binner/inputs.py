@@ -18,7 +18,7 @@ import numpy as np
 from imagebinner.errors import ParameterError
 from imagebinner.io import LocTable, Movie, open_movie, read_locs
 from imagebinner.io.table import OPTIONAL
-from imagebinner.tools.binning_windows import pixel_indices
+from imagebinner.tools.binner.windows import pixel_indices
 
 
 @dataclasses.dataclass

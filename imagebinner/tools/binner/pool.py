@@ -14,7 +14,7 @@ import numpy as np
 
 from imagebinner.errors import ParameterError
 from imagebinner.tools.binner.inputs import GlobalIndex
-from imagebinner.tools.binning_windows import (
+from imagebinner.tools.binner.windows import (
     count_qualifying_per_frame,
     frames_may_qualify,
     qualifying_windows_at,
@@ -116,7 +116,7 @@ class Candidates:
         return q
 
 
-def count_qualifying_windows(index: GlobalIndex, size: int, min_emitters: int) -> int:
+def count_qualifying(index: GlobalIndex, size: int, min_emitters: int) -> int:
     """Exact number of valid windows holding at least ``min_emitters`` localizations (all measurements)."""
     return int(Candidates.of(index, size, min_emitters).qualifying(index, size, min_emitters).sum())
 
@@ -141,7 +141,7 @@ def draw_pool(index: GlobalIndex, settings: PoolSettings, rng: np.random.Generat
             params=["min_emitters"],
         )
     if cand_windows < need:
-        _fail(settings, count_qualifying_windows(index, P, emin), cand.total_windows)
+        _fail(settings, count_qualifying(index, P, emin), cand.total_windows)
 
     mean_locs = float(((cand.stop - cand.start) * cand.n_windows).sum()) / cand_windows
     locate = _window_locator(cand.meas, cand.n_windows)

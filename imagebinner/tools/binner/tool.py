@@ -29,7 +29,7 @@ from imagebinner.tools.binner.assembly import (
 )
 from imagebinner.tools.binner.compose import compose_plan
 from imagebinner.tools.binner.inputs import GlobalIndex, Measurement, check_settings, input_files, load_measurements
-from imagebinner.tools.binner.pool import Pool, PoolSettings, count_qualifying_windows, draw_pool
+from imagebinner.tools.binner.pool import Pool, PoolSettings, count_qualifying, draw_pool
 from imagebinner.tools.binner.provenance import provenance_record, provenance_text, with_outputs
 from imagebinner.tools.binner.summary import statistics, summary_lines
 from imagebinner.tools.settings import CameraSettings, OutputFolder
@@ -211,7 +211,7 @@ class Binner(Task, CameraSettings, OutputFolder):
     def count_qualifying_windows(self) -> int:
         """Exact number of valid windows holding at least ``min_emitters`` localizations (all measurements)."""
         self.load()
-        return count_qualifying_windows(self._index, self.patch_size, self.min_emitters)
+        return count_qualifying(self._index, self.patch_size, self.min_emitters)
 
     def compose(self) -> np.ndarray:
         """Assign pool patches to binned frames: an ``(n_binned, bin_size)`` array of pool indices.
