@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from imagebinner.errors import ParameterError
+from imagebinner.tools.binner import Binner
 
 DEFAULT_DIR = "imagebinner-demo"
 
@@ -72,7 +73,6 @@ def run_main_job(paths, out_dir: Path, args: argparse.Namespace) -> list[Path]:
     from imagebinner.cli.common import progress_bar
     from imagebinner.io import read_locs
     from imagebinner.simulate.prediction import make_prediction_folder
-    from imagebinner.tools.binner import Binner
     from imagebinner.tools.review import PredictionReview
 
     binner = Binner(

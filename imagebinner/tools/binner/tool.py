@@ -71,7 +71,9 @@ class Binner(Task, CameraSettings, OutputFolder):
     n_patches = param.Integer(default=200, bounds=(1, None), doc="Number of patches in the pool the sums draw from.")
     n_binned = param.Integer(default=100, bounds=(1, None), doc="Number of binned frames to produce.")
     bin_size = param.Integer(default=10, bounds=(1, None), doc="Number of patches summed into one binned frame.")
-    min_emitters = param.Integer(default=2, bounds=(0, None), doc="Minimum localizations a patch needs to enter the pool.")
+    min_emitters = param.Integer(
+        default=2, bounds=(0, None), doc="Minimum localizations a patch needs to enter the pool."
+    )
     seed = param.Integer(
         default=None,
         allow_None=True,
@@ -182,7 +184,7 @@ class Binner(Task, CameraSettings, OutputFolder):
 
     def _check_settings(self) -> None:
         check_settings(self._load(), self.patch_size, self.n_patches, self.n_binned, self.bin_size,
-                              self.reuse_patches)
+                       self.reuse_patches)
 
     def _resolved_seed(self) -> int:
         if self.seed is not None:
