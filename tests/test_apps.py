@@ -55,7 +55,9 @@ def _render(app) -> None:
 
 
 def _click(button) -> None:
-    button.clicks += 1
+    """As a click in the browser: the button's event (which ``pn.Param`` buttons of param.Events follow), then the
+    click count (which ``on_click`` callbacks follow)."""
+    button._process_event(None)
 
 
 # -- Binner app ---------------------------------------------------------------------------------------------------
@@ -120,32 +122,36 @@ def test_binner_app_preview_reports_progress_and_running(demo, tmp_path):
     assert b.progress == b.n_steps == 3 and not b.running
     assert events[0] == ("running", True) and events[-1] == ("running", False)
     steps = [value for name, value in events if name == "progress"]
-    assert steps == [1, 2, 3]  # load, draw, compose (progress starts at 0, the param default)
+    # load, draw, compose (the job first resets the progress of the last job, the constructor's load, to 0)
+    assert [step for step in steps if step] == [1, 2, 3] and set(steps[:-3]) == {0}
     assert b.status.startswith("composed 8 binned frames")
     # a cached preview (view refresh, repeated Preview) is no job: it leaves the status of the last one alone
     events.clear()
     b.compose()
     b.draw_pool()
     assert events == [] and b.status.startswith("composed 8")
-    # inside save's own job the preview steps add nothing and reset nothing: save counts n_binned + 2 steps
+    # inside save's own job the preview steps add nothing and reset nothing: save counts load, draw, compose and
+    # the n_binned frames
     b.param.update(seed=4)
     progress: list[int] = []
     b.param.watch(lambda e: progress.append(e.new), "progress")
     b.save()
-    assert progress == sorted(progress) and b.progress == b.n_steps == 8 + 2 and not b.running
+    assert progress == sorted(progress) and b.progress == b.n_steps == 8 + 3 and not b.running
     assert "wrote 8 binned frames" in b.status
 
 
 def test_binner_app_checks_typed_paths_on_the_server(demo, tmp_path, capsys):
     app = BinnerApp(measurements=[])
-    app.movie_input.value = str(demo.measurements[0].movie)
-    app.locs_input.value = str(tmp_path / "missing_locs.hdf5")
-    _click(app.add_button)
+    m1 = demo.measurements[0]
+    app.measurement_list._process_events({"value": f"{m1.movie} | {tmp_path / 'missing_locs.hdf5'}"})
     assert app.binner.measurements == [] and "not found" in capsys.readouterr().out
-    app.locs_input.value = str(demo.measurements[0].locs)
-    _click(app.add_button)
-    assert len(app.binner.measurements) == 1 and len(app.measurement_list.options) == 1
+    app.measurement_list._process_events({"value": f"{m1.movie} | {m1.locs}"})
+    assert app.binner.measurements == [(str(m1.movie), str(m1.locs))]
     assert app.load() and app.frame_player.end == 59
+    # paths given otherwise (the page's query parameters) are checked before a job starts
+    app.binner.measurements = [(str(m1.movie), str(tmp_path / "gone.csv"))]
+    _click(app.load_button)
+    assert app.job.thread is None and "not found" in capsys.readouterr().out
 
 
 def test_binner_app_opens_on_the_data_folder(demo, monkeypatch):
@@ -183,12 +189,16 @@ def test_path_picker_hands_over_paths_inside_its_root_only(demo, tmp_path, monke
     movie = demo.measurements[1].movie
     app.picker.selector.value = [str(movie)]
     _click(app.picker.buttons[0])  # "Use as movie"
-    assert app.movie_input.value == str(movie)
+    assert app.pending_movie == str(movie)
     outside = tmp_path / "outside.tif"
     outside.write_bytes(b"x")
     app.picker.selector.value = [str(outside)]
     _click(app.picker.buttons[1])  # "Use as localizations"
-    assert app.locs_input.value == "" and "outside" in capsys.readouterr().out
+    assert app.binner.measurements == [] and "outside" in capsys.readouterr().out
+    app.picker.selector.value = [str(demo.measurements[1].locs)]
+    _click(app.picker.buttons[1])  # the pair is appended to the measurement list
+    assert app.binner.measurements == [(str(movie), str(demo.measurements[1].locs))]
+    assert app.measurement_list.text() == f"{movie} | {demo.measurements[1].locs}" and not app.pending_movie
 
 
 # -- review app ---------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from imagebinner.simulate.prediction import make_prediction_folder  # noqa: E402
 from imagebinner.tools.binner import Binner  # noqa: E402
 from imagebinner.tools.review import PredictionReview  # noqa: E402
 from imagebinner.views.binner import BinnerView  # noqa: E402
-from imagebinner.views.frames import MovieLocsView, frame_image, hr_image  # noqa: E402
+from imagebinner.views.frames import frame_image, hr_image  # noqa: E402
 from imagebinner.views.review import ReviewView  # noqa: E402
 
 hv.extension("bokeh")
@@ -92,8 +92,11 @@ def test_picasso_crosses_of_frame_k_are_that_frames_localizations(shared_data):
     """Real Picasso data (130 nm): the crosses drawn for a frame are exactly that frame's canonical localizations."""
     movie = open_movie(shared_data / "picasso" / "testdata.tif")
     table = read_locs(shared_data / "picasso" / "testdata_locs.hdf5")
-    view = MovieLocsView(movie, table)
-    root = _render(pn.pane.HoloViews(view.frame_overlay()))
+    binner = Binner(measurements=[(str(shared_data / "picasso" / "testdata.tif"),
+                                   str(shared_data / "picasso" / "testdata_locs.hdf5"))])
+    binner.load()
+    view = BinnerView(binner)
+    root = _render(pn.pane.HoloViews(view.input_plot()))
     busy = int(np.argmax(table.counts_per_frame(movie.n_frames)))
     for frame in (busy, 11, 0):
         view.frame = frame
@@ -117,7 +120,7 @@ def test_binner_input_crosses_follow_the_frame(demo):
     paths, _ = demo
     binner = _binner(demo)
     view = BinnerView(binner)
-    view.refresh()
+    binner.load()
     root = _render(pn.pane.HoloViews(view.input_plot()))
     truth2 = read_locs(paths.measurements[1].locs)
     view.measurement = 1
@@ -131,7 +134,7 @@ def test_binner_input_crosses_follow_the_frame(demo):
 def test_binned_frame_view_shows_sum_of_parts_and_union_of_their_labels(demo):
     binner = _binner(demo, camera_offset=100)
     view = BinnerView(binner)
-    view.refresh(binned=True)
+    binner.compose()
     assert view.param.binned_frame.bounds == (0, 5)
     root = _render(pn.pane.HoloViews(view.binned_plot()))
     P, ps = binner.patch_size, 107.0
@@ -159,7 +162,7 @@ def test_binned_frame_view_shows_sum_of_parts_and_union_of_their_labels(demo):
 def test_part_selection_draws_its_window_on_its_source_frame(demo):
     binner = _binner(demo)
     view = BinnerView(binner)
-    view.refresh(binned=True)
+    binner.compose()
     view.binned_frame = 2
     root = _render(pn.pane.HoloViews(view.input_plot()))
     bf = binner.binned_frame(2)
@@ -178,14 +181,69 @@ def test_part_selection_draws_its_window_on_its_source_frame(demo):
         assert inside <= _cross_xy(root) and len(inside) == part["n_locs"]
 
 
-def test_binned_views_go_stale_when_settings_change(demo):
+def test_binned_views_follow_the_plan_and_go_stale_when_settings_change(demo):
+    """The binned views depend on the binner's plan: a new plan redraws them, a setting change (plan reset to None)
+    shows placeholders, nothing is refreshed by hand."""
     binner = _binner(demo)
     view = BinnerView(binner)
-    view.refresh(binned=True)
-    assert view.current_binned() is not None
-    binner.bin_size = 3
-    assert view.current_binned() is None
+    root = _render(pn.pane.HoloViews(view.binned_plot()))
+    emitters = _render(pn.pane.HoloViews(hv.DynamicMap(view.binned_emitters)))
+
+    def shown() -> np.ndarray:
+        (image_cds,) = _sources(root, BokehImage)
+        return np.asarray(image_cds.data["image"][0])
+
+    assert shown().shape == (2, 2) and view.current_binned() is None  # before any preview: the placeholder
+    binner.compose()
+    first = shown()
+    assert first.shape == (binner.patch_size, binner.patch_size) and len(_cross_xy(root)) > 0
+    np.testing.assert_array_equal(first, binner.binned_frame(0).image)
+    (curve,) = [cds for cds in emitters.select({"type": ColumnDataSource}) if len(cds.data.get("frame", [])) == 6]
+    assert list(curve.data["emitters"]) == [len(binner.binned_frame(j).locs) for j in range(6)]
+    binner.bin_size = 3  # a setting changes: the plan is stale
+    assert binner.plan is None and view.current_binned() is None
+    assert shown().shape == (2, 2) and _cross_xy(root) == set()
     assert view.binned_image().dimension_values(2, flat=False).shape == (2, 2)  # the placeholder
+    binner.compose()  # a new plan of 3 patches per frame, drawn without touching the view
+    assert view.n_parts == 3 and len(view.current_binned().parts) == 3
+    np.testing.assert_array_equal(shown(), binner.binned_frame(0).image)
+    assert not np.array_equal(shown(), first)
+    view.binned_frame = 4
+    np.testing.assert_array_equal(shown(), binner.binned_frame(4).image)
+
+
+def test_part_locs_are_the_binners_patch_localizations(demo):
+    """The views show the binner's own membership rule: a part's crosses are ``binner.patch_locs`` of its patch."""
+    binner = _binner(demo)
+    view = BinnerView(binner)
+    binner.compose()
+    view.binned_frame = 1
+    for part in binner.binned_frame(1).parts:
+        x, y = view.part_locs(part)
+        expected = binner.patch_locs(part["pool_index"])
+        np.testing.assert_array_equal(x, expected["x"])
+        np.testing.assert_array_equal(y, expected["y"])
+        assert len(x) == part["n_locs"]
+        element = view.part_element(binner.binned_frame(1).parts.index(part), binned_frame=1)
+        (points,) = [el for el in element if isinstance(el, hv.Points)]
+        assert len(points) == part["n_locs"]
+
+
+def test_input_views_follow_the_loaded_measurements(demo):
+    """Loading sets the selectors' bounds; changing the measurements empties the input views until the next load."""
+    binner = _binner(demo)
+    view = BinnerView(binner)
+    assert view.measurements == [] and view.input_image().dimension_values(2, flat=False).shape == (2, 2)
+    binner.load()
+    assert view.param.frame.bounds == (0, 59) and view.param.measurement.bounds == (0, 1)
+    assert view.input_geometry == (64, 64, 107.0)
+    view.param.update(measurement=1, frame=59)
+    binner.measurements = binner.measurements[:1]
+    assert view.measurements == [] and len(view.input_points()) == 0 and (view.measurement, view.frame) == (0, 0)
+    binner.load()
+    assert view.param.measurement.bounds == (0, 0) and view.param.frame.bounds == (0, 59)
+    view.frame = 7
+    assert len(view.input_points()) == view.measurements[0].locs_per_frame()[7]
 
 
 # -- review views -------------------------------------------------------------------------------------------------

@@ -1,13 +1,25 @@
-"""The Binner app: measurement list, Binner settings, Preview/Run (threaded, with progress), input and binned players.
+"""The Binner app: widgets generated from the Binner's declared params and events, threaded jobs, input/binned players.
 
 Open on data with query parameters (``?movie=a.tif&locs=a_locs.hdf5&movie=...&locs=...&output=out/``), the
 constructor's ``measurements``, or ``$IMAGEBINNER_DATA`` (a folder searched for ``<stem>.tif`` +
 ``<stem>_locs.hdf5|.csv`` pairs).
+
+Threads: Load, Preview and Run are the Binner's events; the app sets ``binner.executor`` so that they run in a
+:class:`~imagebinner.apps.common.Job` thread. The Binner sets its result params (``loaded``, ``pool``, ``plan``,
+``running``, ``progress``, ``status``) from that thread and the views depend on them directly; Panel and HoloViews
+do not touch the page from a foreign thread but schedule the model changes on the session's event loop (Panel's
+``_update_model``/pane updates and HoloViews' ``plot.refresh`` check the document lock and fall back to
+``add_next_tick_callback``), so the page follows the results without marshalling them by hand. While the Binner
+works the binned views show placeholders (``BinnerView.plan`` is None while ``running``), so the session never reads
+the Binner's files concurrently with the job; the notifications and the player intervals are set in the session
+when the job ends (``Job``'s ``done`` callback).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import holoviews as hv
 import panel as pn
@@ -21,6 +33,7 @@ from imagebinner.apps.common import (
     find_measurement_pairs,
     hv_pane,
     notify,
+    param_widget,
     rebuilt_on,
     session_arg,
     tool_widgets,
@@ -30,11 +43,10 @@ from imagebinner.tools.binner import Binner
 from imagebinner.views.binner import BinnerView
 from imagebinner.views.frames import frame_cost_ms
 
-SETTINGS = ["pixel_size", "camera_offset", "patch_size", "n_patches", "n_binned", "bin_size", "min_emitters", "seed",
-            "reuse_patches", "output_dtype", "half_pixel", "max_attempts"]
-OUTPUT = ["output_folder", "output_name", "overwrite"]
 MIN_INTERVAL_MS = 150
 UPDATE_MS_PER_LAYER = 50  # Bokeh model update per plot layer and frame (measured on the demo data, 2-core machine)
+#: what each part of an item of the measurement list is (named in the path-check messages)
+MEASUREMENT_COLUMNS = ["movie", "localization file"]
 
 
 def player_interval(compute_ms: float, n_layers: int) -> int:
@@ -51,7 +63,7 @@ class BinnerApp(Viewer):
         self.binner = binner or Binner()
         self.view = BinnerView(self.binner)
         self.job = Job()
-        self.job.param.watch(lambda event: setattr(self.view, "busy", event.new), "busy")
+        self.pending_movie = ""  # a movie picked in the file browser, waiting for its localization file
         self._last_stats = ""
         if measurements is None:
             measurements = list(self.binner.measurements) if binner is not None else self._initial_measurements()
@@ -59,10 +71,10 @@ class BinnerApp(Viewer):
         if output_folder:
             self.binner.output_folder = output_folder
         self._build_widgets()
+        self.binner.executor = self._execute
         if measurements:
             self.binner.measurements = [tuple(str(x) if isinstance(x, (str, Path)) else x for x in pair)
                                         for pair in measurements]
-            self._sync_list()
             self.load()
 
     # -- initial data -----------------------------------------------------------------------------------------
@@ -79,36 +91,28 @@ class BinnerApp(Viewer):
     # -- widgets ----------------------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
         b, v = self.binner, self.view
-        self.movie_input = pn.widgets.TextInput(label="Movie (TIF or Picasso .raw)", placeholder="/path/movie.tif",
-                                                description=Binner.param.measurements.doc)
-        self.locs_input = pn.widgets.TextInput(label="Localizations", placeholder="/path/movie_locs.hdf5",
-                                               description=Binner.param.measurements.doc)
-        self.add_button = pn.widgets.Button(label="Add measurement", color="default", on_click=self._add)
-        self.measurement_list = pn.widgets.MultiSelect(label="Measurements (movie | localizations)", size=4,
-                                                       sizing_mode="stretch_width")
-        self.remove_button = pn.widgets.Button(label="Remove selected", on_click=self._remove)
+        self.inputs = tool_widgets(b, Binner.inputs, widgets={"measurements": {"columns": MEASUREMENT_COLUMNS}})
+        self.measurement_list = param_widget(self.inputs, "measurements")
         self.picker = PathPicker({
-            "movie": lambda path: setattr(self.movie_input, "value", path),
-            "localizations": lambda path: setattr(self.locs_input, "value", path),
+            "movie": self._pick_movie,
+            "localizations": self._pick_locs,
             "output folder": lambda path: setattr(self.binner, "output_folder", path),
         })
-        self.load_button = pn.widgets.Button(label="Load", color="default", on_click=lambda e: self.load(),
-                                             disabled=self.job.param.busy)
-        self.settings = tool_widgets(b, SETTINGS)
-        self.outputs = tool_widgets(b, OUTPUT, text=("output_folder", "output_name"))
-        self.preview_button = pn.widgets.Button(label="Preview", color="default", on_click=self._preview,
-                                                disabled=self.job.param.busy,
-                                                description="Draw the pool and compose the binned frames (no files).")
-        self.run_button = pn.widgets.Button(label="Run", color="primary", on_click=self._run,
-                                            disabled=self.job.param.busy,
-                                            description="Draw, compose and write <name>.tif, .csv and .json.")
+        self.settings = tool_widgets(b, Binner.settings)
+        self.outputs = tool_widgets(b, Binner.outputs)
+        # the Binner's events as buttons (the last, Run, primary), disabled while a job runs
+        self.actions = tool_widgets(b, tuple(Binner.actions), default_layout=pn.Row,
+                                    widgets={name: {"disabled": self.job.param.busy} for name in Binner.actions})
+        self.load_button, self.preview_button, self.run_button = (param_widget(self.actions, name)
+                                                                  for name in Binner.actions)
         self.progress = pn.indicators.Progress(value=b.param.progress, max=b.param.n_steps, sizing_mode="stretch_width",
                                                height=20)
         self.status = pn.pane.Str(b.param.status, sizing_mode="stretch_width")
         self.frame_player = pn.widgets.Player.from_param(
             v.param.frame, throttled=True, interval=MIN_INTERVAL_MS, loop_policy="loop", show_loop_controls=False,
             label="Input frame", sizing_mode="stretch_width")
-        self.measurement_select = pn.widgets.Select(label="Measurement shown", options={"(none)": 0})
+        self.measurement_select = pn.widgets.Select(label="Measurement shown",
+                                                    options=pn.bind(self._measurement_options, b.param.loaded))
         self.measurement_select.param.watch(lambda e: setattr(v, "measurement", e.new), "value")
         v.param.watch(self._measurement_shown, "measurement")
         self.binned_player = pn.widgets.Player.from_param(
@@ -116,101 +120,103 @@ class BinnerApp(Viewer):
             show_loop_controls=False, label="Binned frame", sizing_mode="stretch_width")
         self.part_slider = pn.widgets.IntSlider.from_param(v.param.part, label="Part (jumps the input player to it)")
         self.crosses_toggle = pn.widgets.Checkbox.from_param(v.param.show_crosses, label="Show localizations")
-        self.stats = pn.pane.Markdown(pn.bind(self._stats_text, v.param.revision, self.job.param.busy),
+        self.stats = pn.pane.Markdown(pn.bind(self._stats_text, b.param.stats, b.param.running),
                                       sizing_mode="stretch_width")
+
+    @staticmethod
+    def _measurement_options(loaded: list) -> dict[str, int]:
+        return {f"{m.index + 1}: {m.movie_path.name}": m.index for m in loaded or []} or {"(none)": 0}
 
     def _measurement_shown(self, event) -> None:
         if event.new in self.measurement_select.options.values():
             self.measurement_select.value = event.new
 
-    def _sync_list(self) -> None:
-        labels = [f"{i + 1}: {m} | {l}" for i, (m, l) in enumerate(self.binner.measurements)]
-        self.measurement_list.options = labels
-        self.measurement_list.value = []
+    def _pick_movie(self, path: str) -> None:
+        self.pending_movie = path
+        notify("info", f"movie {Path(path).name} chosen: now choose its localization file")
 
-    def _add(self, event=None) -> None:
-        try:
-            movie = check_path(self.movie_input.value, "movie")
-            locs = check_path(self.locs_input.value, "localization file")
-        except ImageBinnerError as exc:
-            notify("error", str(exc))
+    def _pick_locs(self, path: str) -> None:
+        if not self.pending_movie:
+            notify("warning", "choose the movie first, then its localization file")
             return
-        self.binner.measurements = [*self.binner.measurements, (str(movie), str(locs))]
-        self.movie_input.value = self.locs_input.value = ""
-        self._sync_list()
-
-    def _remove(self, event=None) -> None:
-        drop = {self.measurement_list.options.index(label) for label in self.measurement_list.value}
-        self.binner.measurements = [p for i, p in enumerate(self.binner.measurements) if i not in drop]
-        self._sync_list()
+        self.binner.measurements = [*self.binner.measurements, (self.pending_movie, path)]
+        self.pending_movie = ""
 
     # -- actions ----------------------------------------------------------------------------------------------
-    def load(self) -> bool:
-        """Check the paths on the server, load the measurements (cheap: movies opened lazily), show frame 0."""
+    def _check_inputs(self) -> None:
+        """Server-side path checks of the measurements (they may come from the page's query parameters)."""
+        for movie, locs in self.binner.measurements:
+            check_path(movie, "movie")
+            if isinstance(locs, (str, Path)):  # (a LocTable given from Python needs no check)
+                check_path(locs, "localization file")
+
+    def _execute(self, label: str, work: Callable[[], Any]) -> None:
+        """The Binner's executor: check the paths in the session, then run the action in the job thread."""
+        action = getattr(work, "__name__", "")
         try:
-            for movie, locs in self.binner.measurements:
-                check_path(movie, "movie")
-                if isinstance(locs, (str, Path)):  # (a LocTable given from Python needs no check)
-                    check_path(locs, "localization file")
-            self.view.refresh(binned=self.view.has_binned)
+            self._check_inputs()
+            if action == "save":
+                check_path(self.binner.output_folder, "output folder", kind="any", must_exist=False)
+                self.binner.check_outputs()
+        except ImageBinnerError as exc:
+            notify("error", f"{label}: {exc}")
+            return
+        self.job.start(work, self._done(action), label=label.lower())
+
+    def load(self) -> bool:
+        """Check the paths on the server and load the measurements now (cheap: movies opened lazily)."""
+        try:
+            self._check_inputs()
+            self.binner.load()
         except (ImageBinnerError, OSError, ValueError) as exc:
             notify("error", f"load failed: {exc}")
             return False
-        self._after_load()
+        self._measure_players()
         return True
 
-    def _after_load(self) -> None:
-        ms = self.view.measurements
-        self.measurement_select.options = {f"{m.index + 1}: {m.movie_path.name}": m.index for m in ms} or {"(none)": 0}
-        self.measurement_select.value = self.view.measurement
-        if ms:
-            cost = frame_cost_ms(lambda: (self.view.input_image(), self.view.input_points()))
+    def _measure_players(self) -> None:
+        """Player intervals at or above the measured cost of one frame (all its layers)."""
+        v = self.view
+        if v.measurements:
+            cost = frame_cost_ms(lambda: (v.input_image(), v.input_points()))
             self.frame_player.interval = player_interval(cost, n_layers=4)
-
-    def _preview(self, event=None) -> None:
-        # compose loads and draws first, in one job: the progress bar and ``running`` follow the three steps
-        self.job.start(self.binner.compose, self._show_binned_done("preview"), label="preview")
-
-    def _run(self, event=None) -> None:
-        try:
-            check_path(self.binner.output_folder, "output folder", kind="any", must_exist=False)
-            self.binner.check_outputs()
-        except ImageBinnerError as exc:
-            notify("error", str(exc))
-            return
-        self.job.start(self.binner.run, self._show_binned_done("run"), label="run")
-
-    def _show_binned_done(self, label: str):
-        def done(result) -> str:
-            self.view.refresh(binned=True)
-            self._after_load()
-            v = self.view
+        if v.has_binned:
             cost = frame_cost_ms(lambda: (v.binned_image(), v.binned_points(),
                                           [v.part_element(k) for k in range(v.n_parts)]))
             self.binned_player.interval = player_interval(cost, n_layers=3 + v.n_parts)
-            if label == "run":
-                return f"{self.binner.status}"
-            return f"preview: {self.binner.n_binned} binned frames composed"
+
+    def _done(self, action: str) -> Callable[[Any], str]:
+        def done(result: Any) -> str:
+            self._measure_players()
+            if action == "save":
+                return self.binner.status
+            if action == "compose":
+                return f"preview: {len(result)} binned frames composed"
+            return f"loaded {len(self.view.measurements)} measurement(s)"
         return done
 
-    def _binned_views(self, binned_layout: int = 0):
-        """The binned frame with its labels and the emitters per binned frame; a hint before the first preview."""
-        if not self.view.has_binned:
-            return pn.pane.Markdown("*The binned frames appear after Preview or Run.*", sizing_mode="stretch_width")
+    # -- views ------------------------------------------------------------------------------------------------
+    def _binned_views(self, plan):
+        """The binned frame with its labels and the emitters per binned frame (new plots, so new ranges, for each
+        plan; while the binner works they show placeholders); a hint while there is no (current) plan."""
+        if plan is None:
+            return pn.pane.Markdown("*The binned frames appear after Preview or Run (again after a setting "
+                                    "changes).*", sizing_mode="stretch_width")
         v = self.view
         return pn.Column(hv_pane(v.binned_plot()),  # sized by the plot (image aspect)
                          hv_pane(hv.DynamicMap(v.binned_emitters), sizing_mode="stretch_width", height=200),
                          sizing_mode="stretch_width")
 
-    def _parts(self, binned_layout: int = 0):
-        if not self.view.has_binned:
+    def _parts(self, plan) -> Any:
+        """The parts of the shown binned frame, rebuilt for each plan (their number is the plan's bin size)."""
+        if plan is None:
             return pn.pane.Markdown("*The parts of the shown binned frame appear after Preview or Run.*")
         return hv_pane(self.view.parts())
 
-    def _stats_text(self, revision: int, busy: bool) -> str:
-        if not self.view.measurements:
-            return "*Add measurements and press Load.*"
-        if busy:  # the binner is being changed by the worker thread: keep the last statistics
+    def _stats_text(self, stats: dict, running: bool) -> str:
+        if not self.view.measurements and not running:
+            return "*Give measurements and press Load.*"
+        if running:  # the binner is being changed by the worker thread: keep the last statistics
             return self._last_stats + "\n\n*running ...*"
         self._last_stats = "\n".join(f"* {line}" for line in self.binner.summary_lines())
         return self._last_stats
@@ -224,30 +230,28 @@ class BinnerApp(Viewer):
     @property
     def sidebar(self) -> list:
         return [
-            "### Measurements", self.movie_input, self.locs_input, self.add_button,
-            self.measurement_list,
-            pn.Row(self.remove_button, self.load_button),
+            "### Measurements", self.inputs,
             "### Settings", self.settings,
             "### Output", self.outputs,
-            pn.Row(self.preview_button, self.run_button), self.progress, self.status,
+            self.actions, self.progress, self.status,
         ]
 
     @property
     def main(self) -> list:
-        v = self.view
+        v, b = self.view, self.binner
         inputs = pn.Column(
             "### Input frames", self.measurement_select, self.frame_player, self.crosses_toggle,
-            rebuilt_on(v.param.input_layout, v.input_plot, stretch=False),  # sized by the plot (image aspect)
+            rebuilt_on(v.param.input_geometry, v.input_plot, stretch=False),  # sized by the plot (image aspect)
             hv_pane(hv.DynamicMap(v.input_density), sizing_mode="stretch_width", height=200),
             sizing_mode="stretch_width",
         )
         binned = pn.Column(
             "### Binned frames", self.binned_player,
-            pn.panel(pn.bind(self._binned_views, v.param.binned_layout), sizing_mode="stretch_width"),
+            pn.panel(pn.bind(self._binned_views, b.param.plan), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
         parts = pn.Column("### Parts of the binned frame", self.part_slider,
-                          pn.panel(pn.bind(self._parts, v.param.binned_layout)),
+                          pn.panel(pn.bind(self._parts, b.param.plan)),
                           sizing_mode="stretch_width")
         stats = pn.Column("### Statistics", self.stats, sizing_mode="stretch_width")
         return [self.picker, pn.Row(inputs, binned, sizing_mode="stretch_width"), parts, stats]

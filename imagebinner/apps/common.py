@@ -181,12 +181,14 @@ def tool_widgets(obj: param.Parameterized, parameters: list[str] | tuple[str, ..
             choices = {AUTO_LABEL: None, **{str(o): o for o in p.objects if o is not None}}
             spec[name] = {"type": OptionalSelect, "options": choices}
         elif isinstance(p, param.Event):
-            spec[name] = {"type": pn.widgets.Button, "button_type": "primary" if name == parameters[-1] else "default"}
+            spec[name] = {"type": pn.widgets.Button, "color": "primary" if name == parameters[-1] else "default"}
         if name in (labels or {}):
             spec.setdefault(name, {})["name"] = labels[name]
     for name, extra in (widgets or {}).items():
         spec[name] = {**spec.get(name, {}), **extra}
     order = {name: k for k, name in enumerate(parameters)}
+    if "default_layout" in options:  # the widgets directly in that layout (not wrapped in a Column)
+        options.setdefault("expand_layout", options["default_layout"])
     return pn.Param(obj, parameters=parameters, widgets=spec, show_name=False,
                     **{"sizing_mode": "stretch_width", **options}, sort=lambda item: order.get(item[0], len(order)))
 

@@ -6,11 +6,12 @@ Pixel ``j`` of a camera frame is drawn centred at ``(j + 0.5) * pixel_size`` nm,
 
 from __future__ import annotations
 
+import time
+
 import holoviews as hv
 import numpy as np
-import param
 
-from imagebinner.io import LocTable, Movie
+from imagebinner.io import Movie
 
 #: frame plots have a fixed size with the image's aspect (see :func:`frame_size`): a responsive plot in a stretched
 #: pane fills the pane and squashes the image (``data_aspect`` is not kept by Bokeh with fixed ranges)
@@ -65,45 +66,6 @@ def movie_clim(movie: Movie, n_samples: int = 8) -> tuple[float, float]:
     return (float(lo), float(hi if hi > lo else lo + 1))
 
 
-class MovieLocsView(param.Parameterized):
-    """A movie with its localizations: frame image, crosses of that frame, localizations per frame."""
-
-    frame = param.Integer(default=0, bounds=(0, 0), doc="Frame shown (0-based page index).")
-    show_crosses = param.Boolean(default=True, doc="Overlay the frame's localizations as crosses.")
-
-    def __init__(self, movie: Movie, table: LocTable | None = None, pixel_size: float | None = None, **params):
-        super().__init__(**params)
-        self.movie = movie
-        self.table = table
-        ps = pixel_size or movie.pixel_size or (table.pixel_size if table is not None else None)
-        if not ps:
-            raise ValueError(f"{movie.path}: pixel size unknown; pass pixel_size")
-        self.pixel_size = float(ps)
-        self.param.frame.bounds = (0, max(movie.n_frames - 1, 0))
-        self.clim = movie_clim(movie)
-        self.counts = (table.counts_per_frame(movie.n_frames) if table is not None
-                       else np.zeros(movie.n_frames, dtype=np.int64))
-
-    @param.depends("frame")
-    def image(self) -> hv.Image:
-        return frame_image(self.movie.frame(self.frame), self.pixel_size, self.clim)
-
-    @param.depends("frame", "show_crosses")
-    def points(self) -> hv.Points:
-        if self.table is None or not self.show_crosses:
-            return crosses(np.empty(0), np.empty(0))
-        rows = self.table.frame_rows(self.frame)
-        return crosses(self.table.x[rows], self.table.y[rows])
-
-    @param.depends("frame")
-    def density(self) -> hv.Overlay:
-        return counts_curve(self.counts, self.frame)
-
-    def frame_overlay(self) -> hv.DynamicMap:
-        """Image and crosses as separate DynamicMaps (each recomputes only on its own dependencies)."""
-        return hv.DynamicMap(self.image) * hv.DynamicMap(self.points)
-
-
 # -- shared helpers for the Binner and review views ---------------------------------------------------------------
 
 #: frames with more pixels than this are rasterized (aggregated to the plot's screen size) before being sent
@@ -149,7 +111,7 @@ def maybe_rasterize(dmap: hv.DynamicMap, shape: tuple[int, int] | None) -> hv.Dy
     """Rasterize the image DynamicMap only when its frames are large (small frames are cheaper as they are)."""
     if not is_large(shape):
         return dmap
-    from holoviews.operation.datashader import rasterize
+    from holoviews.operation.datashader import rasterize  # imported on first use: datashader loads numba (slow)
 
     return rasterize(dmap, aggregator="mean").opts(cmap=FRAME_OPTS["cmap"], colorbar=True, responsive=False,
                                                     **frame_size(shape))
@@ -165,8 +127,6 @@ def empty_image(label: str = "") -> hv.Image:
 
 def frame_cost_ms(render, repeats: int = 3) -> float:
     """Median wall time in ms of ``render()`` (to set a player's interval at or above the per-frame cost)."""
-    import time
-
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
