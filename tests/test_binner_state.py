@@ -192,3 +192,17 @@ def test_the_pool_is_a_pure_function_of_index_settings_and_generator(sim):
     assert again.seed == 9 and again.draw_stats == b.pool.draw_stats
     other = draw_pool(index, settings, np.random.default_rng(10))
     assert not np.array_equal(other.table(), again.table())
+
+
+CHANGED = {"pixel_size": 100.0, "camera_offset": 50, "patch_size": 12, "n_patches": 70, "n_binned": 5,
+           "bin_size": 3, "min_emitters": 2, "seed": 6, "reuse_patches": False, "output_dtype": "float32",
+           "half_pixel": False, "max_attempts": 10**6}
+
+
+def test_every_setting_makes_the_plan_stale(sim):
+    """A new setting must join one of the invalidation groups (and this table) to pass."""
+    assert set(CHANGED) == set(Binner.settings)
+    for name, value in CHANGED.items():
+        b = composed(sim, n_patches=60)
+        setattr(b, name, value)
+        assert b.plan is None, name
