@@ -7,7 +7,7 @@ import sys
 import warnings
 
 from imagebinner import __version__
-from imagebinner.cli.common import with_flags
+from imagebinner.cli.common import command_flags, with_flags
 from imagebinner.errors import ImageBinnerError
 
 SUBCOMMAND_MODULES = ("info", "convert", "bin", "addons", "review", "demo")
@@ -27,29 +27,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _param_names(parser: argparse.ArgumentParser) -> set[str]:
-    """Param names that have a flag of their own in some subcommand (those with an underscore are safe to
-    rewrite in any message; single words only where an error lists them)."""
-    names: set[str] = set()
-    for action in parser._subparsers._group_actions if parser._subparsers else []:  # noqa: SLF001 (argparse API)
-        for sub in action.choices.values():
-            names |= {a.dest for a in sub._actions if a.option_strings and "_" in a.dest}
-    return names
+def _flags_of_command(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
+    """Param name -> flag for the subcommand that runs (error messages name params; the CLI shows flags)."""
+    for action in parser._subparsers._group_actions:  # argparse keeps no public handle on its subparsers
+        if command in action.choices:
+            return command_flags(action.choices[command])
+    return {}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: errors are one line on stderr and exit code 2, no traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    names = _param_names(parser)
+    flags = _flags_of_command(parser, args.command)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda message, *rest, **kw: print(
-            f"imagebinner: warning: {with_flags(str(message), names)}", file=sys.stderr)
+            f"imagebinner: warning: {with_flags(str(message), flags)}", file=sys.stderr)
         try:
             result = args.func(args)
         except ImageBinnerError as exc:
-            print(f"imagebinner: error: {with_flags(str(exc), names | set(exc.params))}", file=sys.stderr)
+            print(f"imagebinner: error: {with_flags(str(exc), flags, exc.params)}", file=sys.stderr)
             return 2
         except OSError as exc:  # permissions, full disk, vanished folders: the file and the cause, no traceback
             where = f"{exc.filename}: " if exc.filename else ""

@@ -18,11 +18,28 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def with_flags(message: str, names: Iterable[str]) -> str:
-    """``message`` with every param name of ``names`` (whole words) written as its flag, for the command line."""
-    for name in sorted(set(names), key=len, reverse=True):
-        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag(name), message)
+def with_flags(message: str, flags: dict[str, str], named: Iterable[str] = ()) -> str:
+    """``message`` with param names written as the command's flags (``flags``: param name -> flag) for the command
+    line: names with an underscore wherever they stand as whole words; single-word names only where the error lists
+    them (``named``), and only their first occurrence (``at`` in "at must be at least 1")."""
+    named = set(named)
+    for name in sorted(flags, key=len, reverse=True):
+        if "_" in name or name in named:
+            pattern = rf"(?<![\w-]){re.escape(name)}(?![\w-])"
+            message = re.sub(pattern, flags[name], message, count=0 if "_" in name else 1)
     return message
+
+
+def command_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Param name -> the flag that sets it in one (sub)command's parser (the long form; ``-o`` for the output)."""
+    out: dict[str, str] = {}
+    for action in parser._actions:  # argparse keeps no public list of its actions
+        if action.option_strings and action.dest not in ("help", "version"):
+            longs = [o for o in action.option_strings if o.startswith("--")]
+            out[action.dest] = "-o" if "-o" in action.option_strings else (longs or action.option_strings)[0]
+            if isinstance(action, argparse.BooleanOptionalAction):
+                out[action.dest] = longs[0]
+    return out
 
 
 def add_tool_options(
@@ -46,7 +63,8 @@ def add_tool_options(
     options = [n for n in names if n not in positional]
     if output in options:
         p = cls.param[output]
-        parser.add_argument("-o", "--output", dest=output, metavar="OUT", default=None,
+        metavar = "OUTDIR" if "folder" in output else "OUT"
+        parser.add_argument("-o", "--output", dest=output, metavar=metavar, default=None,
                             required=output in set(required), help=_help(p))
         options.remove(output)
     add_param_options(parser, cls, options, required=required)
