@@ -154,6 +154,34 @@ def test_binner_app_checks_typed_paths_on_the_server(demo, tmp_path, capsys):
     assert app.job.thread is None and "not found" in capsys.readouterr().out
 
 
+def test_binner_app_widgets_come_from_the_binners_declarations(demo):
+    """The app shows the Binner's declared settings, outputs and events: editing a param's declaration (label, doc,
+    bounds, default) changes its widget; the buttons run the declared actions."""
+    from imagebinner.apps.common import param_widget
+    from imagebinner.tools.binner import Binner
+
+    class Edited(Binner):
+        patch_size = param.Integer(default=9, bounds=(3, 41), label="Patch edge (px)")
+        n_patches = param.Integer(default=300, bounds=(10, None), doc="An edited doc.")
+
+    app = BinnerApp(binner=Edited(), measurements=[])
+    labels = [w.label for w in app.settings.layout]  # one widget per declared setting, in the declared order
+    assert labels == [app.binner.param[name].label for name in Binner.settings] and "Patch edge (px)" in labels
+    widget = param_widget(app.settings, "patch_size")  # bounded both ways: a slider
+    assert (widget.label, widget.start, widget.end, widget.value) == ("Patch edge (px)", 3, 41, 9)
+    widget.value = 11
+    assert app.binner.patch_size == 11
+    widget = param_widget(app.settings, "n_patches")  # open upper bound: an input box with the doc as tooltip
+    assert (widget.description, widget.start, widget.value) == ("An edited doc.", 10, 300)
+    assert widget.description != Binner.param.n_patches.doc  # (inherited by the subclass unless edited)
+    assert param_widget(app.settings, "n_binned").description == Binner.param.n_binned.doc
+    assert [b.label for b in (app.load_button, app.preview_button, app.run_button)] == [
+        Binner.param[name].label for name in Binner.actions]
+    assert app.run_button.color == "primary" and app.load_button.description == Binner.param.request_load.doc
+    outputs = [param_widget(app.outputs, name).label for name in Binner.outputs]
+    assert outputs == [Binner.param[name].label for name in Binner.outputs]
+
+
 def test_binner_app_opens_on_the_data_folder(demo, monkeypatch):
     monkeypatch.setenv("IMAGEBINNER_DATA", str(demo.out_dir))
     app = BinnerApp()
@@ -397,7 +425,7 @@ def test_panel_serve_all_dashboards(demo, tmp_path):
 def test_tool_widgets_keep_the_given_order_and_name_the_auto_choice():
     from bokeh.models import Select
 
-    from imagebinner.apps.common import tool_widgets
+    from imagebinner.apps.common import param_widget, tool_widgets
     from imagebinner.tools.addons import Split
 
     split = Split()
@@ -406,9 +434,9 @@ def test_tool_widgets_keep_the_given_order_and_name_the_auto_choice():
     root = widgets.get_root(Document(), comm=Comm())
     (select,) = root.select({"type": Select})
     assert select.value == "None" and select.options[0] == ("None", "auto")  # not a blank box
-    widgets._widgets["to"]._process_events({"value": "picasso"})  # as the browser sends a choice
+    param_widget(widgets, "to")._process_events({"value": "picasso"})  # as the browser sends a choice
     assert split.to == "picasso"
-    widgets._widgets["to"]._process_events({"value": "None"})
+    param_widget(widgets, "to")._process_events({"value": "None"})
     assert split.to is None and select.value == "None"
 
 

@@ -80,6 +80,47 @@ def test_binner_run_button_writes_the_outputs(page, ui_demo, tmp_path):
     assert not _console_errors(msgs)
 
 
+#: the ``end`` of the page's player titled ``title`` and the shapes of the images in the page (BokehJS models)
+PLAYER_END_JS = """(title) => { for (const doc of Bokeh.documents) for (const m of doc.all_models)
+    if (m.title === title && "end" in m) return m.end; return null; }"""
+IMAGE_SHAPES_JS = """() => { const out = []; for (const doc of Bokeh.documents) for (const m of doc.all_models) {
+    const data = m.data instanceof Map ? Object.fromEntries(m.data) : m.data;
+    if (data && data.image) for (const im of data.image) out.push(im.shape ? Array.from(im.shape) : [im.length]); }
+    return out; }"""
+
+
+def test_binner_typed_list_load_preview_and_stale_settings_in_the_page(page, ui_demo):
+    """Measurements typed into the list, Load and Preview clicked: the page shows what the worker thread computed
+    (player ends, binned images), and a changed setting replaces the stale binned frames by a hint."""
+    app = BinnerApp(measurements=[])
+    msgs, _ = serve_component(page, app)
+    box = page.locator("textarea").first
+    box.fill("\n".join(f"{movie} | {locs}" for movie, locs in _pairs(ui_demo)))
+    box.blur()
+    wait_until(lambda: len(app.binner.measurements) == 2, page, timeout=TIMEOUT)
+    page.get_by_role("button", name="Load", exact=True).click()
+    wait_until(lambda: len(app.view.measurements) == 2 and not app.job.busy, page, timeout=TIMEOUT)
+    page.wait_for_function(f"() => ({PLAYER_END_JS})('Input frame') === 59")
+    app.binner.param.update(n_patches=30, n_binned=7, bin_size=3, seed=2)
+    page.get_by_text("The binned frames appear after Preview").wait_for()
+    page.get_by_role("button", name="Preview", exact=True).click()
+    wait_until(lambda: app.view.has_binned and not app.job.busy, page, timeout=TIMEOUT)
+    assert app.binned_player.end == app.binner.n_binned - 1 == 6  # Python side
+    page.wait_for_function(f"() => ({PLAYER_END_JS})('Binned frame') === 6")  # and in the page
+    patch = [app.binner.patch_size] * 2
+    page.wait_for_function(f"() => ({IMAGE_SHAPES_JS})().some(s => s[0] === {patch[0]} && s[1] === {patch[1]})")
+    seed = page.locator(".bk-input-group:has(label:has-text('Seed')) input")
+    seed.fill("5")
+    seed.press("Enter")
+    wait_until(lambda: app.binner.seed == 5 and app.binner.plan is None, page, timeout=TIMEOUT)
+    page.get_by_text("The binned frames appear after Preview").wait_for()
+    page.get_by_role("button", name="Preview", exact=True).click()
+    wait_until(lambda: app.view.has_binned and not app.job.busy, page, timeout=TIMEOUT)
+    page.get_by_text("The binned frames appear after Preview").wait_for(state="detached")
+    page.wait_for_function(f"() => ({IMAGE_SHAPES_JS})().some(s => s[0] === {patch[0]} && s[1] === {patch[1]})")
+    assert not _console_errors(msgs)
+
+
 def test_review_typed_paths_load_and_threshold_slider_changes_the_metrics(page, ui_demo, tmp_path):
     m1 = ui_demo.measurements[0]
     app = ReviewApp()
