@@ -115,3 +115,20 @@ def test_reconstruction_holds_on_the_streamed_path(sim, tmp_path, monkeypatch):
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "binned.tif"), np.clip(sums, 0, 65535))
     assert prov["outputs"]["n_labels"] == len(b.binned_locs()) == sum(p["n_locs"] for f in prov["binned_frames"]
                                                                         for p in f["parts"])
+
+
+def test_a_new_plan_on_the_same_pool_reads_the_patches_it_adds(sim, tmp_path):
+    """After a save the used patches are cached; a larger plan of the same pool reads the missing ones."""
+    b = make(sim, tmp_path / "small", n_binned=3, bin_size=2)
+    quiet(b.save)
+    pool = b.pool
+    b.param.update(n_binned=30, bin_size=6, output_folder=str(tmp_path / "large"))
+    for j in (0, 29):
+        frame = b.binned_frame(j)
+        expected = sum(b.loaded[p["measurement"]].movie.window(p["frame"], p["row"], p["column"], 16).astype(int)
+                       for p in frame.parts) - 100 * 5
+        np.testing.assert_array_equal(frame.sum, expected)
+    quiet(b.save)
+    assert b.pool is pool
+    quiet(make(sim, tmp_path / "fresh", n_binned=30, bin_size=6).save)
+    assert files(tmp_path / "large") == files(tmp_path / "fresh")

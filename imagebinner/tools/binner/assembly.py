@@ -46,12 +46,17 @@ class PatchReader:
         self.pool = pool
         self.patch_size = patch_size
         self.wide = wide_dtype(ms)
-        #: cached patches ``(len(pool), P, P)`` (only the prefetched ones filled), or None: read on demand
+        #: cached patches ``(len(pool), P, P)``, or None (read on demand); ``cached[k]``: patch ``k`` is in it
         self.stack: np.ndarray | None = None
+        self.cached = np.zeros(len(pool), dtype=bool)
+
+    def covers(self, parts: np.ndarray) -> bool:
+        """True when every patch of ``parts`` is in the stack."""
+        return self.stack is not None and bool(self.cached[np.asarray(parts)].all())
 
     def image(self, k: int) -> np.ndarray:
         """Pixels of pool patch ``k`` (stored dtype, native order; from the stack when prefetched)."""
-        if self.stack is not None:
+        if self.stack is not None and self.cached[k]:
             return self.stack[k]
         p = self.pool
         movie = self.ms[int(p.measurement[k])].movie
@@ -64,13 +69,16 @@ class PatchReader:
         return self.wide
 
     def prefetch(self, indices: np.ndarray) -> None:
-        """Read the patches ``indices`` once, in file order, into the stack when it fits in ``PATCH_CACHE_BYTES``."""
-        indices = np.unique(indices)
-        dtype = self.stack_dtype()
-        if self.stack is not None or len(indices) * self.patch_size**2 * dtype.itemsize > PATCH_CACHE_BYTES:
-            return
+        """Read the patches ``indices`` not cached yet, in file order, into the stack (when the stack of the whole
+        pool fits in ``PATCH_CACHE_BYTES``; else they are read on demand)."""
         p, size = self.pool, self.patch_size
-        stack = np.zeros((len(p), size, size), dtype=dtype)
+        if self.stack is None:
+            dtype = self.stack_dtype()
+            if len(p) * size**2 * dtype.itemsize > PATCH_CACHE_BYTES:
+                return
+            self.stack = np.zeros((len(p), size, size), dtype=dtype)
+        indices = np.unique(indices)
+        indices = indices[~self.cached[indices]]
         for meas in self.ms:
             mine = indices[p.measurement[indices] == meas.index]
             if not len(mine):
@@ -79,12 +87,12 @@ class PatchReader:
             mine = mine[np.lexsort((p.row[mine], p.frame[mine]))]
             frames, rows, cols = p.frame[mine], p.row[mine], p.column[mine]
             meas.movie.advise_windows(zip(frames, rows, cols), size)
-            stack[mine] = meas.movie.windows(frames, rows, cols, size)  # one vectorised gather
-        self.stack = stack
+            self.stack[mine] = meas.movie.windows(frames, rows, cols, size)  # one vectorised gather
+            self.cached[mine] = True
 
     def offset_sum(self, parts: np.ndarray, camera_offset: float) -> np.ndarray:
         """Sum of the patches ``parts`` minus ``camera_offset * (len(parts) - 1)`` (int64 or float64)."""
-        if self.stack is not None:
+        if self.covers(parts):
             total = self.stack[parts].sum(axis=0, dtype=self.wide)
         else:
             total = np.zeros((self.patch_size, self.patch_size), dtype=self.wide)
@@ -93,7 +101,8 @@ class PatchReader:
         return subtract_offset(total, camera_offset * (len(parts) - 1))
 
     def chunks(self, plan: np.ndarray, camera_offset: float, dtype: str) -> Iterator[tuple[int, np.ndarray, int]]:
-        """Yield ``(start, images, clipped)`` for consecutive chunks of binned frames from the prefetched stack.
+        """Yield ``(start, images, clipped)`` for consecutive chunks of binned frames from the stack (which must
+        cover ``plan``).
 
         Integer sums are exact in any order: accumulated part by part, in int32 when no sum can overflow it
         (uint16 movies up to ~30000 parts), else in int64; float movies are summed in float64.
@@ -123,7 +132,7 @@ class PatchReader:
     def images(self, plan: np.ndarray, camera_offset: float, dtype: str) -> Iterator[tuple[np.ndarray, int]]:
         """Yield ``(image, clipped)`` for every binned frame: summed in chunks when prefetched, else frame by frame
         (``clipped`` of a chunk comes with its first frame)."""
-        if self.stack is not None:
+        if self.covers(plan):
             for _, images, clipped in self.chunks(plan, camera_offset, dtype):
                 for k, image in enumerate(images):
                     yield image, clipped if k == 0 else 0
@@ -157,7 +166,7 @@ def write_binned_tif(
     writer = TifWriter(path, pixel_size=pixel_size, dtype=dtype, overwrite=True)
     n, P = len(plan), reader.patch_size
     clipped = 0
-    if reader.stack is not None and n * P * P * np.dtype(dtype).itemsize <= STACK_WRITE_BYTES:
+    if reader.covers(plan) and n * P * P * np.dtype(dtype).itemsize <= STACK_WRITE_BYTES:
         images = np.empty((n, P, P), dtype=dtype)
         for start, chunk, chunk_clipped in reader.chunks(plan, camera_offset, dtype):
             images[start : start + len(chunk)] = chunk
