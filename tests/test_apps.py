@@ -284,6 +284,32 @@ def test_review_app_saves_the_kept_predictions_once(demo, tmp_path, capsys):
     assert target.read_bytes() == before and "exists" in capsys.readouterr().out
 
 
+def test_review_app_widgets_follow_the_review_declarations(monkeypatch):
+    """The sidebar is generated from the review's declared groups, in their order; a default or doc edited in the
+    one declaration (here the shared re-localization settings) shows in the widgets."""
+    from imagebinner.tools.relocalize import RelocalizeSettings
+    from imagebinner.tools.review import PredictionReview
+
+    monkeypatch.setattr(RelocalizeSettings.param.relocalize_threshold, "default", 0.9)
+    monkeypatch.setattr(RelocalizeSettings.param.l2_weighting_factor, "doc", "Edited in one place: the L2 factor.")
+    monkeypatch.delenv("IMAGEBINNER_DATA", raising=False)
+    app = ReviewApp()
+    r = app.review
+
+    def names(controls) -> list[str]:
+        return [w.name for w in controls.layout]
+
+    assert names(app.relocalize) == [r.param[n].label for n in PredictionReview.setting_groups["relocalization"]]
+    assert names(app.inputs) == [r.param[n].label for n in (*r.inputs, *r.setting_groups["prediction"])] + ["Load"]
+    assert names(app.save_controls) == ["Save kept predictions to", "Output format", "Overwrite", "Save"]
+    widgets = dict(zip(names(app.relocalize), app.relocalize.layout))
+    assert widgets["Relocalize threshold"].value == 0.9
+    assert widgets["L2 weighting factor"].description == "Edited in one place: the L2 factor."
+    # an event of the review runs through the app's executor (the server-side checks first)
+    app.review.param.trigger("request_save")
+    assert app.job.thread is None and not app.job.busy
+
+
 def test_review_app_reports_a_missing_folder(tmp_path, capsys):
     app = ReviewApp(folder=str(tmp_path / "nope"))
     assert not app.review.loaded and "not found" in capsys.readouterr().out

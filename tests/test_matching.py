@@ -179,7 +179,8 @@ def test_sweep_equals_naive_per_threshold_matching(monkeypatch, dense_limit):
     monkeypatch.setattr(matching, "DENSE_LIMIT", dense_limit)  # 0: every component through the sparse solver
     gt, pred = _crowded(11)
     matcher = Matcher(gt, pred, 100.0)
-    assert matcher._general and matcher._star_edges is not None  # all three kinds of components occur
+    # all three kinds of components occur: lone pairs, stars and general components
+    assert len(matcher._s_gi) > 0 and len(matcher._star_edges[0]) > 0 and len(matcher._general) > 0
     thresholds = np.r_[sweep_thresholds(pred["confidence"], 25), 1.0, 5.0]  # incl. a tie value and above all
     fast = matcher.sweep(thresholds)
     _assert_sweeps_equal(fast, naive_sweep(gt, pred, 100.0, thresholds))

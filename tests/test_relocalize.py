@@ -95,6 +95,10 @@ def test_relocalize_stack_reads_pages_lazily_and_converts_to_canonical(tmp_path)
     tool = Relocalize(stacked_path=str(path), pixel_size_hr=ps_hr, local_average=False)
     out = tool.run()
     assert len(out) == 3 and tool.progress == tool.n_steps == 3 and tool.result is out
+    # the shared re-localization settings: a higher threshold keeps only the peaks above it × L2 (90 and 70 > 60)
+    strict = Relocalize(stacked_path=str(path), pixel_size_hr=ps_hr, local_average=False, relocalize_threshold=0.6)
+    assert strict.run().x.tolist() == [7 * ps_hr, 30 * ps_hr]
+    assert strict.settings_record()["relocalize_threshold"] == 0.6 and strict.result.meta.pixel_size is None
 
 
 @pytest.mark.parametrize("local_average", [True, False])

@@ -235,7 +235,7 @@ def test_explicit_upsampling_gives_the_hr_pixel_size_and_wins_over_the_images(me
     assert given.upsampling_used == U and given.pixel_size_hr == PS / U and given.camera_pixel_size == PS
     assert given.field_area_um2 == pytest.approx(SHAPE[0] * SHAPE[1] * (PS / 1000) ** 2)
     assert np.isfinite(given.density["predictions"]).all() and np.isnan(plain.density["predictions"]).all()
-    with pytest.raises(ParameterError, match="hr pixel size unknown"):
+    with pytest.raises(ParameterError, match="hr pixel size unknown .*give pixel_size and upsampling"):
         PredictionReview(folder=str(folder), pixel_size=PS, source="stacked").load()
     stacked = PredictionReview(folder=str(folder), pixel_size=PS, upsampling=U, source="stacked").load()
     tagged = PredictionReview(folder=str(measurement["pred"]), source="stacked").load()
@@ -246,6 +246,29 @@ def test_explicit_upsampling_gives_the_hr_pixel_size_and_wins_over_the_images(me
         wrong = PredictionReview(folder=str(measurement["pred"]), movie=str(measurement["dir"] / "meas.tif"),
                                  upsampling=4).load()
     assert wrong.upsampling_used == 4 and wrong.camera_pixel_size == PS and wrong.pixel_size_hr == PS / U
+
+
+def test_a_shared_setting_edited_once_changes_both_tools_the_cli_help_and_the_provenance(measurement, monkeypatch,
+                                                                                        capsys):
+    """The re-localization settings are declared once (RelocalizeSettings): editing a default and a doc there
+    changes the Relocalize tool, the review, ``imagebinner review --help`` and the review's settings record."""
+    from imagebinner.tools.relocalize import Relocalize, RelocalizeSettings
+
+    monkeypatch.setattr(RelocalizeSettings.param.relocalize_threshold, "default", 0.3)
+    monkeypatch.setattr(RelocalizeSettings.param.l2_weighting_factor, "doc", "Edited in one place: the L2 factor.")
+    with pytest.raises(SystemExit):
+        main(["review", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--l2-weighting-factor L2_WEIGHTING_FACTOR Edited in one place: the L2 factor. (default: 100.0)" in help_text
+    assert "--relocalize-threshold RELOCALIZE_THRESHOLD" in help_text and "(default: 0.3)" in help_text
+    review = PredictionReview(folder=str(measurement["pred"]), source="stacked").load()
+    assert review.result_summary()["settings"]["relocalize_threshold"] == 0.3
+    tool = Relocalize(stacked_path=str(measurement["paths"]["stacked"]), pixel_size_hr=PS / U, upsampling=U)
+    alone = tool.run()
+    assert tool.settings_record()["relocalize_threshold"] == 0.3
+    np.testing.assert_array_equal(review.predictions.x, alone.x)
+    default = PredictionReview(folder=str(measurement["pred"]), source="stacked", relocalize_threshold=0.1).load()
+    assert 0 < len(review.predictions) < len(default.predictions)  # the edited default is the one used
 
 
 def test_cli_json_on_a_generated_prediction_folder(measurement, capsys):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import tracemalloc
-import types
 
 import numpy as np
 import pytest
@@ -32,10 +31,15 @@ def test_same_seed_same_measurement_other_seed_differs(measurement):
     assert not np.array_equal(other.frame(0), measurement.frame(0))
 
 
-def test_frames_are_a_generator_and_random_access_matches(measurement):
+def test_frames_are_a_generator_and_random_access_matches(measurement, monkeypatch):
+    rendered: list[int] = []
+    render = measurement.frame
+    monkeypatch.setattr(measurement, "frame", lambda k: rendered.append(k) or render(k))
     gen = measurement.frames()
-    assert isinstance(gen, types.GeneratorType)
+    assert rendered == []  # nothing rendered before the frames are asked for
     frames = list(itertools.islice(gen, 6))
+    assert rendered == [0, 1, 2, 3, 4, 5]  # one frame per frame asked for, in order
+    monkeypatch.undo()
     np.testing.assert_array_equal(frames[5], measurement.frame(5))  # frame k does not depend on frames before it
     np.testing.assert_array_equal(next(measurement.frames(5, 6)), frames[5])
     with pytest.raises(IndexError):

@@ -127,10 +127,6 @@ class ReviewApp(Viewer):
             return
         self.job.start(work, self._saved if saving else self._loaded, label=label, threaded=threaded)
 
-    def load(self, threaded: bool = True) -> None:
-        """Validate the paths on the server, then load (matching and sweep) in a thread."""
-        self._execute("Load", self.review.load, threaded=threaded)
-
     def _loaded(self, result) -> str:
         lo, hi = self.review.param.threshold.bounds
         self.threshold.param.update(start=lo, end=hi, step=max((hi - lo) / 200, 1e-6), value=self.review.threshold)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from imagebinner.errors import FormatError
+from imagebinner.errors import FormatError, ParameterError
 from imagebinner.io import LocTable, open_movie, read_locs
 from imagebinner.io.predictions import ExplodedFrames, first_image, movie_beside
 from imagebinner.tools.relocalize import RelocalizeSettings
@@ -96,7 +96,7 @@ def read_predictions(
     elif source == "stacked":
         if files["stacked"] is None:
             raise FormatError(f"no Predicted_stacked_{files['stem']}.tif to re-localize from", folder)
-        pred = relocalizer.relocalize(files["stacked"], pixel_size_hr, upsampling)
+        pred = _relocalize(relocalizer, files["stacked"], pixel_size_hr, upsampling)
     else:
         if files["localizations"] is None:
             raise FormatError(
@@ -109,6 +109,24 @@ def read_predictions(
     if "confidence" not in pred or not np.all(np.isfinite(pred["confidence"])):
         raise FormatError("predictions lack finite confidence values", files["localizations"] or folder)
     return pred
+
+
+def _relocalize(
+    relocalizer: RelocalizeSettings, path: Path, pixel_size_hr: float | None, upsampling: int | None
+) -> LocTable:
+    """Re-localize one stacked density; without an hr pixel size from the review's geometry or the TIF's tags the
+    error names the review's settings that give one."""
+    try:
+        return relocalizer.relocalize(path, pixel_size_hr, upsampling)
+    except ParameterError as exc:
+        if pixel_size_hr is not None or "pixel_size_hr" not in exc.params:
+            raise
+        raise ParameterError(
+            "hr pixel size unknown (the stacked TIF has no resolution tags, and no Predicted_/Widefield_ image or "
+            "movie tells it): give pixel_size and upsampling",
+            path,
+            params=["pixel_size", "upsampling"],
+        ) from None
 
 
 def _read_exploded(
@@ -138,7 +156,7 @@ def _read_exploded(
         if path is None:
             continue
         if role == "stacked":
-            table = relocalizer.relocalize(path, pixel_size_hr, upsampling)
+            table = _relocalize(relocalizer, path, pixel_size_hr, upsampling)
             n_pages = table.meta.n_frames
         else:
             table = read_locs(path, format="deepstorm-prediction")
