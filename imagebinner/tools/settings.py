@@ -13,8 +13,8 @@ class CameraSettings(param.Parameterized):
         bounds=(0, None),
         inclusive_bounds=(False, True),
         allow_None=True,
-        doc="Camera pixel size in nm; empty = from the files' metadata (TIF resolution tags, Picasso YAML), which "
-        "must then agree. A value given here overrides the metadata (with a warning when they differ).",
+        doc="Camera pixel size in nm; empty = from the files' metadata (TIF resolution tags, Picasso YAML). "
+        "A value given here overrides the metadata (with a warning when they differ).",
     )
     half_pixel = param.Boolean(
         default=True,
