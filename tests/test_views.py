@@ -212,6 +212,23 @@ def test_binned_views_follow_the_plan_and_go_stale_when_settings_change(demo):
     np.testing.assert_array_equal(shown(), binner.binned_frame(4).image)
 
 
+def test_binned_plots_built_while_the_binner_works_get_the_binned_frames_ranges(demo):
+    """A plot built while the binner runs (its first data are placeholders) still spans the binned frames."""
+    binner = _binner(demo)
+    view = BinnerView(binner)
+    binner.compose()
+    binner._update(running=True)  # as during a save in the job thread
+    renderer = hv.renderer("bokeh")
+    plots = [renderer.get_plot(view.binned_plot()), renderer.get_plot(view.parts())]
+    binner._update(running=False)
+    extent = binner.patch_size * binner.pixel_size_used
+    binned = plots[0].state
+    assert (binned.x_range.start, binned.x_range.end) == pytest.approx((0, extent))
+    assert sorted((binned.y_range.start, binned.y_range.end)) == pytest.approx([0, extent])
+    part = plots[1].subplots[(0, 0)].subplots["main"].state
+    assert (part.x_range.start, part.x_range.end) == pytest.approx((0, extent))
+
+
 def test_part_locs_are_the_binners_patch_localizations(demo):
     """The views show the binner's own membership rule: a part's crosses are ``binner.patch_locs`` of its patch."""
     binner = _binner(demo)

@@ -230,7 +230,7 @@ class BinnerApp(Viewer):
     @property
     def sidebar(self) -> list:
         return [
-            "### Measurements", self.inputs,
+            "### Inputs", self.inputs,
             "### Settings", self.settings,
             "### Output", self.outputs,
             self.actions, self.progress, self.status,

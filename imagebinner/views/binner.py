@@ -256,10 +256,16 @@ class BinnerView(param.Parameterized):
             return crosses(np.empty(0), np.empty(0))
         return crosses(bf.locs.x, bf.locs.y)
 
+    def binned_extent(self) -> dict[str, tuple[float, float]]:
+        """Axis ranges of the binned frames (one patch, patch-local nm): plots built while the binner works start
+        with placeholders, so their ranges are given, not taken from the first data."""
+        extent = self.binner.patch_size * self.pixel_size
+        return {"xlim": (0.0, extent), "ylim": (0.0, extent)}
+
     def binned_plot(self) -> hv.Overlay:
         """Binned frame and its labels as separate DynamicMaps (new binned frames update the data)."""
         overlay = hv.DynamicMap(self.binned_image) * hv.DynamicMap(self.binned_points)
-        return overlay.opts(hv.opts.Overlay(show_legend=False))
+        return overlay.opts(hv.opts.Overlay(show_legend=False, **self.binned_extent()))
 
     def emitters_per_binned_frame(self) -> np.ndarray:
         """Emitters (labels) of every binned frame of the shown plan: the localizations of its parts."""
@@ -301,7 +307,7 @@ class BinnerView(param.Parameterized):
         dmap = hv.DynamicMap(partial(self.part_element, k), streams=streams)
         return dmap.opts(hv.opts.Image(responsive=False, frame_width=180, frame_height=180, colorbar=False,
                                        xaxis=None, yaxis=None, tools=[]),
-                         hv.opts.Overlay(fontsize={"title": 8}))
+                         hv.opts.Overlay(fontsize={"title": 8}, **self.binned_extent()))
 
     def parts(self, max_parts: int = MAX_PARTS_SHOWN) -> hv.Layout:
         """The single patches summed into the shown binned frame (small images with their crosses)."""

@@ -1,6 +1,7 @@
 """Take the documentation screenshots of the dashboards (headless Chromium, simulated demo data).
 
-Usage: ``.venv/bin/python tests/ui/screenshots.py [docs/images]`` (not a test; needs /usr/bin/chromium).
+Usage: ``.venv/bin/python tests/ui/screenshots.py [docs/images [binner review addons]]`` (not a test; needs
+/usr/bin/chromium); the optional page names take only those screenshots.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from imagebinner.simulate import make_demo
 from imagebinner.simulate.prediction import make_prediction_folder
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PAGES = ("binner", "review", "addons")
 
 
-def main(out_dir: Path) -> None:
+def main(out_dir: Path, only: tuple[str, ...] = PAGES) -> None:
     hv.extension("bokeh")
     pn.extension(notifications=True, throttled=True)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -36,59 +38,74 @@ def main(out_dir: Path) -> None:
         demo = make_demo(Path(tmp) / "demo", seed=0)
         m1 = demo.measurements[0]
         make_prediction_folder(Path(tmp) / "demo" / "prediction", read_locs(m1.locs), m1.movie, upsampling=8, seed=0)
-        binner = BinnerApp(measurements=[(str(m.movie), str(m.locs)) for m in demo.measurements],
-                           output_folder=str(Path(tmp) / "binned"))
-        binner.binner.param.update(n_patches=200, n_binned=50, bin_size=10, seed=1)
-        review = ReviewApp(folder=str(Path(tmp) / "demo" / "prediction"), movie=str(m1.movie),
-                           ground_truth=str(m1.locs))
-        review.review.threshold = review.review.suggested_thresholds.get("jaccard") or 1.0
-        addons = AddonsApp()
-        addons.panels["Split"].tool.param.update(movie=str(m1.movie), locs=str(m1.locs), at=100,
-                                                 output_folder=str(Path(tmp) / "split"))
-        pages = {
-            "binner": lambda: binner_template(binner),
-            "review": lambda: review_template(review),
-            "addons": lambda: addons_template(addons),
-        }
+        pages = {}
+        if "binner" in only:
+            binner = BinnerApp(measurements=[(str(m.movie), str(m.locs)) for m in demo.measurements],
+                               output_folder=str(Path(tmp) / "binned"))
+            binner.binner.param.update(n_patches=200, n_binned=50, bin_size=10, seed=1)
+            pages["binner"] = lambda: binner_template(binner)
+        if "review" in only:
+            review = ReviewApp(folder=str(Path(tmp) / "demo" / "prediction"), movie=str(m1.movie),
+                               ground_truth=str(m1.locs))
+            review.review.threshold = review.review.suggested_thresholds.get("jaccard") or 1.0
+            pages["review"] = lambda: review_template(review)
+        if "addons" in only:
+            addons = AddonsApp()
+            addons.panels["Split"].tool.param.update(movie=str(m1.movie), locs=str(m1.locs), at=100,
+                                                     output_folder=str(Path(tmp) / "split"))
+            pages["addons"] = lambda: addons_template(addons)
         port = serve_and_wait(pages)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1600, "height": 1400})
             page.set_default_timeout(30_000)
 
-            page.goto(f"http://localhost:{port}/binner")
-            page.locator("canvas").first.wait_for(state="attached")
-            page.get_by_role("button", name="Run", exact=True).click()
-            wait_until(lambda: binner.job.message.startswith("wrote"), page, timeout=60_000)
-            for _ in range(3):  # binned frame 3; the input player follows to the source frame of its part 0
-                page.locator("button.next").nth(1).click()
-                time.sleep(1)
-            wait_until(lambda: binner.view.binned_frame == 3, page, timeout=10_000)
-            time.sleep(3)
-            page.screenshot(path=str(out_dir / "binner.png"), full_page=True)
-
-            page.goto(f"http://localhost:{port}/review")
-            page.locator("canvas").first.wait_for(state="attached")
-            for _ in range(12):
-                page.locator("button.next").first.click()
-            wait_until(lambda: review.view.frame == 12, page, timeout=10_000)
-            time.sleep(4)
-            page.screenshot(path=str(out_dir / "review.png"), full_page=True)
-            page.get_by_text("Suggested thresholds").first.scroll_into_view_if_needed()
-            time.sleep(1)
-            page.screenshot(path=str(out_dir / "review_metrics.png"))
-
-            page.goto(f"http://localhost:{port}/addons")
-            page.get_by_text("Run Convert").wait_for()
-            page.get_by_text("Split", exact=True).click()  # the Split tab after a run: status and written files
-            page.get_by_role("button", name="Run Split").click()
-            page.get_by_text("file(s) written").wait_for()
-            time.sleep(1)
-            page.screenshot(path=str(out_dir / "addons.png"), full_page=True)
+            if "binner" in only:
+                binner_page(page, port, binner, out_dir)
+            if "review" in only:
+                review_page(page, port, review, out_dir)
+            if "addons" in only:
+                addons_page(page, port, out_dir)
             browser.close()
         pn.state.kill_all_servers()
     print(f"screenshots written to {out_dir}")
 
 
+def binner_page(page, port: int, binner: BinnerApp, out_dir: Path) -> None:
+    page.goto(f"http://localhost:{port}/binner")
+    page.locator("canvas").first.wait_for(state="attached")
+    page.get_by_role("button", name="Run", exact=True).click()
+    wait_until(lambda: binner.job.message.startswith("wrote"), page, timeout=60_000)
+    for _ in range(3):  # binned frame 3; the input player follows to the source frame of its part 0
+        page.locator("button.next").nth(1).click()
+        time.sleep(1)
+    wait_until(lambda: binner.view.binned_frame == 3, page, timeout=10_000)
+    time.sleep(3)
+    page.screenshot(path=str(out_dir / "binner.png"), full_page=True)
+
+
+def review_page(page, port: int, review: ReviewApp, out_dir: Path) -> None:
+    page.goto(f"http://localhost:{port}/review")
+    page.locator("canvas").first.wait_for(state="attached")
+    for _ in range(12):
+        page.locator("button.next").first.click()
+    wait_until(lambda: review.view.frame == 12, page, timeout=10_000)
+    time.sleep(4)
+    page.screenshot(path=str(out_dir / "review.png"), full_page=True)
+    page.get_by_text("Suggested thresholds").first.scroll_into_view_if_needed()
+    time.sleep(1)
+    page.screenshot(path=str(out_dir / "review_metrics.png"))
+
+
+def addons_page(page, port: int, out_dir: Path) -> None:
+    page.goto(f"http://localhost:{port}/addons")
+    page.get_by_text("Run Convert").wait_for()
+    page.get_by_text("Split", exact=True).click()  # the Split tab after a run: status and written files
+    page.get_by_role("button", name="Run Split").click()
+    page.get_by_text("file(s) written").wait_for()
+    time.sleep(1)
+    page.screenshot(path=str(out_dir / "addons.png"), full_page=True)
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/images"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/images"), tuple(sys.argv[2:]) or PAGES)
