@@ -7,11 +7,13 @@ constructor's ``measurements``, or ``$IMAGEBINNER_DATA`` (a folder searched for 
 Threads: Load, Preview and Run are the Binner's events; the app sets ``binner.executor`` so that they run in a
 :class:`~imagebinner.apps.common.Job` thread. The Binner sets its result params (``loaded``, ``pool``, ``plan``,
 ``running``, ``progress``, ``status``) from that thread and the views depend on them directly; Panel and HoloViews
-do not touch the page from a foreign thread but schedule the model changes on the session's event loop (Panel's
-``_update_model``/pane updates and HoloViews' ``plot.refresh`` check the document lock and fall back to
-``add_next_tick_callback``), so the page follows the results without marshalling them by hand. While the Binner
-works the binned views show placeholders (``BinnerView.plan`` is None while ``running``), so the session never reads
-the Binner's files concurrently with the job; the notifications and the player intervals are set in the session
+do not touch the page from a foreign thread but schedule the model changes on the session's event loop (widget, pane
+and plot updates check the document lock, ``state._unblocked(doc)``, and otherwise go through
+``pn.state.execute(..., schedule=True)`` or ``doc.add_next_tick_callback``), so the page follows the results without
+marshalling them by hand (tests/ui checks the players' ends and the binned images in the page). While the Binner
+works the binned views show placeholders (``BinnerView.plan`` is None while ``running``, checked as each frame is
+drawn), so the session does not read the Binner's files during a job; the input views read their own file handles;
+the notifications and the player intervals are set in the session
 when the job ends (``Job``'s ``done`` callback).
 """
 
