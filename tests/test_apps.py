@@ -126,7 +126,7 @@ def test_binner_app_preview_reports_progress_and_running(demo, tmp_path):
     # load, draw, compose (the job first resets the progress of the last job, the constructor's load, to 0)
     assert [step for step in steps if step] == [1, 2, 3] and set(steps[:-3]) == {0}
     assert b.status.startswith("composed 8 binned frames")
-    # a cached preview (view refresh, repeated Preview) is no job: it leaves the status of the last one alone
+    # a cached preview (a repeated Preview) is no job: it leaves the status of the last one alone
     events.clear()
     b.compose()
     b.draw_pool()

@@ -300,7 +300,7 @@ class Job(param.Parameterized):
         self.busy = True
 
         def finish(result: Any = None, error: BaseException | None = None) -> None:
-            self.busy = False  # first: the done callback redraws views that wait for the job to end
+            self.busy = False  # first: the buttons are enabled again before the done callback runs
             try:
                 if error is None:
                     text = done(result) if done else f"{label} done"
