@@ -1,337 +1,41 @@
-"""Shared pieces of the Panel apps: widgets from tool params, threaded jobs with notifications, server-side paths."""
+"""Shared pieces of the Panel apps, in one import: paths (confinement), jobs and notifications, generated widgets."""
 
 from __future__ import annotations
 
-import os
-import threading
-import traceback
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
+from imagebinner.apps.jobs import (
+    DURATIONS_MS,
+    Job,
+    configure_notifications,
+    in_session,
+    notify,
+)
+from imagebinner.apps.paths import (
+    DATA_ENV,
+    ROOT_ENV,
+    PathPicker,
+    RootedFileSelector,
+    browse_root,
+    check_path,
+    data_folder,
+    data_root,
+    find_measurement_pairs,
+    inside_root,
+    session_arg,
+)
+from imagebinner.apps.widgets import (
+    AUTO_LABEL,
+    ITEM_SEPARATOR,
+    OptionalSelect,
+    PathListInput,
+    hv_pane,
+    param_widget,
+    rebuilt_on,
+    tool_widgets,
+)
 
-import panel as pn
-import param
-from panel.viewable import Viewer
-
-from imagebinner.errors import ImageBinnerError
-from imagebinner.io import find_measurement_pairs  # noqa: F401 (re-exported for the apps)
-
-#: environment variable naming a data folder the apps open on (measurement pairs, prediction folder, ...)
-DATA_ENV = "IMAGEBINNER_DATA"
-#: environment variable restricting every path typed into an app to one folder (server-side check)
-ROOT_ENV = "IMAGEBINNER_ROOT"
-
-
-def session_arg(name: str) -> list[str]:
-    """Values of a query parameter of the current page (``?movie=a.tif&movie=b.tif``); empty outside a server."""
-    args = pn.state.session_args or {}
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in args.get(name, [])]
-
-
-def data_folder() -> Path | None:
-    """The folder named by ``$IMAGEBINNER_DATA`` (or None)."""
-    value = os.environ.get(DATA_ENV, "").strip()
-    return Path(value) if value else None
-
-
-def check_path(text: str, what: str, kind: str = "file", must_exist: bool = True) -> Path:
-    """A path typed into the app, validated on the server.
-
-    ``kind`` is "file", "folder" or "any". With ``$IMAGEBINNER_ROOT`` set, the resolved path must lie inside that
-    folder (symlinks resolved, so no prefix tricks). Raises :class:`ImageBinnerError` with a one-line message.
-    """
-    text = (text or "").strip()
-    if not text:
-        raise ImageBinnerError(f"no {what} given")
-    path = Path(text).expanduser()
-    root = os.environ.get(ROOT_ENV, "").strip()
-    if root and not path.resolve().is_relative_to(Path(root).resolve()):
-        raise ImageBinnerError(f"{what} is outside the allowed folder {root}", path)
-    if must_exist:
-        if not path.exists():
-            raise ImageBinnerError(f"{what} not found", path)
-        if kind == "file" and not path.is_file():
-            raise ImageBinnerError(f"{what} is not a file", path)
-        if kind == "folder" and not path.is_dir():
-            raise ImageBinnerError(f"{what} is not a folder", path)
-    return path
-
-
-AUTO_LABEL = "auto"  # the entry of an optional choice left to the tool (the param's None)
-
-
-class OptionalSelect(pn.widgets.Select):
-    """A Select whose options include ``None`` (shown as its label): Panel drops a ``None`` value before it reaches
-    the browser, which then shows a blank box instead of the ``auto`` entry."""
-
-    def _process_param_change(self, params: dict[str, Any]) -> dict[str, Any]:
-        props = super()._process_param_change(params)
-        if self.value is None and None in self.values and ("value" in params or "options" in params):
-            props["value"] = str(None)  # the option key of None (options are sent as (str(value), label))
-        return props
-
-
-#: separates the parts of one item of a list of tuples in :class:`PathListInput` ("movie | localizations")
-ITEM_SEPARATOR = " | "
-
-
-class PathListInput(pn.widgets.TextAreaInput):
-    """A list param edited as text, one item per line; items of several paths (pairs) as ``a | b``.
-
-    The ``value`` is the list itself (``pn.Param`` keeps it in sync with the param both ways). Every path typed in the
-    browser is checked on the server (:func:`check_path`, ``$IMAGEBINNER_ROOT`` included) before the list changes: an
-    edit with a bad line changes nothing, marks the label "(invalid)" and shows the error. Items given from Python
-    that are not paths (e.g. a ``LocTable``) are shown as ``<LocTable>`` and kept while their line is unchanged.
-    """
-
-    value = param.List(default=[], doc="The items: paths, or tuples of paths (one per entry of ``columns``).")
-    columns = param.List(default=["path"], item_type=str,
-                         doc="What each part of an item is (named in messages); two or more = tuples (``a | b``).")
-    must_exist = param.Boolean(default=True, doc="Check that every path exists (inputs).")
-
-    _rename = {**pn.widgets.TextAreaInput._rename, "columns": None, "must_exist": None}
-
-    def __init__(self, **params: Any):
-        params.setdefault("placeholder", ITEM_SEPARATOR.join(f"/path/{c.replace(' ', '_')}" for c in
-                                                             params.get("columns", ["path"])) + "   (one per line)")
-        super().__init__(**params)
-        self._label = self.label or ""
-
-    def _part_text(self, part: Any) -> str:
-        return str(part) if isinstance(part, (str, Path)) else f"<{type(part).__name__}>"
-
-    def item_text(self, item: Any) -> str:
-        """One item as its line."""
-        if len(self.columns) == 1:
-            return self._part_text(item)
-        return ITEM_SEPARATOR.join(self._part_text(part) for part in item)
-
-    def text(self, items: list | None = None) -> str:
-        """The text shown for a list of items (default: the current value)."""
-        return "\n".join(self.item_text(item) for item in (self.value if items is None else items))
-
-    def parse(self, text: str) -> list:
-        """The items of a text, every path checked on the server; raises :class:`ImageBinnerError` naming the line."""
-        known = {self.item_text(item): item for item in self.value}
-        items = []
-        for number, line in enumerate((text or "").splitlines(), start=1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = [part.strip() for part in line.split("|")] if len(self.columns) > 1 else [line]
-            if line in known:  # unchanged: the item as it was given (objects from Python included)
-                item = known[line]
-            elif len(parts) != len(self.columns) or not all(parts):
-                raise ImageBinnerError(f"line {number}: give {len(self.columns)} paths separated by "
-                                       f"'{ITEM_SEPARATOR.strip()}' ({', '.join(self.columns)})")
-            else:
-                item = parts[0] if len(parts) == 1 else tuple(parts)
-            try:
-                for part, what in zip([item] if len(self.columns) == 1 else item, self.columns):
-                    if isinstance(part, (str, Path)):
-                        check_path(str(part), what, kind="file" if self.must_exist else "any",
-                                   must_exist=self.must_exist)
-            except ImageBinnerError as exc:
-                raise ImageBinnerError(f"line {number}: {exc}") from None
-            items.append(item)
-        return items
-
-    def _process_property_change(self, props: dict[str, Any]) -> dict[str, Any]:
-        params = super()._process_property_change(props)
-        if "value" in params:
-            try:
-                params["value"] = self.parse(params["value"])
-                self.label = self._label
-            except ImageBinnerError as exc:
-                params.pop("value")  # the list stays as it was; the text keeps the edit for the user to fix
-                self.label = f"{self._label} (invalid)"
-                notify("error", f"{self._label or 'list'}: {exc}")
-        return params
-
-    def _process_param_change(self, params: dict[str, Any]) -> dict[str, Any]:
-        if "value" in params:
-            params = {**params, "value": self.text(params["value"])}
-        if "label" in params and "(invalid)" not in (params["label"] or ""):
-            self._label = params["label"] or ""
-        return super()._process_param_change(params)
-
-
-def tool_widgets(obj: param.Parameterized, parameters: list[str] | tuple[str, ...], widgets: dict | None = None,
-                 text: tuple[str, ...] = (), labels: dict[str, str] | None = None, **options: Any) -> pn.Param:
-    """Widgets generated from a tool's params, in the given order (label, tooltip and bounds from the params).
-
-    ``text`` params as text inputs, optional (None-able) numbers as input boxes, optional choices with an ``auto``
-    entry (not given), list params as a :class:`PathListInput` (one path per line, checked on the server; pass
-    ``widgets={name: {"columns": ["movie", "localizations"]}}`` for a list of pairs), events as buttons (the last one
-    primary); ``labels`` replaces the label of some params; ``options`` go to ``pn.Param`` (e.g.
-    ``default_layout=pn.Row``)."""
-    parameters = list(parameters)
-    spec: dict = {}
-    for name in parameters:
-        p = obj.param[name]
-        if isinstance(p, param.List):
-            spec[name] = {"type": PathListInput, "columns": [p.label.lower()], "height": 100}
-        elif name in text or (isinstance(p, param.String) and not isinstance(p, param.Selector)):
-            spec[name] = {"type": pn.widgets.TextInput, "placeholder": (p.doc or "").split(";")[0][:80]}
-        elif isinstance(p, param.Number) and p.allow_None:
-            # optional numbers ("empty = from the metadata"): an input box that can stay empty, not a slider
-            spec[name] = {"type": pn.widgets.IntInput if isinstance(p, param.Integer) else pn.widgets.FloatInput}
-        elif isinstance(p, param.Selector) and None in (p.objects or []):
-            # a blank entry reads as "nothing chosen": name it (the tooltip says what "not given" means)
-            choices = {AUTO_LABEL: None, **{str(o): o for o in p.objects if o is not None}}
-            spec[name] = {"type": OptionalSelect, "options": choices}
-        elif isinstance(p, param.Event):
-            spec[name] = {"type": pn.widgets.Button, "color": "primary" if name == parameters[-1] else "default"}
-        if name in (labels or {}):
-            spec.setdefault(name, {})["name"] = labels[name]
-    for name, extra in (widgets or {}).items():
-        spec[name] = {**spec.get(name, {}), **extra}
-    order = {name: k for k, name in enumerate(parameters)}
-    if "default_layout" in options:  # the widgets directly in that layout (not wrapped in a Column)
-        options.setdefault("expand_layout", options["default_layout"])
-    return pn.Param(obj, parameters=parameters, widgets=spec, show_name=False,
-                    **{"sizing_mode": "stretch_width", **options}, sort=lambda item: order.get(item[0], len(order)))
-
-
-def param_widget(pane: pn.Param, name: str) -> pn.widgets.Widget:
-    """The widget a ``pn.Param`` pane (e.g. from :func:`tool_widgets`) shows for the param ``name``."""
-    shown = [p for p in pane.parameters if pane.object.param[p].precedence is None
-             or pane.object.param[p].precedence >= pane.display_threshold]
-    return dict(zip(shown, pane.layout))[name]  # the layout holds the widgets in the order of ``parameters``
-
-
-def hv_pane(obj, **options) -> pn.pane.HoloViews:
-    """A HoloViews pane whose axes are not linked to other plots of the page (frames of different sizes)."""
-    return pn.pane.HoloViews(obj, linked_axes=False, **options)
-
-
-def rebuilt_on(parameter, make_plot, stretch: bool = True, **options):
-    """A HoloViews pane rebuilt from ``make_plot()`` whenever ``parameter`` changes (new data, new ranges);
-    ``stretch=False`` for plots that size themselves (fixed frame height, width from the data aspect)."""
-    return pn.panel(pn.bind(lambda _value: hv_pane(make_plot(), **options), parameter),
-                    **({"sizing_mode": "stretch_width"} if stretch else {}))
-
-
-def notify(kind: str, message: str, notifications=None) -> None:
-    """A success/error/info notification on the page (when it shows notifications), always printed too."""
-    print(f"imagebinner {kind}: {message}", flush=True)  # also in the server log
-    target = notifications if notifications is not None else pn.state.notifications
-    if target is None:
-        return
-    if kind == "error":
-        target.error(message, duration=0)
-    else:
-        getattr(target, kind)(message, duration=5000)
-
-
-def in_session(doc, callback: Callable[[], Any]) -> None:
-    """Run ``callback`` in the session's document context (on its event loop when served)."""
-    if doc is None or getattr(doc, "session_context", None) is None:
-        callback()
-        return
-    from panel.io.state import set_curdoc
-
-    with set_curdoc(doc):
-        pn.state.execute(callback, schedule=True)
-
-
-def browse_root() -> Path:
-    """Folder the file browsers start in and cannot leave: ``$IMAGEBINNER_ROOT``, else ``$IMAGEBINNER_DATA``, else
-    the working directory."""
-    for name in (ROOT_ENV, DATA_ENV):
-        value = os.environ.get(name, "").strip()
-        if value and Path(value).is_dir():
-            return Path(value)
-    return Path.cwd()
-
-
-class PathPicker(Viewer):
-    """Browse the server's files (``pn.widgets.FileSelector``) and hand the selected path to a setter.
-
-    The selector's own root check is a string-prefix test, so every chosen path is checked again here with
-    ``resolve().is_relative_to(root)`` (and against ``$IMAGEBINNER_ROOT`` by :func:`check_path`).
-    """
-
-    def __init__(self, targets: dict[str, Callable[[str], None]], root: Path | None = None, **params):
-        super().__init__(**params)
-        self.root = (root or browse_root()).resolve()
-        self.selector = pn.widgets.FileSelector(directory=str(self.root), root_directory=str(self.root),
-                                                sizing_mode="stretch_width")
-        self.buttons = [pn.widgets.Button(label=f"Use as {name}", on_click=lambda event, s=setter: self._use(s))
-                        for name, setter in targets.items()]
-
-    def _use(self, setter: Callable[[str], None]) -> None:
-        chosen = list(self.selector.value)
-        if len(chosen) != 1:
-            notify("warning", f"select exactly one path (selected: {len(chosen)})")
-            return
-        try:
-            path = check_path(chosen[0], "selected path", kind="any")
-            if not path.resolve().is_relative_to(self.root):
-                raise ImageBinnerError(f"selected path is outside {self.root}", path)
-        except ImageBinnerError as exc:
-            notify("error", str(exc))
-            return
-        setter(str(path))
-
-    def __panel__(self):
-        return pn.Card(self.selector, pn.FlexBox(*self.buttons), title="Browse server files", collapsed=True,
-                       sizing_mode="stretch_width")
-
-
-class Job(param.Parameterized):
-    """Runs one long task at a time in a daemon thread; success/error notifications; ``busy`` while running."""
-
-    busy = param.Boolean(default=False, doc="True while a job runs (buttons are disabled).")
-    message = param.String(default="", doc="Result or error of the last job.")
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        self.thread: threading.Thread | None = None
-
-    def start(self, work: Callable[[], Any], done: Callable[[Any], str] | None = None,
-              label: str = "job", threaded: bool = True) -> None:
-        """Run ``work()``; then ``done(result)`` (in the session) whose text is the success message."""
-        if self.busy:
-            notify("warning", f"{label}: another job is still running")
-            return
-        notifications = pn.state.notifications
-        doc = pn.state.curdoc
-        self.busy = True
-
-        def finish(result: Any = None, error: BaseException | None = None) -> None:
-            self.busy = False  # first: the buttons are enabled again before the done callback runs
-            try:
-                if error is None:
-                    text = done(result) if done else f"{label} done"
-                    self.message = text or f"{label} done"
-                    notify("success", self.message, notifications)
-                else:
-                    self.message = f"{label} failed: {error}"
-                    notify("error", self.message, notifications)
-            except Exception as exc:  # the done callback itself failed
-                self.message = f"{label} failed: {exc}"
-                notify("error", self.message, notifications)
-                traceback.print_exc()
-
-        def target() -> None:
-            try:
-                result = work()
-            except Exception as exc:
-                if not isinstance(exc, ImageBinnerError):
-                    traceback.print_exc()
-                error = exc  # (``exc`` is unbound after the except block; the callback may run later)
-                in_session(doc, lambda: finish(error=error))
-                return
-            in_session(doc, lambda: finish(result))
-
-        if threaded:
-            self.thread = threading.Thread(target=target, name=f"imagebinner-{label}", daemon=True)
-            self.thread.start()
-        else:
-            target()
-
-    def wait(self, timeout: float = 30.0) -> None:
-        """Wait for the running thread (tests, scripts)."""
-        if self.thread is not None:
-            self.thread.join(timeout)
+__all__ = [
+    "AUTO_LABEL", "DATA_ENV", "DURATIONS_MS", "ITEM_SEPARATOR", "ROOT_ENV", "Job", "OptionalSelect", "PathListInput",
+    "PathPicker", "RootedFileSelector", "browse_root", "check_path", "configure_notifications", "data_folder",
+    "data_root", "find_measurement_pairs", "hv_pane", "in_session", "inside_root", "notify", "param_widget",
+    "rebuilt_on", "session_arg", "tool_widgets",
+]
