@@ -1,15 +1,32 @@
 """The add-ons app: one tab per tool (Convert, Split, Merge, Explode), widgets generated from each tool's declared
-params (inputs, settings, outputs and its Run event), runs in a job thread."""
+params (inputs, settings, outputs and its Run event), every path confined to the data root, runs in a job thread,
+written files offered for download."""
 
 from __future__ import annotations
 
+import html
+import io
+import os
+import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import panel as pn
 from panel.viewable import Viewer
 
-from imagebinner.apps.common import Job, check_path, notify, param_widget, tool_widgets
+from imagebinner.apps.common import (
+    DATA_ENV,
+    Job,
+    check_path,
+    data_folder,
+    data_root,
+    find_measurement_pairs,
+    notify,
+    param_widget,
+    session_arg,
+    tool_widgets,
+)
 from imagebinner.errors import ImageBinnerError
 from imagebinner.tools.addons import Explode, Merge, Split
 from imagebinner.tools.base import Task
@@ -30,10 +47,44 @@ LABELS = {
     "drop_outside": "Drop localizations outside the camera field",
 }
 
+#: folder (inside the data root) receiving the add-ons' outputs by default: one sub-folder per tool
+OUTPUT_DIR = "imagebinner-addons"
+#: download buttons shown one per file; more files are counted and offered together as a zip
+MAX_LISTED = 6
+#: largest download sent through the page (a download travels as one websocket message, base64-encoded, and the
+#: server's default message limit is 20 MB); larger files stay on the server, where the list names them
+DOWNLOAD_LIMIT = 10 * 2**20
+
+
+def _relative(path: Path) -> str:
+    """A path as shown on the page: relative to the data root when inside it."""
+    root = data_root()
+    path = Path(path)
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:.1f} MB" if n_bytes >= 2**20 else f"{max(n_bytes, 1) / 2**10:.0f} kB"
+
+
+def _file_bytes(path: Path) -> io.BytesIO:
+    """The content of a written file, read when its download is clicked (checked against the root again)."""
+    return io.BytesIO(check_path(str(path), "download").read_bytes())
+
+
+def _zip_bytes(paths: list[Path]) -> io.BytesIO:
+    """A zip of the written files, built when its download is clicked."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in paths:
+            archive.write(check_path(str(path), "download"), arcname=path.name)
+    buffer.seek(0)
+    return buffer
+
 
 class ToolPanel(Viewer):
     """One tool: its declared params as widgets, its Run event as the button (disabled while running), progress,
-    status and the files written."""
+    status and the files written with download links."""
 
     def __init__(self, name: str, tool: Task | None = None, **params: Any):
         super().__init__(**params)
@@ -51,45 +102,156 @@ class ToolPanel(Viewer):
                                                height=20, sizing_mode="stretch_width",
                                                visible=pn.bind(lambda running, status: running or bool(status),
                                                                self.tool.param.running, self.tool.param.status))
-        self.status = pn.pane.Str(self.tool.param.status, sizing_mode="stretch_width")
-        self.written = pn.pane.Markdown(pn.bind(self._written, self.tool.param.written), sizing_mode="stretch_width")
+        self.status = pn.pane.HTML(pn.bind(self._status, self.tool.param.status), sizing_mode="stretch_width")
+        self.files = pn.panel(pn.bind(self._files, self.tool.param.written), sizing_mode="stretch_width")
+
+    # -- results ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _status(status: str) -> str:
+        """The status line, wrapped (never cut off)."""
+        return (f'<div style="white-space: pre-wrap; overflow-wrap: anywhere">{html.escape(status)}</div>'
+                if status else "")
 
     @staticmethod
     def _written(paths: list) -> str:
+        """The headline of the written files (count and folder)."""
         if not paths:
             return ""
-        shown = "\n".join(f"* `{p}`" for p in paths[:20])
-        more = f"\n* ... and {len(paths) - 20} more" if len(paths) > 20 else ""
-        return f"**{len(paths)} file(s) written**\n\n{shown}{more}"
+        folders = sorted({_relative(Path(p).parent) for p in paths})
+        where = f" in `{folders[0]}`" if len(folders) == 1 else ""
+        return f"**{len(paths)} file(s) written**{where}"
+
+    def downloads(self, paths: list) -> list[pn.widgets.FileDownload]:
+        """Download buttons of the written files: one per file for the first :data:`MAX_LISTED`, then (several
+        files) one zip of all; each built when clicked. Files above :data:`DOWNLOAD_LIMIT` get none."""
+        paths = [Path(p) for p in paths]
+        sizes = {p: p.stat().st_size if p.exists() else 0 for p in paths}
+        buttons = [pn.widgets.FileDownload(callback=lambda p=p: _file_bytes(p), filename=p.name,
+                                           label=f"{p.name} ({_size(sizes[p])})", sizing_mode="stretch_width")
+                   for p in paths[:MAX_LISTED] if sizes[p] <= DOWNLOAD_LIMIT]
+        total = sum(sizes.values())
+        if len(paths) > 1 and total <= DOWNLOAD_LIMIT:
+            buttons.append(pn.widgets.FileDownload(
+                callback=lambda: _zip_bytes(paths), filename=f"{self.title.lower()}-{len(paths)}-files.zip",
+                label=f"All {len(paths)} files as zip ({_size(total)})", color="primary",
+                sizing_mode="stretch_width"))
+        return buttons
+
+    def _files(self, paths: list) -> pn.Column:
+        if not paths:
+            return pn.Column(visible=False)
+        paths = [Path(p) for p in paths]
+        notes = []
+        if len(paths) > MAX_LISTED:
+            notes.append(f"{len(paths) - MAX_LISTED} more: " + ", ".join(p.name for p in paths[MAX_LISTED:][:3])
+                         + (", ..." if len(paths) > MAX_LISTED + 3 else ""))
+        large = [p for p in paths if p.exists() and p.stat().st_size > DOWNLOAD_LIMIT]
+        if large:
+            notes.append(f"{len(large)} file(s) above {_size(DOWNLOAD_LIMIT)} stay on the server (too large to send "
+                         f"through the page): " + ", ".join(p.name for p in large[:3]))
+        return pn.Column(pn.pane.Markdown(self._written(paths), margin=(5, 10, 0, 10)),
+                         pn.FlexBox(*self.downloads(paths)),
+                         *[pn.pane.HTML(self._status(note)) for note in notes], sizing_mode="stretch_width")
+
+    # -- running ----------------------------------------------------------------------------------------------
+    def confined(self) -> dict[str, Any]:
+        """Every input and output path of the tool checked against the data root (relative = relative to the
+        root), as resolved path strings; raises :class:`ImageBinnerError` naming the refused path."""
+        tool, values = self.tool, {}
+        for name in tool.inputs:  # a path, or a list of paths (Merge)
+            value = getattr(tool, name)
+            what = name.replace("_", " ")
+            if isinstance(value, (list, tuple)):
+                if not value:
+                    raise ImageBinnerError(f"no {what} given")
+                values[name] = [str(check_path(str(v), what).resolve()) for v in value]
+            else:
+                values[name] = str(check_path(value or "", what).resolve())
+        output = tool.output_location()
+        target = check_path(getattr(tool, output) or "", output.replace("_", " "), kind="any",
+                            must_exist=False).resolve()
+        if target.exists() and output == "output_folder" and not target.is_dir():
+            raise ImageBinnerError("output folder is a file", target)
+        values[output] = str(target)
+        if "output_name" in tool.outputs:  # Merge: <folder>/<name>.tif and its table must stay inside as well
+            check_path(str(target / (tool.output_name or "")), "output name", kind="any", must_exist=False)
+        return values
 
     def _execute(self, label: str, work: Callable[[], Any], threaded: bool = True) -> None:
-        """The tool's executor: check the typed paths on the server, then run the action in the job thread."""
-        tool = self.tool
+        """The tool's executor: check every path on the server (refusals are notifications, nothing runs), use the
+        resolved paths, then run the action in the job thread."""
         try:
-            for name in tool.inputs:  # a path, or a list of paths (Merge)
-                for value in [getattr(tool, name)] if isinstance(getattr(tool, name), str) else getattr(tool, name):
-                    check_path(value or "", name.replace("_", " "))
-            output = tool.output_location()
-            check_path(getattr(tool, output), output.replace("_", " "), kind="any", must_exist=False)
+            values = self.confined()
         except ImageBinnerError as exc:
             notify("error", f"{self.title}: {exc}")
             return
-        self.job.start(work, lambda written: f"{self.title}: {tool.status or 'done'}", label=self.title,
+        self.tool.param.update(**{k: v for k, v in values.items() if getattr(self.tool, k) != v})
+        self.job.start(work, lambda written: f"{self.title}: {self.tool.status or 'done'}", label=self.title,
                        threaded=threaded)
 
     def __panel__(self):
         return pn.Column(pn.pane.Markdown(type(self.tool).description()), self.settings, self.progress, self.status,
-                         self.written, sizing_mode="stretch_width", max_width=900)
+                         self.files, sizing_mode="stretch_width", max_width=900)
+
+
+def default_measurements() -> list[tuple[str, str]]:
+    """What the add-ons open on: ``?movie=...&locs=...`` of the page, else the pairs in ``$IMAGEBINNER_DATA``, else
+    the demo data (made once inside the data root). Paths outside the root are refused with a notification."""
+    movies = session_arg("movie", kind="file", must_exist=True)
+    locs = session_arg("locs", kind="file", must_exist=True)
+    if movies or locs:
+        if len(movies) != len(locs):
+            notify("error", f"add-ons: give one locs per movie in the address ({len(movies)} movie, {len(locs)} locs)")
+        return list(zip(movies, locs))
+    if os.environ.get(DATA_ENV, "").strip():
+        folder = data_folder()  # refused (outside the root, missing): a notification, nothing prefilled
+        return find_measurement_pairs(folder) if folder is not None else []
+    from imagebinner.apps.demo_data import demo_data
+
+    try:
+        return [(str(m), str(l)) for m, l in demo_data().measurements]
+    except ImageBinnerError as exc:  # e.g. a read-only root: the tabs open empty, the page says why
+        notify("error", f"add-ons: no demo data: {exc}")
+        return []
 
 
 class AddonsApp(Viewer):
     """Convert localization files, and split, merge or explode movies with their localizations."""
 
-    def __init__(self, **params: Any):
+    def __init__(self, measurements: list[tuple[str, str]] | None = None, output_folder: str | None = None,
+                 **params: Any):
         super().__init__(**params)
         self.panels = {name: ToolPanel(name) for name in TOOLS}
+        self.output_folder = Path(output_folder) if output_folder else data_root() / OUTPUT_DIR
+        self.prefill(default_measurements() if measurements is None else measurements)
         self.tabs = pn.Tabs(*[(name, panel) for name, panel in self.panels.items()], dynamic=False,
                             sizing_mode="stretch_width")
+
+    def prefill(self, measurements: list[tuple[str, str]]) -> None:
+        """Inputs from the measurements (the first one for Convert, Split and Explode; all for Merge) and output
+        locations inside the data root (one folder per tool, shown in its widget)."""
+        tools = {name: panel.tool for name, panel in self.panels.items()}
+        for name, tool in tools.items():
+            folder = self.output_folder / name.lower()
+            if name == "Convert":
+                stem = Path(measurements[0][1]).stem if measurements else "converted"
+                tool.output_path = str(folder / f"{stem}.csv")
+            else:
+                tool.output_folder = str(folder)
+        if not measurements:
+            return
+        movie, locs = (str(p) for p in measurements[0])
+        tools["Convert"].input_path = locs
+        for name in ("Split", "Explode"):
+            tools[name].param.update(movie=movie, locs=locs)
+        tools["Merge"].param.update(movies=[str(m) for m, _ in measurements], locs=[str(l) for _, l in measurements])
+        try:
+            from imagebinner.io import open_movie
+
+            with open_movie(movie) as opened:
+                tools["Split"].at = max(1, opened.n_frames // 2)
+        except Exception:  # an unreadable movie: Split reports it when run
+            pass
 
     @property
     def main(self) -> list:
