@@ -317,8 +317,9 @@ def test_review_app_reports_a_missing_folder(tmp_path, capsys):
 
 
 # -- add-ons app --------------------------------------------------------------------------------------------------
-def test_addons_app_convert_and_explode(demo, tmp_path):
-    app = AddonsApp()
+def test_addons_app_convert_and_explode(demo, tmp_path, monkeypatch):
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path.parent))  # the data root holds the demo and the outputs
+    app = AddonsApp(measurements=_pairs(demo))
     _render(app)
     convert = app.panels["Convert"]
     convert.tool.param.update(input_path=str(demo.measurements[1].locs), output_path=str(tmp_path / "c.hdf5"),
@@ -343,7 +344,8 @@ def test_addons_app_widgets_follow_the_tools_declarations_and_merge_runs(demo, t
     from imagebinner.apps.common import param_widget
     from imagebinner.io import open_movie
 
-    app = AddonsApp()
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path.parent))  # the data root holds the demo and the outputs
+    app = AddonsApp(measurements=[])
     _render(app)
     for name, panel in app.panels.items():
         tool = type(panel.tool)
@@ -358,9 +360,9 @@ def test_addons_app_widgets_follow_the_tools_declarations_and_merge_runs(demo, t
     merge.tool.output_folder = str(tmp_path / "merged")
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))  # the inputs lie outside: refused, nothing runs
     _click(merge.run_button)
-    assert "outside the allowed folder" in capsys.readouterr().out and not merge.job.busy
+    assert "outside the data folder" in capsys.readouterr().out and not merge.job.busy
     assert not (tmp_path / "merged").exists()
-    monkeypatch.delenv(ROOT_ENV)
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path.parent))
     _click(merge.run_button)
     merge.job.wait(60)
     with open_movie(tmp_path / "merged" / "merged.tif") as merged, open_movie(m1) as a, open_movie(m2) as b:
