@@ -94,8 +94,10 @@ class ToolPanel(Viewer):
         self.job = Job()
         self.tool.executor = self._execute
         shown = (*cls.user_params(), *cls.actions)
+        paths = (*cls.inputs, cls.output_location())  # wide enough to show whole paths
         self.settings = tool_widgets(self.tool, shown, labels={**LABELS, "request_run": f"Run {name}"},
-                                     widgets={event: {"disabled": self.job.param.busy} for event in cls.actions})
+                                     widgets={**{p: {"sizing_mode": "stretch_width"} for p in paths},
+                                              **{event: {"disabled": self.job.param.busy} for event in cls.actions}})
         self.run_button = param_widget(self.settings, "request_run")
         # shown from the first run on (an empty bar before reads as a broken widget)
         self.progress = pn.indicators.Progress(value=self.tool.param.progress, max=self.tool.param.n_steps,

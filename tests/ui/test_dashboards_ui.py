@@ -149,13 +149,15 @@ def test_review_typed_paths_load_and_threshold_slider_changes_the_metrics(page, 
     assert not _console_errors(msgs)
 
 
-def test_addons_split_tab_writes_both_parts_and_lists_them(page, ui_demo, tmp_path):
+def test_addons_split_tab_writes_both_parts_and_lists_them(page, ui_demo, tmp_path, monkeypatch):
     from imagebinner.apps.addons import AddonsApp, template
+    from imagebinner.apps.common import ROOT_ENV
     from imagebinner.io import open_movie, read_locs
 
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path.parent))  # the data root holds the demo and the outputs
     m1 = ui_demo.measurements[0]
     out = tmp_path / "split"
-    app = AddonsApp()
+    app = AddonsApp(measurements=[])
     msgs, _ = serve_component(page, lambda: template(app))
     page.get_by_text("Run Convert").wait_for()
     page.get_by_text("Split", exact=True).click()
