@@ -1,12 +1,11 @@
 """``panel serve dashboards/addons.py``: Convert, Split, Merge and Explode in tabs."""
 
-import holoviews as hv
 import panel as pn
 
-from imagebinner.apps.addons import AddonsApp, template
+from imagebinner.apps.addons import template  # noqa: F401 (the page's layout; built per session by page())
+from imagebinner.apps.pages import extensions, page
 
-pn.extension(notifications=True)
-hv.extension("bokeh")
+extensions()  # notifications, throttled sliders, Bokeh; nothing fetched off the machine
 
 if pn.state.served:
-    template(AddonsApp()).servable(title="ImageBinner: add-ons")
+    page("addons").servable()  # the app closes its files when the session ends

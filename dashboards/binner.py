@@ -1,15 +1,12 @@
-"""``panel serve dashboards/binner.py``: the Binner dashboard (open on data with ?movie=...&locs=... or
-$IMAGEBINNER_DATA)."""
+"""``panel serve dashboards/binner.py``: the Binner dashboard (open on data with ?movie=...&locs=..., $IMAGEBINNER_DATA,
+else on the demo data)."""
 
-import holoviews as hv
 import panel as pn
 
-from imagebinner.apps.binner import BinnerApp, template
+from imagebinner.apps.binner import template  # noqa: F401 (the page's layout; built per session by page())
+from imagebinner.apps.pages import extensions, page
 
-pn.extension(notifications=True, throttled=True)
-hv.extension("bokeh")
+extensions()  # notifications, throttled sliders, Bokeh; nothing fetched off the machine
 
 if pn.state.served:
-    app = BinnerApp()
-    pn.state.on_session_destroyed(lambda session_context: app.close())
-    template(app).servable(title="ImageBinner: Binner")
+    page("binner").servable()  # the app closes its files when the session ends

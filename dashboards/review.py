@@ -1,15 +1,12 @@
 """``panel serve dashboards/review.py``: review DeepSTORM predictions (open on data with
-?folder=...&movie=...&truth=... or $IMAGEBINNER_DATA)."""
+?folder=...&movie=...&truth=..., $IMAGEBINNER_DATA, else on the demo data)."""
 
-import holoviews as hv
 import panel as pn
 
-from imagebinner.apps.review import ReviewApp, template
+from imagebinner.apps.review import template  # noqa: F401 (the page's layout; built per session by page())
+from imagebinner.apps.pages import extensions, page
 
-pn.extension(notifications=True, throttled=True)
-hv.extension("bokeh")
+extensions()  # notifications, throttled sliders, Bokeh; nothing fetched off the machine
 
 if pn.state.served:
-    app = ReviewApp()
-    pn.state.on_session_destroyed(lambda session_context: app.close())
-    template(app).servable(title="ImageBinner: prediction review")
+    page("review").servable()  # the app closes its files when the session ends

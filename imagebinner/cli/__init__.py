@@ -10,7 +10,7 @@ from imagebinner import __version__
 from imagebinner.cli.common import command_flags, with_flags
 from imagebinner.errors import ImageBinnerError
 
-SUBCOMMAND_MODULES = ("info", "convert", "bin", "addons", "review", "demo")
+SUBCOMMAND_MODULES = ("info", "convert", "bin", "addons", "review", "demo", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

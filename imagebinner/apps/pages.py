@@ -1,0 +1,62 @@
+"""The served pages: one factory per dashboard (a session's app in its template, closed when the session ends)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import panel as pn
+
+#: dashboard name -> (module, app class, page title); the order of ``imagebinner serve``'s index
+PAGES: dict[str, tuple[str, str, str]] = {
+    "binner": ("imagebinner.apps.binner", "BinnerApp", "ImageBinner: Binner"),
+    "review": ("imagebinner.apps.review", "ReviewApp", "ImageBinner: prediction review"),
+    "addons": ("imagebinner.apps.addons", "AddonsApp", "ImageBinner: add-ons"),
+}
+
+
+def extensions() -> None:
+    """Panel and HoloViews set up for the dashboards: notifications, throttled sliders, Bokeh, nothing from a CDN."""
+    import holoviews as hv
+
+    from imagebinner.apps.offline import offline_config
+
+    pn.extension(notifications=True, throttled=True)
+    hv.extension("bokeh")
+    offline_config()
+
+
+def close_on_session_end(app: Any) -> None:
+    """Close ``app`` (its tool's open files) when the current session ends (no-op outside a server)."""
+    close = getattr(app, "close", None)
+    if close is None or pn.state.curdoc is None or pn.state.curdoc.session_context is None:
+        return
+
+    def on_destroyed(_session_context, close: Callable[[], None] = close) -> None:
+        try:
+            close()
+        except Exception as exc:  # noqa: BLE001 (a failing close must not break the server's cleanup)
+            print(f"imagebinner error: closing the session's app failed: {exc}", flush=True)
+
+    pn.state.on_session_destroyed(on_destroyed)
+
+
+def page(name: str) -> pn.template.BaseTemplate:
+    """The page of dashboard ``name`` for the current session: its app (built with no arguments: query string,
+    ``$IMAGEBINNER_DATA`` or the demo data) in the app module's template, closed when the session ends."""
+    from imagebinner.apps.jobs import configure_notifications
+
+    module_name, class_name, title = PAGES[name]
+    module = importlib.import_module(module_name)
+    configure_notifications()
+    app = getattr(module, class_name)()
+    close_on_session_end(app)
+    template = module.template(app)
+    template.title = title
+    return template
+
+
+def factories(names: list[str] | tuple[str, ...] | None = None) -> dict[str, Callable[[], Any]]:
+    """``{name: page factory}`` for ``pn.serve`` (one app per session)."""
+    return {name: (lambda name=name: page(name)) for name in (names or PAGES)}

@@ -1,0 +1,410 @@
+"""Serving without a browser: the confinement rule, the rooted file browser, notifications, Job warnings, demo data,
+`imagebinner serve`, `panel serve dashboards/*.py` and session cleanup."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+pn = pytest.importorskip("panel")
+requests = pytest.importorskip("requests")
+
+from imagebinner.apps import demo_data as demo_module  # noqa: E402
+from imagebinner.apps import jobs  # noqa: E402
+from imagebinner.apps.common import (  # noqa: E402
+    DATA_ENV,
+    ROOT_ENV,
+    Job,
+    RootedFileSelector,
+    check_path,
+    data_folder,
+    data_root,
+    find_measurement_pairs,
+    notify,
+    session_arg,
+)
+from imagebinner.errors import ImageBinnerError  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _reset_panel_state():
+    yield
+    pn.state.reset()
+
+
+@pytest.fixture
+def tree(tmp_path, monkeypatch):
+    """``data/`` (the root: a.tif, sub/b.tif, a symlink to a file outside, a symlink to a folder outside) beside
+    ``data2/`` (a sibling whose name starts like the root) and ``outside/``; the working folder is elsewhere."""
+    root, sibling, outside = tmp_path / "data", tmp_path / "data2", tmp_path / "outside"
+    for folder in (root / "sub", sibling, outside, tmp_path / "cwd"):
+        folder.mkdir(parents=True)
+    for f in (root / "a.tif", root / "sub" / "b.tif", sibling / "s.tif", outside / "o.tif"):
+        f.write_bytes(b"x")
+    (root / "link.tif").symlink_to(outside / "o.tif")
+    (root / "linkdir").symlink_to(outside)
+    monkeypatch.setenv(ROOT_ENV, str(root))
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    monkeypatch.chdir(tmp_path / "cwd")
+    return root.resolve()
+
+
+# -- the confinement rule ----------------------------------------------------------------------------------------
+def test_check_path_accepts_paths_inside_the_root_only(tree):
+    assert data_root() == tree
+    assert check_path(str(tree / "a.tif"), "movie") == tree / "a.tif"
+    assert check_path("sub/b.tif", "movie") == tree / "sub" / "b.tif"  # relative to the root, not the cwd
+    assert check_path("sub/../a.tif", "movie") == tree / "a.tif"
+    assert check_path("new/out.csv", "output", kind="any", must_exist=False) == tree / "new" / "out.csv"
+    refused = {
+        "../outside/o.tif": "outside the data folder",  # ..
+        str(tree.parent / "outside" / "o.tif"): "outside the data folder",  # absolute, outside
+        "link.tif": "outside the data folder",  # a symlink inside pointing out
+        "linkdir/o.tif": "outside the data folder",
+        str(tree.parent / "data2" / "s.tif"): "outside the data folder",  # a sibling starting like the root
+        "../data2/new.csv": "outside the data folder",  # outputs too
+        "missing.tif": "not found",
+        "sub": "not a file",
+        "": "no movie given",
+    }
+    for text, cause in refused.items():
+        with pytest.raises(ImageBinnerError, match=cause) as info:
+            check_path(text, "movie")
+        assert "\n" not in str(info.value)
+    with pytest.raises(ImageBinnerError, match="not a folder"):
+        check_path("a.tif", "folder", kind="folder")
+
+
+def test_data_root_is_the_working_folder_without_the_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv(ROOT_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.csv").write_text("x")
+    assert data_root() == tmp_path.resolve()
+    assert check_path("x.csv", "table") == tmp_path.resolve() / "x.csv"
+    with pytest.raises(ImageBinnerError, match="outside"):
+        check_path("/etc/hostname", "table")
+
+
+def test_file_browser_lists_and_accepts_nothing_outside_the_root(tree):
+    selector = RootedFileSelector(directory=str(tree), root_directory=str(tree))
+    listed = set(selector._selector.options.values())
+    assert listed == {str(tree / "a.tif"), str(tree / "sub")}  # no link.tif, no linkdir
+    selector._directory.value = str(tree.parent / "data2")  # typed into the address box: prefix of the root
+    assert selector.directory == str(tree)
+    selector._update_files()
+    assert str(tree.parent / "data2" / "s.tif") not in set(selector._selector.options.values())
+    selector._directory.value = str(tree / "sub")  # inside: fine
+    selector._update_files()
+    assert set(selector._selector.options.values()) == {"..", str(tree / "sub" / "b.tif")}
+    selector._selector.value = [str(tree / "link.tif"), str(tree / "sub" / "b.tif")]  # a forged pick
+    assert selector.value == [str(tree / "sub" / "b.tif")]
+
+
+def test_path_picker_refuses_paths_outside_the_root(tree, capsys):
+    from imagebinner.apps.common import PathPicker
+
+    chosen = []
+    picker = PathPicker({"movie": chosen.append})
+    assert picker.root == tree
+    for path in (tree / "link.tif", tree.parent / "data2" / "s.tif"):
+        picker.selector.value = [str(path)]
+        picker._use(chosen.append)
+        assert "outside" in capsys.readouterr().out
+    picker.selector.value = [str(tree / "a.tif")]
+    picker._use(chosen.append)
+    assert chosen == [str(tree / "a.tif")]
+
+
+def test_query_parameters_and_discovery_are_confined(tree, monkeypatch, capsys):
+    args = {"movie": [b"sub/b.tif"], "locs": [b"../outside/o.tif"], "n": [b"3"]}
+    monkeypatch.setattr(type(pn.state), "session_args", property(lambda self: args))
+    assert session_arg("movie") == [str(tree / "sub" / "b.tif")]  # relative to the root
+    assert session_arg("locs") == [] and "query parameter locs=../outside/o.tif" in capsys.readouterr().out
+    assert session_arg("n", check=False) == ["3"]
+    # discovery: a pair reached through a symlink out of the root is left out, with a warning
+    for folder in (tree / "m", tree.parent / "outside" / "m"):
+        folder.mkdir()
+        (folder / "x.tif").write_bytes(b"x")
+        (folder / "x_locs.csv").write_text("x")
+    (tree / "m" / "y.tif").symlink_to(tree.parent / "outside" / "m" / "x.tif")
+    (tree / "m" / "y_locs.csv").write_text("x")
+    assert find_measurement_pairs(tree / "m") == [(str(tree / "m" / "x.tif"), str(tree / "m" / "x_locs.csv"))]
+    assert "1 measurement(s) left out" in capsys.readouterr().out
+    monkeypatch.setenv(DATA_ENV, "linkdir")
+    assert data_folder() is None and "outside the data folder" in capsys.readouterr().out
+    monkeypatch.setenv(DATA_ENV, "m")
+    assert data_folder() == tree / "m"
+
+
+# -- notifications and jobs --------------------------------------------------------------------------------------
+class _Area:
+    def __init__(self):
+        self.sent = []
+        self.param = type("P", (), {"update": lambda *a, **k: None})()
+
+    def send(self, message, duration, type):
+        self.sent.append((type, message, duration))
+
+
+def test_notifications_time_out_by_kind_and_wait_for_the_page(monkeypatch):
+    area = _Area()
+    for kind in ("success", "info", "warning", "error"):
+        notify(kind, f"a {kind}", area)
+    assert [(t, d) for t, _m, d in area.sent] == [("success", 5000), ("info", 5000), ("warning", 10000),
+                                                  ("error", 20000)]
+    with pytest.raises(ValueError):
+        notify("fatal", "no such kind", area)
+    # during page setup: sent once the page has loaded
+    loaded = []
+    monkeypatch.setattr(type(pn.state), "notifications", property(lambda self: area))
+    monkeypatch.setattr(jobs, "_page_not_loaded", lambda: True)
+    monkeypatch.setattr(type(pn.state), "onload", lambda self, callback, threaded=False: loaded.append(callback))
+    area.sent.clear()
+    notify("error", "refused during setup")
+    assert area.sent == [] and len(loaded) == 1
+    loaded[0]()
+    assert area.sent == [("error", "refused during setup", 20000)]
+
+
+def test_job_turns_warnings_of_its_work_into_notifications(capsys):
+    def work():
+        warnings.warn("pixel size 100 nm of the table differs from the movie's 107 nm")
+        return 1
+
+    job = Job()
+    other = []
+
+    def other_thread():  # a warning of another thread at the same time stays a plain warning
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            warnings.warn("not a job's")
+        other.extend(str(w.message) for w in caught)
+
+    job.start(work, lambda result: f"got {result}", label="Load")
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    job.wait()
+    thread.join()
+    out = capsys.readouterr().out
+    assert "imagebinner warning: Load: pixel size 100 nm" in out and "imagebinner success: got 1" in out
+    assert job.warned == ["pixel size 100 nm of the table differs from the movie's 107 nm"]
+    assert other == ["not a job's"]
+    job.start(work, label="Load", threaded=False)  # the same warning again: reported again
+    assert "Load: pixel size" in capsys.readouterr().out
+
+
+# -- demo data ---------------------------------------------------------------------------------------------------
+def test_demo_data_is_made_once_inside_the_root_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    made = []
+    real_make = demo_module._make
+    monkeypatch.setattr(demo_module, "_make", lambda folder: (made.append(folder), real_make(folder)))
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(demo_module.demo_data())) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and len({r.folder for r in results}) == 1
+    data = results[0]
+    assert data.folder == tmp_path.resolve() / "imagebinner-demo"
+    assert len(data.measurements) == 2 and data.movie == data.measurements[0][0]
+    for path in [*sum(data.measurements, ()), data.prediction_folder, data.ground_truth]:
+        assert Path(path).exists() and check_path(path, "demo file", kind="any")
+    assert [p.name for p in tmp_path.iterdir()] == ["imagebinner-demo"]  # no temporary folder left
+    assert demo_module.demo_data() == data and len(made) == 1  # reused
+
+
+def test_demo_data_concurrent_processes_share_one_folder(tmp_path):
+    """Two servers on one root at once: both get the same complete folder (atomic rename), nothing left over."""
+    code = "from imagebinner.apps.demo_data import demo_data; print(demo_data().folder)"
+    env = {**os.environ, ROOT_ENV: str(tmp_path)}
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and outs[0] == outs[1]
+    assert [p.name for p in tmp_path.iterdir()] == ["imagebinner-demo"]
+
+
+def test_demo_data_refuses_a_foreign_folder_of_its_name(tmp_path, monkeypatch):
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    (tmp_path / "imagebinner-demo").mkdir()
+    (tmp_path / "imagebinner-demo" / "mine.txt").write_text("keep me")
+    with pytest.raises(ImageBinnerError, match="not a complete demo folder"):
+        demo_module.demo_data()
+    assert (tmp_path / "imagebinner-demo" / "mine.txt").read_text() == "keep me"
+
+
+# -- serving -----------------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until(condition, timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def _open_files_under(folder: Path) -> int:
+    """Open file descriptors and memory maps of this process on files under ``folder``."""
+    folder = str(folder.resolve())
+    fds = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds += os.readlink(f"/proc/self/fd/{fd}").startswith(folder)
+        except OSError:
+            pass
+    maps = sum(folder in line for line in Path("/proc/self/maps").read_text().splitlines())
+    return fds + maps
+
+
+def test_a_session_that_ends_closes_its_apps_files(tmp_path, monkeypatch):
+    """The page factory (used by `imagebinner serve` and dashboards/*.py) closes the app when its session ends: the
+    files it opened are released (the old scripts' lambda failed with "name 'app' is not defined")."""
+    from imagebinner.apps.binner import BinnerApp
+    from imagebinner.apps.pages import extensions, factories
+    from imagebinner.apps.review import ReviewApp
+
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    monkeypatch.delenv(DATA_ENV, raising=False)
+    demo = demo_module.demo_data()
+    closed = []
+    for cls in (BinnerApp, ReviewApp):
+        original = cls.close
+        monkeypatch.setattr(cls, "close", lambda self, original=original: (closed.append(type(self).__name__),
+                                                                            original(self))[1])
+    extensions()
+    port = _free_port()
+    pn.serve(factories(["binner", "review"]), port=port, address="127.0.0.1", threaded=True, show=False,
+             websocket_origin=[f"127.0.0.1:{port}"], check_unused_sessions_milliseconds=200,
+             unused_session_lifetime_milliseconds=200)
+    for name in ("binner", "review"):
+        _wait_until(lambda: _get(f"http://127.0.0.1:{port}/{name}"), what=f"/{name}")
+    _wait_until(lambda: sorted(closed) == ["BinnerApp", "ReviewApp"], what="the sessions' close()")
+    assert _open_files_under(demo.folder) == 0
+
+
+def _get(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=30).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def _serve(command: list[str], port: int, log: Path, cwd: Path, env: dict) -> subprocess.Popen:
+    out = open(log, "w")
+    proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+    out.close()
+    deadline = time.monotonic() + 60
+    while not _get(f"http://127.0.0.1:{port}/"):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+TITLES = {"binner": "ImageBinner: Binner", "review": "ImageBinner: prediction review",
+          "addons": "ImageBinner: add-ons"}
+
+
+def _listening_addresses(pid: int, port: int) -> set[str]:
+    """Local addresses the process listens on at ``port`` (from /proc/net/tcp and tcp6)."""
+    import ipaddress
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if fields[3] == "0A" and int(hex_port, 16) == port and fields[9] in inodes:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # little-endian words
+                found.add(str(ipaddress.ip_address(raw)))
+    return found
+
+
+def test_imagebinner_serve_listens_on_this_machine_only_with_the_root(tmp_path):
+    """`imagebinner serve` (all three by default): 127.0.0.1 only, an index page that loads nothing off the machine,
+    each dashboard with its title, the data root exported to the sessions (the demo data is made inside it)."""
+    port = _free_port()
+    root = tmp_path / "root"
+    root.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in (ROOT_ENV, DATA_ENV)}
+    proc = _serve([sys.executable, "-m", "imagebinner.cli", "serve", "--root", str(root), "--port", str(port)],
+                  port, tmp_path / "serve.log", tmp_path, env)
+    try:
+        assert _listening_addresses(proc.pid, port) == {"127.0.0.1"}
+        index = requests.get(f"http://127.0.0.1:{port}/", timeout=30).text
+        assert "http" not in index.replace('href="./', "")  # every link relative, nothing fetched from elsewhere
+        for name, title in TITLES.items():
+            assert f'href="./{name}"' in index
+            page = requests.get(f"http://127.0.0.1:{port}/{name}", timeout=60)
+            assert page.status_code == 200 and f"<title>{title}</title>" in page.text, name
+            assert "fonts.googleapis" not in page.text and "cdn." not in page.text
+        assert (root / "imagebinner-demo" / "measurement1" / "movie.tif").is_file()
+        # a page opened under another host name cannot open its session (websocket origin)
+        refused = requests.get(f"http://127.0.0.1:{port}/binner", headers={"Host": f"example.org:{port}"}, timeout=30)
+        assert refused.status_code == 403
+    finally:
+        _stop(proc)
+    log = (tmp_path / "serve.log").read_text()
+    assert f"http://127.0.0.1:{port}/binner" in log and "Traceback" not in log, log
+
+
+def test_imagebinner_serve_refuses_bad_arguments(tmp_path, capsys):
+    from imagebinner.cli import main
+
+    assert main(["serve", "viewer"]) == 2 and "unknown dashboard 'viewer'" in capsys.readouterr().err
+    assert main(["serve", "--root", str(tmp_path / "nope")]) == 2 and "data root" in capsys.readouterr().err
+
+
+def test_panel_serve_dashboards_with_the_readme_flags(tmp_path):
+    """The README's `panel serve dashboards/*.py --address 127.0.0.1 ...` with IMAGEBINNER_ROOT: every page answers,
+    the session cleanup runs without the old "name 'app' is not defined"."""
+    port = _free_port()
+    env = {**{k: v for k, v in os.environ.items() if k != DATA_ENV}, ROOT_ENV: str(tmp_path)}
+    scripts = sorted(str(p) for p in (REPO / "dashboards").glob("*.py"))
+    proc = _serve([sys.executable, "-m", "panel", "serve", *scripts, "--address", "127.0.0.1", "--port", str(port),
+                   "--allow-websocket-origin", f"127.0.0.1:{port}", "--check-unused-sessions", "200",
+                   "--unused-session-lifetime", "200"], port, tmp_path / "serve.log", REPO, env)
+    try:
+        for name, title in TITLES.items():
+            page = requests.get(f"http://127.0.0.1:{port}/{name}", timeout=60)
+            assert page.status_code == 200 and f"<title>{title}</title>" in page.text, name
+            assert "fonts.googleapis" not in page.text
+        time.sleep(1.5)  # the unused sessions are destroyed (their cleanup runs)
+    finally:
+        _stop(proc)
+    log = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in log and "is not defined" not in log and "imagebinner error" not in log, log
