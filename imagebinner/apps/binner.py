@@ -19,7 +19,8 @@ when the job ends (``Job``'s ``done`` callback).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,42 @@ MEASUREMENT_COLUMNS = ["movie", "localization file"]
 def player_interval(compute_ms: float, n_layers: int) -> int:
     """Player interval (ms) at or above the per-frame cost: twice the computing time plus the model updates."""
     return max(MIN_INTERVAL_MS, int(2 * compute_ms + UPDATE_MS_PER_LAYER * n_layers))
+
+
+@contextlib.contextmanager
+def one_update(doc=None) -> Iterator[None]:
+    """Batch the page updates of one step (a frame shown) into one message, without needless model-graph walks.
+
+    HoloViews refreshes each plot inside ``doc.models.freeze()``, and Bokeh walks the whole page's model graph when
+    the outermost freeze ends (≈ 0.1 ms per model, tens of ms per refresh for this page), although a frame step only
+    replaces data. Here the step runs inside one outer freeze whose end walks the graph only when a model reference
+    changed meanwhile (Bokeh then calls ``doc.models.invalidate()``; it is recorded instead), and inside
+    ``pn.io.hold`` (one message to the page). ``doc``: default the current document; without one, nothing to batch.
+    """
+    doc = doc if doc is not None else pn.state.curdoc
+    models = getattr(doc, "models", None)
+    if models is None:
+        yield
+        return
+    changed = []
+    models.invalidate = lambda: changed.append(True)  # (an instance attribute shadows the method during the step)
+    models._push_freeze()
+    try:
+        with pn.io.hold(doc):
+            yield
+    finally:
+        del models.invalidate
+        models._freeze_count -= 1  # the end of the outer freeze, with the walk only when needed
+        if models._freeze_count == 0 and changed:
+            models.recompute()
+
+
+class FramePlayer(pn.widgets.Player):
+    """A Player whose steps from the page are one batch of page updates (:func:`one_update`)."""
+
+    def _process_events(self, events: dict[str, Any]) -> None:
+        with one_update():
+            super()._process_events(events)
 
 
 class BinnerApp(Viewer):
@@ -110,14 +147,14 @@ class BinnerApp(Viewer):
         self.progress = pn.indicators.Progress(value=b.param.progress, max=b.param.n_steps, sizing_mode="stretch_width",
                                                height=20)
         self.status = pn.pane.Str(b.param.status, sizing_mode="stretch_width")
-        self.frame_player = pn.widgets.Player.from_param(
+        self.frame_player = FramePlayer.from_param(
             v.param.frame, throttled=True, interval=MIN_INTERVAL_MS, loop_policy="loop", show_loop_controls=False,
             label="Input frame", sizing_mode="stretch_width")
         self.measurement_select = pn.widgets.Select(label="Measurement shown",
                                                     options=pn.bind(self._measurement_options, b.param.loaded))
         self.measurement_select.param.watch(lambda e: setattr(v, "measurement", e.new), "value")
         v.param.watch(self._measurement_shown, "measurement")
-        self.binned_player = pn.widgets.Player.from_param(
+        self.binned_player = FramePlayer.from_param(
             v.param.binned_frame, throttled=True, interval=MIN_INTERVAL_MS, loop_policy="loop",
             show_loop_controls=False, label="Binned frame", sizing_mode="stretch_width")
         self.part_slider = pn.widgets.IntSlider.from_param(v.param.part, label="Part (jumps the input player to it)")
@@ -206,7 +243,7 @@ class BinnerApp(Viewer):
                                     "changes).*", sizing_mode="stretch_width")
         v = self.view
         return pn.Column(hv_pane(v.binned_plot()),  # sized by the plot (image aspect)
-                         hv_pane(hv.DynamicMap(v.binned_emitters), sizing_mode="stretch_width", height=200),
+                         hv_pane(v.binned_emitters(), sizing_mode="stretch_width", height=190),
                          sizing_mode="stretch_width")
 
     def _parts(self, plan) -> Any:
@@ -222,6 +259,14 @@ class BinnerApp(Viewer):
             return self._last_stats + "\n\n*running ...*"
         self._last_stats = "\n".join(f"* {line}" for line in self.binner.summary_lines())
         return self._last_stats
+
+    def step(self, frame: int | None = None, binned_frame: int | None = None, doc=None) -> None:
+        """Show input ``frame`` and/or ``binned_frame`` as one batch of page updates, as a player step from the page
+        does (scripts and benchmarks; ``doc``: the page's document, default the current one)."""
+        changes = {name: value for name, value in (("frame", frame), ("binned_frame", binned_frame))
+                   if value is not None}
+        with one_update(doc):
+            self.view.param.update(**changes)
 
     def close(self) -> None:
         """Close the movies (views' and binner's file handles); called when the browser session ends."""
@@ -240,11 +285,13 @@ class BinnerApp(Viewer):
 
     @property
     def main(self) -> list:
+        """Input and binned frames side by side; below, tabs built when first shown: the densities per frame (box
+        plots for choosing ``bin_size``), the parts of the binned frame, the statistics."""
         v, b = self.view, self.binner
         inputs = pn.Column(
             "### Input frames", self.measurement_select, self.frame_player, self.crosses_toggle,
             rebuilt_on(v.param.input_geometry, v.input_plot, stretch=False),  # sized by the plot (image aspect)
-            hv_pane(hv.DynamicMap(v.input_density), sizing_mode="stretch_width", height=200),
+            hv_pane(v.input_density(), sizing_mode="stretch_width", height=190),
             sizing_mode="stretch_width",
         )
         binned = pn.Column(
@@ -252,11 +299,17 @@ class BinnerApp(Viewer):
             pn.panel(pn.bind(self._binned_views, b.param.plan), sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
-        parts = pn.Column("### Parts of the binned frame", self.part_slider,
-                          pn.panel(pn.bind(self._parts, b.param.plan)),
-                          sizing_mode="stretch_width")
-        stats = pn.Column("### Statistics", self.stats, sizing_mode="stretch_width")
-        return [self.picker, pn.Row(inputs, binned, sizing_mode="stretch_width"), parts, stats]
+        density = pn.Column(
+            pn.pane.Markdown("Localizations per µm² in each frame of every measurement, and emitters per µm² in each "
+                             "binned frame (after Preview or Run): choose `bin_size` so the binned frames are as "
+                             "dense as the data the network should handle.", sizing_mode="stretch_width"),
+            hv_pane(hv.DynamicMap(v.density_boxes), sizing_mode="stretch_width", height=280),
+            sizing_mode="stretch_width")
+        parts = pn.Column(self.part_slider, pn.panel(pn.bind(self._parts, b.param.plan)), sizing_mode="stretch_width")
+        stats = pn.Column(self.stats, sizing_mode="stretch_width")
+        self.tabs = pn.Tabs(("Density per frame", density), ("Parts of the binned frame", parts),
+                            ("Statistics", stats), dynamic=True, sizing_mode="stretch_width")
+        return [self.picker, pn.Row(inputs, binned, sizing_mode="stretch_width"), self.tabs]
 
     def __panel__(self):
         return pn.Row(pn.Column(*self.sidebar, width=340), pn.Column(*self.main, sizing_mode="stretch_width"),

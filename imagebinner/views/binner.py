@@ -1,8 +1,12 @@
 """Views of a :class:`~imagebinner.tools.binner.Binner`: input frames, binned frames, their parts and statistics.
 
 All coordinates are nm in the canonical corner convention: camera pixel ``j`` is centred at ``(j + 0.5)·ps``, a
-binned frame (one patch of ``P × P`` pixels) uses patch-local nm, exactly as its labels. Every layer is its own
-``@param.depends`` method so it can be wrapped in its own ``hv.DynamicMap`` (see :meth:`BinnerView.input_plot`).
+binned frame (one patch of ``P × P`` pixels) uses patch-local nm, exactly as its labels.
+
+One update per step: the input frame with its crosses and part windows is one ``@param.depends`` method returning
+an overlay, wrapped in one ``hv.DynamicMap`` (:meth:`BinnerView.input_plot`; a frame step refreshes that plot once,
+not once per layer); likewise the binned frame with its labels. The densities per frame (curves, box plots) do not
+depend on the shown frame: only a marker (``hv.VLine`` in its own DynamicMap) moves on a step.
 
 The views depend on the Binner's result params (``loaded``, ``pool``, ``plan``, ``running``) and on their own
 selectors; nothing is refreshed by hand. A setting change resets the Binner's ``plan`` to None, so the binned views
@@ -22,11 +26,16 @@ from imagebinner.errors import ImageBinnerError
 from imagebinner.io import Movie, open_movie
 from imagebinner.tools.binner import BinnedFrame, Binner, Measurement
 from imagebinner.views.frames import (
-    counts_curve,
+    DENSITY_LABEL,
     crosses,
+    density_boxes,
+    density_curve,
     empty_image,
+    field_area_um2,
     frame_image,
+    frame_marker,
     image_clim,
+    is_large,
     maybe_rasterize,
     movie_clim,
     regions,
@@ -219,24 +228,104 @@ class BinnerView(param.Parameterized):
         """Rectangles of the shown binned frame's patches cut from the shown input frame."""
         return regions(self.part_boxes(self.measurement, self.frame))
 
-    @param.depends("measurement", "frame", "binner.loaded")
-    def input_density(self) -> hv.Overlay:
-        """Localizations per frame of the shown measurement, with the shown frame marked."""
-        ms = self.measurements
-        counts = ms[min(self.measurement, len(ms) - 1)].locs_per_frame() if ms else np.zeros(1, dtype=np.int64)
-        return counts_curve(counts, self.frame, label="input")
+    @param.depends("measurement", "frame", "show_crosses", "binned_frame", "binner.loaded", "binner.plan",
+                   "binner.running")
+    def input_frame(self) -> hv.Overlay:
+        """The shown input frame, its localizations and the windows of the shown binned frame's parts (one element,
+        so a step is one plot update)."""
+        return (self.input_image() * self.input_points() * self.input_regions()).opts(show_legend=False)
+
+    @param.depends("measurement", "frame", "show_crosses", "binned_frame", "binner.loaded", "binner.plan",
+                   "binner.running")
+    def input_marks(self) -> hv.Overlay:
+        """Crosses and part windows alone (over a rasterized large frame, which is its own DynamicMap)."""
+        return self.input_points() * self.input_regions()
 
     @param.depends("input_geometry")
-    def input_plot(self) -> hv.Overlay:
-        """Input frame, crosses and part windows, each layer its own DynamicMap (large frames rasterized).
+    def input_plot(self) -> hv.Overlay | hv.DynamicMap:
+        """Input frame, crosses and part windows: one DynamicMap (large frames: the rasterized image and the marks as
+        two), axes in µm for large fields.
 
         Rebuilt (new ranges) only when the frame geometry changes; frame and data changes update the data and keep
         the zoom.
         """
-        rows, cols, _ = self.input_geometry
-        image = maybe_rasterize(hv.DynamicMap(self.input_image), (rows, cols) if rows else None)
-        overlay = image * hv.DynamicMap(self.input_points) * hv.DynamicMap(self.input_regions)
-        return overlay.opts(hv.opts.Overlay(show_legend=False))
+        rows, cols, ps = self.input_geometry
+        if rows and is_large((rows, cols)):
+            image = maybe_rasterize(hv.DynamicMap(self.input_image), (rows, cols), ps)
+            return (image * hv.DynamicMap(self.input_marks)).opts(hv.opts.Overlay(show_legend=False))
+        return hv.DynamicMap(self.input_frame)
+
+    # -- densities per frame ----------------------------------------------------------------------------------
+    def input_densities(self, m: Measurement) -> np.ndarray:
+        """Localizations per µm² in each frame of measurement ``m`` (the whole field)."""
+        return m.locs_per_frame() / field_area_um2(m.shape, self.pixel_size)
+
+    def patch_area_um2(self) -> float:
+        """Area (µm²) of one binned frame (one patch)."""
+        size = self.binner.patch_size
+        return field_area_um2((size, size), self.pixel_size)
+
+    def binned_densities(self) -> np.ndarray:
+        """Emitters per µm² in each binned frame of the shown plan (empty without a plan)."""
+        return self.emitters_per_binned_frame() / self.patch_area_um2()
+
+    def _shown(self) -> Measurement | None:
+        ms = self.measurements
+        return ms[min(self.measurement, len(ms) - 1)] if ms else None
+
+    @param.depends("measurement", "binner.loaded")
+    def input_series(self) -> hv.Curve:
+        """Localizations per µm² per frame of the shown measurement (independent of the shown frame)."""
+        m = self._shown()
+        if m is None:
+            return density_curve(np.zeros(1), np.zeros(1, dtype=np.int64), label="input")
+        return density_curve(self.input_densities(m), m.locs_per_frame(), label="input")
+
+    @param.depends("frame")
+    def input_marker(self) -> hv.VLine:
+        """The shown input frame on the density curve (the only layer a frame step moves)."""
+        return frame_marker(self.frame)
+
+    def input_density(self) -> hv.Overlay:
+        """Localizations per µm² per frame of the shown measurement, with the shown frame marked (two DynamicMaps:
+        a frame step moves the marker only)."""
+        return (hv.DynamicMap(self.input_series) * hv.DynamicMap(self.input_marker)).opts(
+            hv.opts.Overlay(show_legend=False))
+
+    @param.depends("binner.plan", "binner.running")
+    def binned_series(self) -> hv.Curve:
+        """Emitters per µm² per binned frame of the shown plan."""
+        counts = self.emitters_per_binned_frame()
+        if not len(counts):
+            return density_curve(np.zeros(1), np.zeros(1, dtype=np.int64), "binned frame",
+                                  f"emitters {DENSITY_LABEL}", "emitters", label="binned")
+        return density_curve(counts / self.patch_area_um2(), counts, "binned frame", f"emitters {DENSITY_LABEL}",
+                             "emitters", label="binned")
+
+    @param.depends("binned_frame")
+    def binned_marker(self) -> hv.VLine:
+        return frame_marker(self.binned_frame)
+
+    def binned_emitters(self) -> hv.Overlay:
+        """Emitters per µm² per binned frame, with the shown binned frame marked (two DynamicMaps)."""
+        return (hv.DynamicMap(self.binned_series) * hv.DynamicMap(self.binned_marker)).opts(
+            hv.opts.Overlay(show_legend=False))
+
+    def density_groups(self) -> dict[str, np.ndarray]:
+        """Densities per frame (per µm²) by group: each loaded measurement's frames and, after a preview/run, the
+        binned frames (label with the bin size)."""
+        groups = {f"m{m.index + 1}: {m.movie_path.parent.name}/{m.movie_path.name}": self.input_densities(m)
+                  for m in self.measurements}
+        binned = self.binned_densities()
+        if len(binned):
+            groups[f"binned ({self.binner.plan.shape[1]} per frame)"] = binned
+        return groups
+
+    @param.depends("binner.loaded", "binner.plan", "binner.running")
+    def density_boxes(self) -> hv.BoxWhisker:
+        """Box plots of the density per frame of every measurement and of the binned frames, on one axis."""
+        groups = self.density_groups() or {"(no data)": np.zeros(1)}
+        return density_boxes(groups, ylabel=f"localizations or emitters {DENSITY_LABEL}")
 
     # -- binned frames ----------------------------------------------------------------------------------------
     @param.depends("binned_frame", "binner.plan", "binner.running")
@@ -262,10 +351,14 @@ class BinnerView(param.Parameterized):
         extent = self.binner.patch_size * self.pixel_size
         return {"xlim": (0.0, extent), "ylim": (0.0, extent)}
 
-    def binned_plot(self) -> hv.Overlay:
-        """Binned frame and its labels as separate DynamicMaps (new binned frames update the data)."""
-        overlay = hv.DynamicMap(self.binned_image) * hv.DynamicMap(self.binned_points)
-        return overlay.opts(hv.opts.Overlay(show_legend=False, **self.binned_extent()))
+    @param.depends("binned_frame", "show_crosses", "binner.plan", "binner.running")
+    def binned_overlay(self) -> hv.Overlay:
+        """The binned frame with its labels (one element: a step is one plot update)."""
+        return (self.binned_image() * self.binned_points()).opts(show_legend=False, **self.binned_extent())
+
+    def binned_plot(self) -> hv.DynamicMap:
+        """Binned frame and its labels as one DynamicMap (new binned frames update the data)."""
+        return hv.DynamicMap(self.binned_overlay)
 
     def emitters_per_binned_frame(self) -> np.ndarray:
         """Emitters (labels) of every binned frame of the shown plan: the localizations of its parts."""
@@ -273,14 +366,6 @@ class BinnerView(param.Parameterized):
         if plan is None or pool is None:
             return np.zeros(0, dtype=np.int64)
         return np.asarray(pool.n_locs)[plan].sum(axis=1)
-
-    @param.depends("binned_frame", "binner.plan", "binner.running")
-    def binned_emitters(self) -> hv.Overlay:
-        """Emitters (labels) per binned frame, with the shown binned frame marked."""
-        counts = self.emitters_per_binned_frame()
-        counts = counts if len(counts) else np.zeros(1, dtype=np.int64)
-        return counts_curve(counts, self.binned_frame, ylabel="emitters", label="binned").redim.label(
-            frame="binned frame")
 
     def part_locs(self, part: dict) -> tuple[np.ndarray, np.ndarray]:
         """Patch-local x, y (nm) of the localizations inside one part's window (the binner's membership rule)."""
