@@ -193,8 +193,9 @@ def test_binner_app_opens_on_the_data_folder(demo, monkeypatch):
 
 
 def test_measurement_pairs_and_root_restriction(shared_data, tmp_path, monkeypatch):
+    monkeypatch.setenv(ROOT_ENV, str(shared_data))
     pairs = find_measurement_pairs(shared_data / "picasso")
-    picasso = shared_data / "picasso"
+    picasso = (shared_data / "picasso").resolve()
     assert pairs == [(str(picasso / "testdata.tif"), str(picasso / "testdata_locs.hdf5"))]
     inside = tmp_path / "root" / "a.tif"
     inside.parent.mkdir()
@@ -203,19 +204,20 @@ def test_measurement_pairs_and_root_restriction(shared_data, tmp_path, monkeypat
     outside.write_bytes(b"x")
     (tmp_path / "root" / "link.tif").symlink_to(outside)
     monkeypatch.setenv(ROOT_ENV, str(tmp_path / "root"))
-    assert check_path(str(inside), "movie") == inside
-    for bad in (outside, tmp_path / "root" / "link.tif", tmp_path / "root2" / "a.tif"):
-        with pytest.raises(ImageBinnerError, match="outside the allowed folder"):
+    assert check_path(str(inside), "movie") == inside.resolve()
+    assert check_path("a.tif", "movie") == inside.resolve()  # relative to the root
+    for bad in (outside, tmp_path / "root" / "link.tif", tmp_path / "root2" / "a.tif", "../elsewhere.tif"):
+        with pytest.raises(ImageBinnerError, match="outside the data folder"):
             check_path(str(bad), "movie")
 
 
 def test_path_picker_hands_over_paths_inside_its_root_only(demo, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("IMAGEBINNER_DATA", str(demo.out_dir))
-    monkeypatch.delenv(ROOT_ENV, raising=False)
+    monkeypatch.setenv(ROOT_ENV, str(demo.out_dir))
     app = BinnerApp(measurements=[])
     assert app.picker.root == demo.out_dir.resolve()
     _render(app)
-    movie = demo.measurements[1].movie
+    movie = demo.measurements[1].movie.resolve()
     app.picker.selector.value = [str(movie)]
     _click(app.picker.buttons[0])  # "Use as movie"
     assert app.pending_movie == str(movie)
@@ -226,8 +228,9 @@ def test_path_picker_hands_over_paths_inside_its_root_only(demo, tmp_path, monke
     assert app.binner.measurements == [] and "outside" in capsys.readouterr().out
     app.picker.selector.value = [str(demo.measurements[1].locs)]
     _click(app.picker.buttons[1])  # the pair is appended to the measurement list
-    assert app.binner.measurements == [(str(movie), str(demo.measurements[1].locs))]
-    assert app.measurement_list.text() == f"{movie} | {demo.measurements[1].locs}" and not app.pending_movie
+    assert app.binner.measurements == [(str(movie), str(demo.measurements[1].locs.resolve()))]
+    assert app.measurement_list.text() == f"{movie} | {demo.measurements[1].locs.resolve()}"
+    assert not app.pending_movie
 
 
 # -- review app ---------------------------------------------------------------------------------------------------
@@ -469,12 +472,14 @@ def test_tool_widgets_keep_the_given_order_and_name_the_auto_choice():
     assert split.to is None and select.value == "None"
 
 
-def test_list_params_are_edited_one_item_per_line_with_paths_checked(demo, tmp_path, capsys):
+def test_list_params_are_edited_one_item_per_line_with_paths_checked(demo, tmp_path, capsys, monkeypatch):
     """A list param (pairs or paths) is a text box with one item per line, in sync with the param both ways; a line
-    naming a missing file changes nothing and says why."""
+    naming a missing file changes nothing and says why; paths are relative to the data root and stored resolved."""
     from bokeh.models import TextAreaInput
 
     from imagebinner.apps.common import param_widget, tool_widgets
+
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path.parent))  # the demo and tmp_path lie inside
 
     class Lists(param.Parameterized):
         pairs = param.List(default=[], doc="Pairs of movie and localizations.")
@@ -498,3 +503,7 @@ def test_list_params_are_edited_one_item_per_line_with_paths_checked(demo, tmp_p
     assert f"{m2.movie}\n{m1.movie}" in boxes
     paths._process_events({"value": str(m1.movie)})
     assert obj.paths == [str(m1.movie)] and paths.label == "Paths"
+    paths._process_events({"value": str(m2.movie.relative_to(tmp_path.parent))})  # relative to the root
+    assert obj.paths == [str(m2.movie)]
+    paths._process_events({"value": f"../{tmp_path.parent.name}2/x.tif"})  # a sibling of the root
+    assert obj.paths == [str(m2.movie)] and "outside the data folder" in capsys.readouterr().out
