@@ -463,6 +463,7 @@ def test_tool_widgets_keep_the_given_order_and_name_the_auto_choice():
     split = Split()
     widgets = tool_widgets(split, ["movie", "locs", "at", "to"], text=("movie", "locs"), labels={"at": "Split at"})
     assert [w.name for w in widgets.layout] == ["Movie", "Locs", "Split at", "To"]  # not the class's order
+    assert "≥ 1" in param_widget(widgets, "at").stylesheets[0]  # the bounds shown after the label
     root = widgets.get_root(Document(), comm=Comm())
     (select,) = root.select({"type": Select})
     assert select.value == "None" and select.options[0] == ("None", "auto")  # not a blank box

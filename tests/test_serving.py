@@ -408,3 +408,39 @@ def test_panel_serve_dashboards_with_the_readme_flags(tmp_path):
         _stop(proc)
     log = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in log and "is not defined" not in log and "imagebinner error" not in log, log
+
+
+# -- honest controls ---------------------------------------------------------------------------------------------
+def test_out_of_bounds_numbers_are_refused_at_the_widget_with_the_bounds(capsys):
+    """Typed out-of-bounds values (bin size 0, patch size -5, an empty required box) change nothing, the box shows
+    the kept value again, and an error notification names the bounds; the browser is not told to clamp silently."""
+    from bokeh.document import Document
+    from bokeh.models import Spinner
+    from pyviz_comms import Comm
+
+    from imagebinner.apps.common import param_widget, tool_widgets
+    from imagebinner.tools.binner import Binner
+
+    binner = Binner(bin_size=4, patch_size=27)
+    pane = tool_widgets(binner, Binner.settings)
+    root = pane.get_root(Document(), comm=Comm())
+    bin_size, patch_size, pixel_size = (param_widget(pane, n) for n in ("bin_size", "patch_size", "pixel_size"))
+    model = next(m for m in root.select({"type": Spinner}) if m.title == bin_size.label)
+    assert (model.low, model.high) == (None, None) and "≥ 1" in bin_size.stylesheets[0]
+    for widget, typed, kept, bounds in ((bin_size, 0, 4, "≥ 1"), (patch_size, -5, 27, "≥ 1"),
+                                        (bin_size, None, 4, "a value is required"), (pixel_size, 0, None, "> 0")):
+        widget._process_events({"value": typed})  # as the browser sends a typed value
+        assert getattr(binner, widget.what.lower().replace(" ", "_")) == kept and widget.value == kept
+        out = capsys.readouterr().out
+        assert f"imagebinner error: {widget.what}: {typed} refused" in out and bounds in out and f"kept {kept}" in out
+    assert model.value == 4  # the box in the page shows the kept value
+    bin_size._process_events({"value": 7})
+    pixel_size._process_events({"value": 130.0})
+    assert (binner.bin_size, binner.pixel_size, capsys.readouterr().out) == (7, 130.0, "")
+
+
+def test_status_pane_wraps_long_lines():
+    from imagebinner.apps.common import status_pane
+
+    pane = status_pane("x" * 500)
+    assert any("pre-wrap" in css for css in pane.stylesheets) and pane.sizing_mode == "stretch_width"

@@ -25,17 +25,22 @@ from imagebinner.apps.paths import (
 from imagebinner.apps.widgets import (
     AUTO_LABEL,
     ITEM_SEPARATOR,
+    BoundedFloatInput,
+    BoundedIntInput,
     OptionalSelect,
     PathListInput,
+    bounds_text,
     hv_pane,
+    out_of_bounds,
     param_widget,
     rebuilt_on,
+    status_pane,
     tool_widgets,
 )
 
 __all__ = [
-    "AUTO_LABEL", "DATA_ENV", "DURATIONS_MS", "ITEM_SEPARATOR", "ROOT_ENV", "Job", "OptionalSelect", "PathListInput",
+    "AUTO_LABEL", "BoundedFloatInput", "BoundedIntInput", "DATA_ENV", "DURATIONS_MS", "ITEM_SEPARATOR", "ROOT_ENV", "Job", "OptionalSelect", "PathListInput",
     "PathPicker", "RootedFileSelector", "browse_root", "check_path", "configure_notifications", "data_folder",
     "data_root", "find_measurement_pairs", "hv_pane", "in_session", "inside_root", "notify", "param_widget",
-    "rebuilt_on", "session_arg", "tool_widgets",
+    "rebuilt_on", "session_arg", "status_pane", "tool_widgets", "bounds_text", "out_of_bounds",
 ]

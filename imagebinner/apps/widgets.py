@@ -26,6 +26,85 @@ class OptionalSelect(pn.widgets.Select):
         return props
 
 
+def bounds_of(p: param.Number) -> dict:
+    """The bounds rule of a number param as plain data (a param object given to a widget would be a reference)."""
+    return {"bounds": tuple(p.bounds or (None, None)), "inclusive_bounds": tuple(getattr(p, "inclusive_bounds",
+            (True, True))), "allow_None": bool(p.allow_None)}
+
+
+def bounds_text(p: param.Number | dict) -> str:
+    """The allowed values of a number param in a few characters: ``≥ 1``, ``> 0``, ``1–64``, ``> 0 and ≤ 10000``."""
+    rule = p if isinstance(p, dict) else bounds_of(p)
+    (low, high), (low_in, high_in) = rule["bounds"], rule["inclusive_bounds"]
+    if low is not None and high is not None and low_in and high_in:
+        return f"{low:g}–{high:g}"
+    parts = ([f"{'≥' if low_in else '>'} {low:g}"] if low is not None else []) + \
+            ([f"{'≤' if high_in else '<'} {high:g}"] if high is not None else [])
+    return " and ".join(parts)
+
+
+def out_of_bounds(p: param.Number | dict, value: Any) -> str | None:
+    """Why ``value`` is refused by the number param ``p`` (or its :func:`bounds_of`); None: accepted. One line."""
+    rule = p if isinstance(p, dict) else bounds_of(p)
+    if value is None:
+        return None if rule["allow_None"] else "a value is required"
+    (low, high), (low_in, high_in) = rule["bounds"], rule["inclusive_bounds"]
+    if (low is not None and (value < low or (value == low and not low_in))) or \
+            (high is not None and (value > high or (value == high and not high_in))):
+        return f"must be {bounds_text(rule)}"
+    return None
+
+
+def bounds_css(text: str) -> str:
+    """A stylesheet showing ``text`` (the bounds) after a widget's label, e.g. "Bin size  ≥ 1" (the label itself, used
+    in messages and by tests, stays the param's label)."""
+    text = text.replace("\\", "").replace('"', "")
+    return f'label::after {{ content: "  {text}"; opacity: 0.6; font-weight: normal; }}' if text else ""
+
+
+class _BoundedInput:
+    """A number box that refuses out-of-bounds values at the widget: the box goes back to the kept value and an error
+    notification names the bounds (the browser does not clamp silently: the bounds are not sent as low/high; they are
+    shown after the label, :func:`bounds_css`)."""
+
+    _rename = {"start": None, "end": None, "bounded": None, "what": None}
+
+    def _process_property_change(self, props: dict[str, Any]) -> dict[str, Any]:
+        params = super()._process_property_change(props)
+        if "value" in params and self.bounded is not None:
+            problem = out_of_bounds(self.bounded, params["value"])
+            if problem:
+                typed = params.pop("value")
+                notify("error", f"{self.what}: {typed} refused, {problem} (kept {self.value})")
+                self.param.trigger("value")  # the box shows the kept value again
+        return params
+
+
+class BoundedIntInput(_BoundedInput, pn.widgets.IntInput):
+    """An :class:`~panel.widgets.IntInput` refusing values outside ``bounded``'s bounds (with a notification)."""
+
+    bounded = param.Dict(default=None, allow_None=True, doc="The bounds that apply (:func:`bounds_of`).")
+    what = param.String(default="value", doc="Named in the refusal.")
+    _rename = {**pn.widgets.IntInput._rename, **_BoundedInput._rename}
+
+
+class BoundedFloatInput(_BoundedInput, pn.widgets.FloatInput):
+    """A :class:`~panel.widgets.FloatInput` refusing values outside ``bounded``'s bounds (with a notification)."""
+
+    bounded = param.Dict(default=None, allow_None=True, doc="The bounds that apply (:func:`bounds_of`).")
+    what = param.String(default="value", doc="Named in the refusal.")
+    _rename = {**pn.widgets.FloatInput._rename, **_BoundedInput._rename}
+
+
+#: status text wraps (long paths, long messages) instead of running off the panel
+WRAP_CSS = ":host pre, pre { white-space: pre-wrap; overflow-wrap: anywhere; word-break: break-word; }"
+
+
+def status_pane(value: Any, **options: Any) -> pn.pane.Str:
+    """A status line (e.g. ``status_pane(tool.param.status)``) whose text wraps at the panel's width."""
+    return pn.pane.Str(value, **{"sizing_mode": "stretch_width", "stylesheets": [WRAP_CSS], **options})
+
+
 #: separates the parts of one item of a list of tuples in :class:`PathListInput` ("movie | localizations")
 ITEM_SEPARATOR = " | "
 
@@ -127,9 +206,12 @@ def tool_widgets(obj: param.Parameterized, parameters: list[str] | tuple[str, ..
             spec[name] = {"type": PathListInput, "columns": [p.label.lower()], "height": 100}
         elif name in text or (isinstance(p, param.String) and not isinstance(p, param.Selector)):
             spec[name] = {"type": pn.widgets.TextInput, "placeholder": (p.doc or "").split(";")[0][:80]}
-        elif isinstance(p, param.Number) and p.allow_None:
-            # optional numbers ("empty = from the metadata"): an input box that can stay empty, not a slider
-            spec[name] = {"type": pn.widgets.IntInput if isinstance(p, param.Integer) else pn.widgets.FloatInput}
+        elif isinstance(p, param.Number) and (p.allow_None or None in (p.get_soft_bounds() or (None, None))):
+            # optional numbers ("empty = from the metadata") and numbers open on one side: an input box (not a
+            # slider) that refuses out-of-bounds values with a notification; the bounds are shown in its label
+            spec[name] = {"type": BoundedIntInput if isinstance(p, param.Integer) else BoundedFloatInput,
+                          "bounded": bounds_of(p), "what": (labels or {}).get(name, p.label),
+                          "stylesheets": [bounds_css(bounds_text(p))]}
         elif isinstance(p, param.Selector) and None in (p.objects or []):
             # a blank entry reads as "nothing chosen": name it (the tooltip says what "not given" means)
             choices = {AUTO_LABEL: None, **{str(o): o for o in p.objects if o is not None}}
