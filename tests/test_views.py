@@ -187,7 +187,7 @@ def test_binned_views_follow_the_plan_and_go_stale_when_settings_change(demo):
     binner = _binner(demo)
     view = BinnerView(binner)
     root = _render(pn.pane.HoloViews(view.binned_plot()))
-    emitters = _render(pn.pane.HoloViews(hv.DynamicMap(view.binned_emitters)))
+    emitters = _render(pn.pane.HoloViews(view.binned_emitters()))
 
     def shown() -> np.ndarray:
         (image_cds,) = _sources(root, BokehImage)
@@ -198,8 +198,12 @@ def test_binned_views_follow_the_plan_and_go_stale_when_settings_change(demo):
     first = shown()
     assert first.shape == (binner.patch_size, binner.patch_size) and len(_cross_xy(root)) > 0
     np.testing.assert_array_equal(first, binner.binned_frame(0).image)
+    # emitters per binned frame (hover) and per µm² of the patch (the curve)
     (curve,) = [cds for cds in emitters.select({"type": ColumnDataSource}) if len(cds.data.get("frame", [])) == 6]
-    assert list(curve.data["emitters"]) == [len(binner.binned_frame(j).locs) for j in range(6)]
+    counts = [len(binner.binned_frame(j).locs) for j in range(6)]
+    assert list(curve.data["count"]) == counts
+    area = (binner.patch_size * binner.pixel_size_used / 1000) ** 2
+    np.testing.assert_allclose(curve.data["density"], np.array(counts) / area)
     binner.bin_size = 3  # a setting changes: the plan is stale
     assert binner.plan is None and view.current_binned() is None
     assert shown().shape == (2, 2) and _cross_xy(root) == set()

@@ -20,6 +20,7 @@ when the job ends (``Job``'s ``done`` callback).
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,12 @@ import panel as pn
 from panel.viewable import Viewer
 
 from imagebinner.apps.common import (
+    DATA_ENV,
     Job,
     PathPicker,
     check_path,
     data_folder,
+    data_root,
     find_measurement_pairs,
     hv_pane,
     notify,
@@ -41,12 +44,17 @@ from imagebinner.apps.common import (
     session_arg,
     tool_widgets,
 )
+from imagebinner.apps.demo_data import demo_data
 from imagebinner.errors import ImageBinnerError
 from imagebinner.tools.binner import Binner
 from imagebinner.views.binner import BinnerView
 from imagebinner.views.frames import frame_cost_ms
 
 MIN_INTERVAL_MS = 150
+#: long status lines and paths wrap instead of being cut off
+WRAP_CSS = "pre, p, code { white-space: pre-wrap; overflow-wrap: anywhere; }"
+#: the default output folder, relative to the data root (shown in the Output section)
+DEFAULT_OUTPUT = "binned"
 UPDATE_MS_PER_LAYER = 50  # Bokeh model update per plot layer and frame (measured on the demo data, 2-core machine)
 #: what each part of an item of the measurement list is (named in the path-check messages)
 MEASUREMENT_COLUMNS = ["movie", "localization file"]
@@ -106,9 +114,11 @@ class BinnerApp(Viewer):
         self._last_stats = ""
         if measurements is None:
             measurements = list(self.binner.measurements) if binner is not None else self._initial_measurements()
-        output_folder = output_folder or (session_arg("output") or [""])[0]
+        output_folder = output_folder or (session_arg("output", kind="any") or [""])[0]
         if output_folder:
             self.binner.output_folder = output_folder
+        elif not self.binner.output_folder:
+            self.binner.output_folder = DEFAULT_OUTPUT  # inside the data root (resolved when used)
         self._build_widgets()
         self.binner.executor = self._execute
         if measurements:
@@ -119,13 +129,24 @@ class BinnerApp(Viewer):
     # -- initial data -----------------------------------------------------------------------------------------
     @staticmethod
     def _initial_measurements() -> list[tuple[str, str]]:
-        movies, locs = session_arg("movie"), session_arg("locs")
-        if movies:
+        """The page's ``movie``/``locs`` query parameters, else the pairs in ``$IMAGEBINNER_DATA``, else the demo
+        data (made once inside the data root). Refused paths are notified (by ``session_arg``/``data_folder``)
+        and leave the list empty rather than show other data."""
+        args = pn.state.session_args or {}
+        if "movie" in args or "locs" in args:
+            movies, locs = session_arg("movie", kind="file"), session_arg("locs", kind="file")
+            if len(movies) != len(locs):
+                notify("error", f"query parameters: {len(movies)} movie(s) but {len(locs)} localization file(s)")
+                return []
             return list(zip(movies, locs))
-        folder = data_folder()
-        if folder is not None and folder.is_dir():
-            return find_measurement_pairs(folder)
-        return []
+        if os.environ.get(DATA_ENV, "").strip():
+            folder = data_folder()
+            return find_measurement_pairs(folder) if folder is not None else []
+        try:
+            return list(demo_data().measurements)
+        except ImageBinnerError as exc:
+            notify("error", f"demo data: {exc}")
+            return []
 
     # -- widgets ----------------------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -146,7 +167,9 @@ class BinnerApp(Viewer):
                                                                   for name in Binner.actions)
         self.progress = pn.indicators.Progress(value=b.param.progress, max=b.param.n_steps, sizing_mode="stretch_width",
                                                height=20)
-        self.status = pn.pane.Str(b.param.status, sizing_mode="stretch_width")
+        self.status = pn.pane.Str(b.param.status, sizing_mode="stretch_width", stylesheets=[WRAP_CSS])
+        self.root_note = pn.pane.Markdown(f"Relative paths are inside the data folder `{data_root()}`.",
+                                          sizing_mode="stretch_width", stylesheets=[WRAP_CSS])
         self.frame_player = FramePlayer.from_param(
             v.param.frame, throttled=True, interval=MIN_INTERVAL_MS, loop_policy="loop", show_loop_controls=False,
             label="Input frame", sizing_mode="stretch_width")
@@ -183,11 +206,22 @@ class BinnerApp(Viewer):
 
     # -- actions ----------------------------------------------------------------------------------------------
     def _check_inputs(self) -> None:
-        """Server-side path checks of the measurements (they may come from the page's query parameters)."""
+        """Server-side path checks of the measurements (they may come from the page's query parameters); relative
+        paths are taken relative to the data root: the binner gets the resolved paths."""
+        checked = []
         for movie, locs in self.binner.measurements:
-            check_path(movie, "movie")
+            movie = str(check_path(movie, "movie"))
             if isinstance(locs, (str, Path)):  # (a LocTable given from Python needs no check)
-                check_path(locs, "localization file")
+                locs = str(check_path(locs, "localization file"))
+            checked.append((movie, locs))
+        if checked != [tuple(pair) for pair in self.binner.measurements]:
+            self.binner.measurements = checked
+
+    def _check_output(self) -> None:
+        """The output folder through the confinement rule; the binner writes to the resolved folder (shown)."""
+        folder = str(check_path(self.binner.output_folder, "output folder", kind="any", must_exist=False))
+        if folder != self.binner.output_folder:
+            self.binner.output_folder = folder
 
     def _execute(self, label: str, work: Callable[[], Any]) -> None:
         """The Binner's executor: check the paths in the session, then run the action in the job thread."""
@@ -195,7 +229,7 @@ class BinnerApp(Viewer):
         try:
             self._check_inputs()
             if action == "save":
-                check_path(self.binner.output_folder, "output folder", kind="any", must_exist=False)
+                self._check_output()
                 self.binner.check_outputs()
         except ImageBinnerError as exc:
             notify("error", f"{label}: {exc}")
@@ -279,7 +313,7 @@ class BinnerApp(Viewer):
         return [
             "### Inputs", self.inputs,
             "### Settings", self.settings,
-            "### Output", self.outputs,
+            "### Output", self.outputs, self.root_note,
             self.actions, self.progress, self.status,
         ]
 
