@@ -28,6 +28,7 @@ from imagebinner.tools.base import Task
 from imagebinner.tools.matching import METRIC_NAMES, Matcher, suggest_thresholds, sweep_thresholds
 from imagebinner.tools.relocalize import RelocalizeSettings, Upsampling
 from imagebinner.tools.review.geometry import Geometry, derive_upsampling, resolve_geometry, truth_pixel_size
+from imagebinner.tools.review.status import MatchStatus, ThresholdIndex, kept_rows
 from imagebinner.tools.review.reading import (
     frame_count,
     hr_images,
@@ -121,6 +122,11 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
     predictions = param.Parameter(default=None, constant=True, doc="All predictions (canonical LocTable).")
     truth = param.Parameter(default=None, constant=True, doc="Ground truth (canonical LocTable) or None.")
     filtered = param.Parameter(default=None, constant=True, doc="Predictions with confidence >= threshold.")
+    match_status = param.ClassSelector(
+        class_=MatchStatus, default=None, constant=True,
+        doc="At the current threshold: per prediction dropped / true positive / false positive, per ground truth "
+        "matched or missed (row order of predictions and truth; slice with their frame_rows).",
+    )
     n_frames = param.Integer(default=0, constant=True, doc="Frames of the measurement.")
     image_shape = param.Parameter(default=None, constant=True, doc="Camera image (height, width) in px, if known.")
     hr_shape = param.Parameter(default=None, constant=True, doc="Upsampled image (height, width) in hr px, if known.")
@@ -138,7 +144,7 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
         default={},
         constant=True,
         doc="Localizations per µm² per frame, empty frames included: 'frame', 'predictions' (kept at the threshold), "
-        "'ground_truth' (NaN when the field size is unknown).",
+        "'ground_truth' (NaN when the field size is unknown); 'prediction_counts', 'truth_counts': per frame.",
     )
     confidence_histogram = param.Dict(
         default={}, constant=True, doc="'counts' and bin 'edges' of all prediction confidences (range from the data)."
@@ -147,6 +153,9 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
     def __init__(self, **params: Any):
         super().__init__(**params)
         self._matcher: Matcher | None = None
+        self._index: ThresholdIndex | None = None
+        self._n_frames = 0
+        self._quiet = False  # set while load() adjusts the threshold (no reaction with the old data)
         self._conf = np.empty(0)
         self._pred_frame = np.empty(0, np.int64)
         self._movie = None
@@ -192,16 +201,36 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
             self._advance()
             self._replace_movie(movie)
             self._found = files
-            self._merged_images = {}
-            self._conf = np.asarray(pred["confidence"], dtype=float)
-            self._pred_frame = pred.frame
-            self._update_threshold_bounds()
-            results.update(self._histogram())
-            results.update(self._matching(truth, pred))
-            results.update(self._threshold_results(pred, truth, n_frames, geometry.field_area_um2))
-            self._advance()
-            self._update(**results, loaded=True, status=self._summary(results["filtered"], pred, results["metrics"]))
+            self._finish_load(results)
         return self
+
+    def load_tables(self, predictions: LocTable, truth: LocTable | None = None, n_frames: int | None = None,
+                    geometry: Geometry | None = None) -> "PredictionReview":
+        """Review predictions already in memory (a notebook, a benchmark): match, sweep and every result as
+        :meth:`load` gives them, without files (no movie, no hr images unless ``geometry`` names their sizes)."""
+        m = predictions.meta
+        n = int(n_frames or max(predictions.n_frames, truth.n_frames if truth is not None else 0))
+        g = geometry or Geometry(None, m.image_shape, None, m.pixel_size, None)
+        results = self._loaded_results({"exploded": None}, None, predictions, truth, n, g)
+        with self._job(1, "reviewing tables"):
+            self._replace_movie(None)
+            self._found = None
+            self._finish_load(results)
+        return self
+
+    def _finish_load(self, results: dict) -> None:
+        """Confidences, threshold bounds, histogram, matching and sweep, threshold results; all set at once."""
+        pred, truth = results["predictions"], results["truth"]
+        self._merged_images = {}
+        self._conf = np.asarray(pred["confidence"], dtype=float)
+        self._pred_frame = pred.frame
+        self._update_threshold_bounds()
+        results.update(self._histogram())
+        self._n_frames = results["n_frames"]
+        results.update(self._matching(truth, pred))
+        results.update(self._threshold_results(pred, truth, results["n_frames"], results["field_area_um2"]))
+        self._advance()
+        self._update(**results, loaded=True, status=self._summary(results["filtered"], pred, results["metrics"]))
 
     def _geometry_and_truth(self, hr, movie) -> tuple[Geometry, LocTable | None]:
         """The sizes of the review and the ground truth (read with the camera pixel size known so far)."""
@@ -251,13 +280,20 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
         self._movie = movie
 
     def _update_threshold_bounds(self) -> None:
-        conf = self._conf
-        lo = min(0.0, float(conf.min())) if len(conf) else 0.0
-        hi = float(conf.max()) if len(conf) else 1.0
-        hi = max(hi, float(self.threshold), lo + 1e-9)
-        lo = min(lo, float(self.threshold))
-        self.param.threshold.bounds = (lo, hi)
+        """Soft bounds (the slider's range) span the loaded confidences; a threshold below the smallest keeps the same
+        predictions, so it is raised to the smallest; one above the largest stays (and widens the range: nothing is
+        kept). Hard bounds also admit 0 (keep everything) for scripts."""
+        conf = self._conf[np.isfinite(self._conf)]
+        lo = float(conf.min()) if len(conf) else 0.0
+        hi = max(float(conf.max()) if len(conf) else 1.0, float(self.threshold), lo + 1e-9)
+        self.param.threshold.bounds = (min(lo, 0.0), hi)
         self.param.threshold.softbounds = (lo, hi)
+        if self.threshold < lo:
+            self._quiet = True
+            try:
+                self.threshold = lo
+            finally:
+                self._quiet = False
 
     def _histogram(self) -> dict[str, Any]:
         conf = self._conf
@@ -274,31 +310,37 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
         """(Re)build the matcher and the sweep (after loading or a tolerance change)."""
         if truth is None:
             self._matcher = None
+            self._index = ThresholdIndex(pred, None, self._n_frames)
             return {"sweep": {}, "suggested_thresholds": {}}
         self._matcher = Matcher(truth, pred, self.tolerance)
+        self._index = ThresholdIndex(pred, self._matcher, self._n_frames)
         sweep = self._matcher.sweep(sweep_thresholds(self._conf, self.n_thresholds))
         return {"sweep": sweep, "suggested_thresholds": suggest_thresholds(sweep)}
 
     def _threshold_results(self, pred: LocTable, truth: LocTable | None, n: int, area: float | None) -> dict:
-        """The kept predictions, metrics, per-frame metrics and densities at the current threshold."""
-        keep = self._conf >= self.threshold
-        pred_counts = np.bincount(self._pred_frame[keep], minlength=n)[:n]
+        """The kept predictions, match status, metrics, per-frame metrics and densities at the current threshold:
+        lookups in the threshold index, no re-matching (the kept table is copied only when read)."""
+        at = self._index.at(self.threshold)
+        pred_counts = at.kept_per_frame
         scale = (1.0 / area) if area else np.nan
-        density = {"frame": np.arange(n, dtype=np.int64), "predictions": pred_counts * scale}
-        out: dict[str, Any] = {"filtered": pred.take(keep), "metrics": {}, "frame_metrics": {}, "density": density}
-        if self._matcher is not None:
+        density = {"frame": np.arange(n, dtype=np.int64), "predictions": pred_counts * scale,
+                   "prediction_counts": pred_counts}
+        filtered = kept_rows(pred, lambda: at.status.kept).with_length(int(pred_counts.sum()))
+        out: dict[str, Any] = {"filtered": filtered, "match_status": at.status, "metrics": {},
+                               "frame_metrics": {}, "density": density}
+        if at.frame_sums is not None:
             gt_counts = truth.counts_per_frame(n)
             density["ground_truth"] = gt_counts * scale
-            result = self._matcher.match(self.threshold)
-            out["metrics"] = {**result.metrics, "threshold": float(self.threshold),
+            density["truth_counts"] = gt_counts
+            out["metrics"] = {**at.metrics(len(truth)), "threshold": float(self.threshold),
                               "tolerance_nm": float(self.tolerance)}
-            out["frame_metrics"] = result.per_frame(gt_counts, pred_counts)
+            out["frame_metrics"] = at.frame_metrics(gt_counts)
         return out
 
     # -- reacting to settings -------------------------------------------------------------------------------
     @param.depends("threshold", watch=True)
     def _apply_threshold(self) -> None:
-        if self.loaded:
+        if self.loaded and not self._quiet:
             results = self._threshold_results(self.predictions, self.truth, self.n_frames, self.field_area_um2)
             self._update(**results, status=self._summary(results["filtered"], self.predictions, results["metrics"]))
 
@@ -330,7 +372,8 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
         if not self.loaded:
             return None
         if role not in self._merged_images:
-            self._merged_images[role] = sum_images(role_files(self._found, role), role)
+            found = role_files(self._found, role) if self._found is not None else []
+            self._merged_images[role] = sum_images(found, role) if found else None
         return self._merged_images[role]
 
     def close(self) -> None:
