@@ -61,6 +61,15 @@ def _click(button) -> None:
 
 
 # -- Binner app ---------------------------------------------------------------------------------------------------
+@pytest.fixture()
+def binner_root(tmp_path, monkeypatch) -> Path:
+    """The data root holds the demo and the test's folder (``tmp_path.parent``); no data folder."""
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path.parent))
+    monkeypatch.delenv("IMAGEBINNER_DATA", raising=False)
+    return tmp_path.parent
+
+
+@pytest.mark.usefixtures("binner_root")
 def test_binner_app_run_writes_outputs_and_shows_binned_frames(demo, tmp_path):
     app = BinnerApp(measurements=_pairs(demo))
     _render(app)
@@ -83,6 +92,7 @@ def test_binner_app_run_writes_outputs_and_shows_binned_frames(demo, tmp_path):
     assert sorted(np.round(shown.dimension_values("x"), 2)) == sorted(np.round(saved.x[saved.frame == 5], 2))
 
 
+@pytest.mark.usefixtures("binner_root")
 def test_binner_app_refuses_existing_outputs_without_running(demo, tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
@@ -95,6 +105,7 @@ def test_binner_app_refuses_existing_outputs_without_running(demo, tmp_path, cap
     assert "exists" in capsys.readouterr().out
 
 
+@pytest.mark.usefixtures("binner_root")
 def test_binner_app_preview_reports_bad_settings_and_recovers(demo, tmp_path, capsys):
     app = BinnerApp(measurements=_pairs(demo))
     _small(app, tmp_path / "out")
@@ -111,6 +122,7 @@ def test_binner_app_preview_reports_bad_settings_and_recovers(demo, tmp_path, ca
     assert len(app.view.binned_points()) == len(app.binner.binned_frame(app.view.binned_frame).locs)
 
 
+@pytest.mark.usefixtures("binner_root")
 def test_binner_app_preview_reports_progress_and_running(demo, tmp_path):
     app = BinnerApp(measurements=_pairs(demo))
     _small(app, tmp_path / "out")
@@ -141,6 +153,7 @@ def test_binner_app_preview_reports_progress_and_running(demo, tmp_path):
     assert "wrote 8 binned frames" in b.status
 
 
+@pytest.mark.usefixtures("binner_root")
 def test_binner_app_checks_typed_paths_on_the_server(demo, tmp_path, capsys):
     app = BinnerApp(measurements=[])
     m1 = demo.measurements[0]
@@ -155,6 +168,7 @@ def test_binner_app_checks_typed_paths_on_the_server(demo, tmp_path, capsys):
     assert app.job.thread is None and "not found" in capsys.readouterr().out
 
 
+@pytest.mark.usefixtures("binner_root")
 def test_binner_app_widgets_come_from_the_binners_declarations(demo):
     """The app shows the Binner's declared settings, outputs and events: editing a param's declaration (label, doc,
     bounds, default) changes its widget; the buttons run the declared actions."""
@@ -183,6 +197,7 @@ def test_binner_app_widgets_come_from_the_binners_declarations(demo):
     assert outputs == [Binner.param[name].label for name in Binner.outputs]
 
 
+@pytest.mark.usefixtures("binner_root")
 def test_binner_app_opens_on_the_data_folder(demo, monkeypatch):
     monkeypatch.setenv("IMAGEBINNER_DATA", str(demo.out_dir))
     app = BinnerApp()
@@ -190,6 +205,37 @@ def test_binner_app_opens_on_the_data_folder(demo, monkeypatch):
     assert len(app.view.measurements) == 2
     app.measurement_select.value = 1
     assert app.view.measurement == 1
+
+
+def test_binner_app_opens_on_the_demo_data_and_writes_into_the_root(tmp_path, monkeypatch):
+    """No arguments: the demo data (made once inside the data root) are loaded, the players span them, and the
+    default output folder ``binned`` is shown and resolved inside the root when Run writes."""
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    monkeypatch.delenv("IMAGEBINNER_DATA", raising=False)
+    monkeypatch.chdir(tmp_path.parent)  # (relative paths are relative to the root, not to the working folder)
+    app = BinnerApp()
+    movies = [Path(m) for m, _ in app.binner.measurements]
+    assert len(movies) == 2 and all(m.is_relative_to(tmp_path) and m.is_file() for m in movies)
+    assert len(app.view.measurements) == 2 and app.frame_player.end == app.view.measurements[0].n_frames - 1
+    assert app.binner.output_folder == "binned" and str(tmp_path) in app.root_note.object
+    app.binner.param.update(n_patches=30, n_binned=4, bin_size=3, seed=1)
+    _click(app.run_button)
+    app.job.wait(60)
+    assert sorted(p.name for p in (tmp_path / "binned").iterdir()) == ["binned.csv", "binned.json", "binned.tif"]
+    assert app.binner.output_folder == str(tmp_path / "binned") and app.binned_player.end == 3
+    assert not (tmp_path.parent / "binned").exists()
+    assert BinnerApp().binner.measurements == app.binner.measurements  # the demo is made once, then reused
+
+
+@pytest.mark.usefixtures("binner_root")
+def test_binner_app_frame_step_api_shows_the_frame(demo):
+    """``app.step(k)`` (scripts, benchmarks) moves the input player as a step from the page does."""
+    app = BinnerApp(measurements=_pairs(demo))
+    _render(app)
+    app.step(12)
+    assert app.view.frame == 12 and app.frame_player.value == 12
+    rows = app.view.measurements[0].locs_per_frame()[12]
+    assert len(app.view.input_points()) == rows
 
 
 def test_measurement_pairs_and_root_restriction(shared_data, tmp_path, monkeypatch):
