@@ -1,8 +1,16 @@
-"""Browser-test fixtures: a small simulated demo folder and a prediction folder, a large viewport."""
+"""Browser-test fixtures: a small simulated demo folder and a prediction folder, a large viewport, the data root."""
 
 from __future__ import annotations
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _data_root(tmp_path_factory, monkeypatch):
+    """Every path a served session touches must lie inside ``$IMAGEBINNER_ROOT``: the tests' temporary base folder
+    holds the shared demo and each test's tmp_path (and the demo data the apps open on without arguments)."""
+    monkeypatch.setenv("IMAGEBINNER_ROOT", str(tmp_path_factory.getbasetemp()))
+    monkeypatch.delenv("IMAGEBINNER_DATA", raising=False)
 
 
 @pytest.fixture(scope="session")
