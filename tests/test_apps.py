@@ -298,22 +298,35 @@ def _html_metrics(html: str) -> dict[str, str]:
     return dict(zip(cells[::2], cells[1::2]))
 
 
+@pytest.fixture()
+def review_root(tmp_path, monkeypatch):
+    """A data root holding the shared demo and the test's folder; no $IMAGEBINNER_DATA."""
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path.parent))
+    monkeypatch.delenv("IMAGEBINNER_DATA", raising=False)
+    return tmp_path.parent
+
+
+@pytest.mark.usefixtures("review_root")
 def test_review_app_threshold_slider_updates_metrics(demo):
     app = _review_app(demo)
     assert app.review.loaded
-    lo, hi = app.review.param.threshold.bounds
-    assert (app.threshold.start, app.threshold.end) == (lo, hi) and hi > 1  # confidences exceed 1
+    conf = app.review.predictions["confidence"]
+    # the slider spans the loaded confidences: it starts at the smallest, not below
+    assert (app.threshold.start, app.threshold.end) == (conf.min(), conf.max()) and conf.max() > 1
+    assert app.threshold.value == conf.min()
     root = pn.panel(app).get_root(Document(), comm=Comm())
+    app.tabs.active = 3  # the metrics tab (built when shown)
     (table,) = [p for p in root.select({"type": HTML}) if "table" in str(p.text) and "n_pred" in str(p.text)]
     before = _html_metrics(table.text)
     _set_throttled(app.threshold, 1.2)
     assert app.review.threshold == pytest.approx(1.2)
     after = _html_metrics(table.text)
-    n_kept = int(np.count_nonzero(app.review.predictions["confidence"] >= 1.2))
+    n_kept = int(np.count_nonzero(conf >= 1.2))
     assert int(after["n_pred"]) == n_kept < int(before["n_pred"])
-    assert "threshold 1.2" in app._summary(app.review.filtered)
+    assert "threshold 1.2" in app._summary()
 
 
+@pytest.mark.usefixtures("review_root")
 def test_review_app_saves_the_kept_predictions_once(demo, tmp_path, capsys):
     app = _review_app(demo)
     app.review.threshold = 1.5
@@ -332,9 +345,14 @@ def test_review_app_saves_the_kept_predictions_once(demo, tmp_path, capsys):
     app.save_button.param.trigger("value")  # a click on the generated button
     app.job.wait()
     assert target.read_bytes() == before and "exists" in capsys.readouterr().out
+    # outside the data root: refused before anything runs, with a notification
+    widgets["Save kept predictions to"].value = "../../outside.csv"
+    app.save_button.param.trigger("value")
+    app.job.wait()
+    assert "outside the data folder" in capsys.readouterr().out and not (tmp_path.parent.parent / "outside.csv").exists()
 
 
-def test_review_app_widgets_follow_the_review_declarations(monkeypatch):
+def test_review_app_widgets_follow_the_review_declarations(monkeypatch, tmp_path):
     """The sidebar is generated from the review's declared groups, in their order; a default or doc edited in the
     one declaration (here the shared re-localization settings) shows in the widgets."""
     from imagebinner.tools.relocalize import RelocalizeSettings
@@ -343,7 +361,8 @@ def test_review_app_widgets_follow_the_review_declarations(monkeypatch):
     monkeypatch.setattr(RelocalizeSettings.param.relocalize_threshold, "default", 0.9)
     monkeypatch.setattr(RelocalizeSettings.param.l2_weighting_factor, "doc", "Edited in one place: the L2 factor.")
     monkeypatch.delenv("IMAGEBINNER_DATA", raising=False)
-    app = ReviewApp()
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    app = ReviewApp(review=PredictionReview())
     r = app.review
 
     def names(controls) -> list[str]:
@@ -355,14 +374,43 @@ def test_review_app_widgets_follow_the_review_declarations(monkeypatch):
     widgets = dict(zip(names(app.relocalize), app.relocalize.layout))
     assert widgets["Relocalize threshold"].value == 0.9
     assert widgets["L2 weighting factor"].description == "Edited in one place: the L2 factor."
+    # the default output is inside the data root and shown
+    assert widgets != {} and app.review.output_path == str(tmp_path / "kept_predictions.csv")
     # an event of the review runs through the app's executor (the server-side checks first)
-    app.review.param.trigger("request_save")
-    assert app.job.thread is None and not app.job.busy
+    r.folder = str(tmp_path / "missing")
+    app.review.param.trigger("request_load")
+    assert app.job.thread is None and not app.job.busy and not r.loaded
 
 
+def test_review_app_opens_on_the_demo_without_arguments(monkeypatch, tmp_path):
+    """No query string, no $IMAGEBINNER_DATA, no arguments: the demo data (made inside the data root) is loaded,
+    with the ground truth, so the first page shows true/false positives and misses."""
+    monkeypatch.delenv("IMAGEBINNER_DATA", raising=False)
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    app = ReviewApp()
+    assert app.review.loaded and app.review.truth is not None
+    assert app.review.folder.startswith(str(tmp_path)) and app.view.classes[0] == "true positive"
+    assert app.player.end == app.review.n_frames - 1
+    pn.panel(app).get_root(Document(), comm=Comm())
+    app.step(3)
+    assert app.view.frame == 3 and app.player.value == 3
+    app.close()
+
+
+@pytest.mark.usefixtures("review_root")
 def test_review_app_reports_a_missing_folder(tmp_path, capsys):
     app = ReviewApp(folder=str(tmp_path / "nope"))
     assert not app.review.loaded and "not found" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("review_root")
+def test_review_page_builds_only_the_visible_tab(demo):
+    """Lazy tabs: the page renders the frame plots only; the other views are built when their tab is first shown."""
+    app = _review_app(demo)
+    pn.panel(app).get_root(Document(), comm=Comm())
+    assert app.view.calls["marks"] == 2 and app.view.summary.calls == {}
+    app.tabs.active = 2  # density
+    assert app.view.summary.calls["density_curves"] == 1 and app.view.summary.calls["density_boxplot"] == 1
 
 
 # -- add-ons app --------------------------------------------------------------------------------------------------

@@ -208,3 +208,33 @@ def test_bad_tolerance_is_a_parameter_error():
     gt = table([0], [0.0], [0.0])
     with pytest.raises(ParameterError):
         match(gt, gt, 0.0)
+
+
+def test_threshold_index_gives_the_matching_of_every_threshold_exactly():
+    """The review's per-threshold lookups (ThresholdIndex) equal a from-scratch matching: per-prediction true
+    positives, per-truth matches, totals and per-frame counts, at thresholds between, at and beyond the confidences."""
+    from imagebinner.tools.review.status import DROPPED, TP, ThresholdIndex
+
+    gt, pred = _crowded(5)
+    matcher = Matcher(gt, pred, 100.0)
+    assert len(matcher._star_edges[0]) > 0 and len(matcher._general) > 0
+    n = int(max(gt.frame.max(), pred.frame.max())) + 1
+    index = ThresholdIndex(pred, matcher, n)
+    for t in np.r_[sweep_thresholds(pred["confidence"], 13), 1.0, 0.05, 9.0]:
+        at = index.at(t)
+        ref = Matcher(gt, pred, 100.0).match(t)
+        tp = np.zeros(len(pred), bool)
+        tp[ref.pred_index] = True
+        matched = np.zeros(len(gt), bool)
+        matched[ref.gt_index] = True
+        codes = at.status.prediction
+        assert np.array_equal(codes == TP, tp) and np.array_equal(codes != DROPPED, pred["confidence"] >= t)
+        assert np.array_equal(at.status.truth_matched, matched)
+        rows = pred.frame_rows(2)  # a frame's slice gives that frame's part
+        assert np.array_equal(at.status.predictions_of(rows), codes[rows])
+        got, want = at.metrics(len(gt)), ref.metrics
+        assert got["tp"] == want["tp"] and got["n_pred"] == want["n_pred"]
+        assert got["rmse_nm"] == pytest.approx(want["rmse_nm"], rel=1e-9, nan_ok=True)
+        per_frame = ref.per_frame(gt.counts_per_frame(n), np.bincount(pred.frame[pred["confidence"] >= t],
+                                                                      minlength=n))
+        assert np.array_equal(at.frame_metrics(gt.counts_per_frame(n))["tp"], per_frame["tp"])

@@ -546,3 +546,39 @@ def test_end_to_end_explode_then_predict_each_frame(tmp_path, capsys):
                               tolerance=40.0).load()
     assert beside.files["movie"] == str(tmp_path / "frames") and beside.n_frames == n_frames
     assert beside.metrics == review.metrics
+
+
+def test_a_threshold_change_is_a_lookup_not_a_rematch(measurement, monkeypatch):
+    """Moving the threshold re-uses the matching of the load (no Matcher built, no match() run, no kept table
+    copied); the results equal a fresh load at that threshold."""
+    import imagebinner.tools.matching as matching_mod
+
+    truth = str(measurement["dir"] / "truth.csv")
+    review = PredictionReview(folder=str(measurement["pred"]), ground_truth=truth).load()
+    calls = []
+    monkeypatch.setattr(matching_mod.Matcher, "match", lambda self, *a, **k: calls.append("match"))
+    original_init = matching_mod.Matcher.__init__
+    monkeypatch.setattr(matching_mod.Matcher, "__init__",
+                        lambda self, *a, **k: (calls.append("init"), original_init(self, *a, **k))[1])
+    t = float(np.quantile(review.predictions["confidence"], 0.4))
+    review.threshold = t
+    assert calls == [] and not review.filtered.materialised
+    monkeypatch.undo()
+    fresh = PredictionReview(folder=str(measurement["pred"]), ground_truth=truth, threshold=t).load()
+    assert review.metrics == fresh.metrics
+    np.testing.assert_array_equal(review.match_status.prediction, fresh.match_status.prediction)
+    np.testing.assert_array_equal(review.filtered.x, fresh.filtered.x)
+    for key in ("tp", "fp", "fn", "rmse_nm"):
+        np.testing.assert_array_equal(review.frame_metrics[key], fresh.frame_metrics[key])
+
+
+def test_threshold_range_spans_the_loaded_confidences(measurement):
+    """The slider's range (soft bounds) is the confidences' range; a threshold below the smallest is raised to it
+    (the same predictions are kept), one above the largest stays."""
+    review = PredictionReview(folder=str(measurement["pred"])).load()
+    conf = review.predictions["confidence"]
+    assert review.param.threshold.softbounds == (conf.min(), conf.max())
+    assert review.threshold == conf.min() and len(review.filtered) == len(conf)
+    high = PredictionReview(folder=str(measurement["pred"]), threshold=float(conf.max()) + 1).load()
+    assert high.threshold == conf.max() + 1 and len(high.filtered) == 0
+    assert high.param.threshold.softbounds[1] == conf.max() + 1

@@ -14,12 +14,9 @@ from bokeh.models import Image as BokehImage  # noqa: E402
 from pyviz_comms import Comm  # noqa: E402
 
 from imagebinner.io import open_movie, read_locs  # noqa: E402
-from imagebinner.simulate.prediction import make_prediction_folder  # noqa: E402
 from imagebinner.tools.binner import Binner  # noqa: E402
-from imagebinner.tools.review import PredictionReview  # noqa: E402
 from imagebinner.views.binner import BinnerView  # noqa: E402
 from imagebinner.views.frames import frame_image, hr_image  # noqa: E402
-from imagebinner.views.review import ReviewView  # noqa: E402
 
 hv.extension("bokeh")
 
@@ -267,138 +264,6 @@ def test_input_views_follow_the_loaded_measurements(demo):
     assert len(view.input_points()) == view.measurements[0].locs_per_frame()[7]
 
 
-# -- review views -------------------------------------------------------------------------------------------------
-@pytest.fixture()
-def review(demo):
-    paths, folder = demo
-    m1 = paths.measurements[0]
-    r = PredictionReview(folder=str(folder), movie=str(m1.movie), ground_truth=str(m1.locs))
-    r.load()
-    return r
-
-
-def test_threshold_filters_the_prediction_crosses(demo, review):
-    _, folder = demo
-    view = ReviewView(review)
-    raw = read_locs(next(folder.glob("Localizations_*_avg.csv")))
-    root = _render(pn.pane.HoloViews(hv.DynamicMap(view.prediction_points)))
-    frame = int(np.argmax(raw.counts_per_frame()))
-    view.frame = frame
-    assert _cross_xy(root) == _rows_of_frame(raw, frame)
-    conf = raw["confidence"][raw.frame == frame]
-    threshold = float(np.median(conf))
-    review.threshold = threshold
-    kept = raw.take(raw["confidence"] >= threshold)
-    assert _cross_xy(root) == _rows_of_frame(kept, frame)
-    assert 0 < len(_cross_xy(root)) < len(conf)
-
-
-def test_review_views_follow_a_reload_without_being_told(demo, tmp_path):
-    """The views depend on the review's result params: loading another prediction (other frames, other images)
-    changes the frame range, the summed images and the crosses with no call on the view."""
-    paths, folder = demo
-    m1 = paths.measurements[0]
-    r = PredictionReview(folder=str(folder), movie=str(m1.movie))
-    view = ReviewView(r)
-    assert view.param.frame.bounds == (0, 0) and len(view.prediction_points().data) == 0
-    r.load()
-    n_frames = r.n_frames
-    assert view.param.frame.bounds == (0, n_frames - 1)
-    whole_sum = view.sum_image("predicted").dimension_values(2).sum()
-    view.frame = n_frames - 1
-    view.frame = 4
-    root = _render(pn.pane.HoloViews(hv.DynamicMap(view.prediction_points)))
-    before = _cross_xy(root)
-    assert before == _rows_of_frame(r.filtered, 4)
-    view.frame = n_frames - 1
-    # a shorter measurement: the first frames of the movie only
-    truth = read_locs(m1.locs)
-    short = truth.take(truth.frame < 5).with_meta(n_frames=5)
-    from imagebinner.io import open_movie, write_tif
-
-    with open_movie(m1.movie) as movie:
-        write_tif(tmp_path / "short.tif", np.stack([movie.frame(k) for k in range(5)]), pixel_size=movie.pixel_size)
-    make_prediction_folder(tmp_path / "pred", short, tmp_path / "short.tif", upsampling=4, seed=1)
-    r.param.update(folder=str(tmp_path / "pred"), movie=str(tmp_path / "short.tif"))
-    r.load()
-    assert view.param.frame.bounds == (0, 4) and view.frame == 4
-    assert view.sum_image("predicted").dimension_values(2).sum() < whole_sum
-    after = _cross_xy(root)  # the same plot, redrawn
-    assert after == _rows_of_frame(r.filtered, 4) and after != before
-
-
-def test_stacked_prediction_peaks_lie_on_the_predictions(review):
-    """hr geometry: the brightest hr pixel of a frame is centred (k·ps_hr) within one hr pixel of a prediction."""
-    view = ReviewView(review)
-    pred = review.predictions
-    for frame in (5, 30):
-        view.frame = frame
-        img = view.stacked_image()
-        data = img.dimension_values(2, flat=False)
-        xs, ys = img.dimension_values("x", expanded=False), img.dimension_values("y", expanded=False)
-        r, c = np.unravel_index(np.argmax(data), data.shape)
-        rows = pred.frame_rows(frame)
-        d = np.hypot(pred.x[rows] - xs[c], pred.y[rows] - ys[r])
-        assert d.min() < review.pixel_size_hr
-
-
-def test_metrics_table_and_histogram_follow_the_threshold(review):
-    view = ReviewView(review)
-    pane = pn.pane.DataFrame(view.metrics_table)
-    pane.get_root(Document(), comm=Comm())
-    before = dict(zip(pane.object["metric"], pane.object["value"]))
-    review.threshold = review.suggested_thresholds["jaccard"]
-    after = dict(zip(pane.object["metric"], pane.object["value"]))
-    assert float(after["threshold"]) == pytest.approx(review.threshold, rel=1e-3)
-    assert int(after["n_pred"]) < int(before["n_pred"]) == len(review.predictions)
-    assert float(after["jaccard"]) == pytest.approx(review.metrics["jaccard"], rel=1e-3)
-    hist = view.confidence_histogram()
-    counts = hist.Histogram.I.dimension_values("predictions")
-    assert counts.sum() == len(review.predictions)
-    assert hist.VLine.I.data == pytest.approx(review.threshold)
-    sweep = view.sweep_plot()
-    marked = [el.data for el in sweep if isinstance(el, hv.VLine)]
-    assert review.suggested_thresholds["f1"] == pytest.approx(marked[1])
-
-
-def test_large_data_is_rasterized(review, monkeypatch):
-    """Above the size limits frames and merged predictions are aggregated (datashader) instead of sent as is."""
-    import imagebinner.views.frames as frames_mod
-    import imagebinner.views.review as review_mod
-
-    view = ReviewView(review)
-    assert isinstance(view.merged_localizations(), hv.DynamicMap)
-    small = _render(pn.pane.HoloViews(view.merged_localizations()))
-    assert len(_sources(small, Scatter)[0].data["x"]) == len(review.filtered)
-    monkeypatch.setattr(review_mod, "RASTERIZE_ABOVE_POINTS", 10)
-    monkeypatch.setattr(frames_mod, "RASTERIZE_ABOVE_PIXELS", 100)
-    merged = _render(pn.pane.HoloViews(view.merged_localizations()))
-    (counts,) = _sources(merged, BokehImage)
-    assert not _sources(merged, Scatter)
-    assert np.nansum(counts.data["image"][0]) == len(review.filtered)  # every kept prediction counted once
-    stacked = _render(pn.pane.HoloViews(view.stacked_plot()))
-    (image,) = _sources(stacked, BokehImage)  # regridded to the plot's size, same extent in nm
-    ps_hr = review.pixel_size_hr
-    assert image.data["x"][0] == pytest.approx(-ps_hr / 2, abs=ps_hr)
-    assert image.data["dw"][0] == pytest.approx(review.hr_shape[1] * ps_hr, rel=0.02)
-    dmap = hv.DynamicMap(view.stacked_image)
-    assert frames_mod.maybe_rasterize(dmap, review.hr_shape) is not dmap  # 256×256 > 100 px: an operation
-    monkeypatch.setattr(frames_mod, "RASTERIZE_ABOVE_PIXELS", 1024 * 1024)
-    assert frames_mod.maybe_rasterize(dmap, review.hr_shape) is dmap  # small frames are sent as they are
-
-
-def test_merged_images_keep_the_data_aspect(review):
-    """The merged images have a fixed frame height and the width of their field in nm (not stretched to a pane)."""
-    view = ReviewView(review)
-    height, width = review.hr_shape
-    renderer = hv.renderer("bokeh")
-    for plot in (view.sum_plot("widefield"), view.sum_plot("predicted"), view.merged_localizations(),
-                 view.camera_plot(), view.stacked_plot()):
-        fig = renderer.get_plot(plot).state
-        assert fig.sizing_mode in (None, "fixed") and 200 <= fig.frame_height <= 340
-        assert fig.frame_width / fig.frame_height == pytest.approx(width / height, rel=0.02)
-
-
 def test_frame_size_fits_the_box_with_the_image_aspect():
     from imagebinner.views.frames import frame_size
 
@@ -407,19 +272,3 @@ def test_frame_size_fits_the_box_with_the_image_aspect():
     assert frame_size((512, 128), (420, 340)) == {"frame_width": 85, "frame_height": 340}
     fig = hv.renderer("bokeh").get_plot(frame_image(np.zeros((30, 60)), 100.0)).state
     assert (fig.frame_width, fig.frame_height) == (420, 210)
-
-
-def test_exploded_predictions_show_the_same_sum_images(demo, tmp_path):
-    """Per-frame (exploded) prediction files are summed into the same merged images as the whole-movie files."""
-    paths, folder = demo
-    m1 = paths.measurements[0]
-    truth = read_locs(m1.locs)
-    make_prediction_folder(tmp_path / "exploded", truth, m1.movie, upsampling=4, seed=1, exploded=True)
-    whole = PredictionReview(folder=str(folder), movie=str(m1.movie)).load()
-    split = PredictionReview(folder=str(tmp_path / "exploded"), movie=str(m1.movie)).load()
-    for role in ("predicted", "widefield"):
-        views = [ReviewView(r) for r in (whole, split)]
-        a, b = (v.sum_image(role) for v in views)
-        assert a.data[a.vdims[0].name].size > 1
-        np.testing.assert_allclose(np.asarray(b.dimension_values(2)), np.asarray(a.dimension_values(2)),
-                                   rtol=1e-5, atol=1e-3)

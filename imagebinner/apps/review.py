@@ -1,21 +1,28 @@
 """The prediction review app: load a DeepSTORM prediction folder (+ movie, ground truth), live threshold, metrics.
 
-Open on data with query parameters (``?folder=pred/&movie=movie.tif&truth=movie_locs.hdf5``), the constructor's
-arguments, or ``$IMAGEBINNER_DATA`` (a prediction folder, or a folder holding ``prediction/`` plus a movie and its
-``<stem>_locs`` file).
+Opens on the page's query parameters (``?folder=pred/&movie=movie.tif&truth=movie_locs.hdf5``), the constructor's
+arguments, ``$IMAGEBINNER_DATA`` (a prediction folder, or a folder holding ``prediction/`` plus a movie and its
+``<stem>_locs`` file), else the demo data (made once inside the data root). Every path goes through ``check_path``.
+The views sit in tabs that are built when first shown (the page is ready once the frames are drawn).
 """
 
 from __future__ import annotations
+
+import contextlib
+import html
+from pathlib import Path
 
 import holoviews as hv
 import panel as pn
 from panel.viewable import Viewer
 
 from imagebinner.apps.common import (
+    DATA_ENV,
     Job,
     PathPicker,
     check_path,
     data_folder,
+    data_root,
     find_measurement_pairs,
     hv_pane,
     notify,
@@ -25,25 +32,22 @@ from imagebinner.apps.common import (
 )
 from imagebinner.errors import ImageBinnerError
 from imagebinner.tools.review import PredictionReview
-from imagebinner.views.review import ReviewView
+from imagebinner.views.review import NO_STACKED_MESSAGE, ReviewView
 
 MIN_INTERVAL_MS = 200
+#: the default save target, inside the data root (shown in the output box)
+DEFAULT_OUTPUT = "kept_predictions.csv"
+TABS = ("Frames", "All frames", "Density", "Metrics")
 
 
-def _initial_inputs() -> dict:
-    """Inputs from the page's query parameters, else from ``$IMAGEBINNER_DATA``."""
-    found = {key: (session_arg(arg) or [""])[0] for key, arg in
-             (("folder", "folder"), ("movie", "movie"), ("ground_truth", "truth"))}
-    if found["folder"]:
-        return {k: v for k, v in found.items() if v}
-    folder = data_folder()
-    if folder is None or not folder.is_dir():
-        return {}
+def _folder_inputs(folder: Path) -> dict:
+    """A prediction folder, or a folder holding one (``prediction/``) beside a measurement pair."""
     if any(p.name.startswith("Localizations_") for p in folder.iterdir()):
         return {"folder": str(folder)}
     sub = [p for p in sorted(folder.iterdir()) if p.is_dir() and any(q.name.startswith("Localizations_")
                                                                      for q in p.iterdir())]
     if not sub:
+        notify("warning", f"review: no prediction folder in {folder}")
         return {}
     out = {"folder": str(sub[0])}
     pairs = find_measurement_pairs(folder, max_depth=1)
@@ -52,8 +56,36 @@ def _initial_inputs() -> dict:
     return out
 
 
+def initial_inputs() -> dict:
+    """Inputs from the page's query parameters, else ``$IMAGEBINNER_DATA``, else the demo data (refused paths:
+    a notification and nothing prefilled)."""
+    found = {key: (session_arg(arg, kind=kind, must_exist=True) or [""])[0] for key, arg, kind in
+             (("folder", "folder", "folder"), ("movie", "movie", "any"), ("ground_truth", "truth", "file"))}
+    if found["folder"]:
+        return {k: v for k, v in found.items() if v}
+    if (pn.state.session_args or {}).get("folder"):
+        return {}  # a refused folder: the notification says why
+    import os
+
+    if os.environ.get(DATA_ENV, "").strip():
+        folder = data_folder()
+        return _folder_inputs(folder) if folder is not None else {}
+    from imagebinner.apps.demo_data import demo_data
+
+    try:
+        demo = demo_data()
+    except ImageBinnerError as exc:
+        notify("error", f"review: no demo data: {exc}")
+        return {}
+    return {"folder": demo.prediction_folder, "movie": demo.movie, "ground_truth": demo.ground_truth}
+
+
 class ReviewApp(Viewer):
-    """Review DeepSTORM predictions against ground truth: threshold, frames, merged images, metrics, sweep."""
+    """Review DeepSTORM predictions against ground truth: threshold, frames, merged images, metrics, sweep.
+
+    In-process use: ``app.step(k)`` shows frame ``k`` (one batched update), ``app.set_threshold(t)`` moves the
+    threshold as the slider does, ``app.view.render_sr()`` renders the all-frames image.
+    """
 
     def __init__(self, folder: str | None = None, movie: str | None = None, ground_truth: str | None = None,
                  review: PredictionReview | None = None, **params):
@@ -62,13 +94,17 @@ class ReviewApp(Viewer):
         self.view = ReviewView(self.review)
         self.job = Job()
         given = {k: v for k, v in (("folder", folder), ("movie", movie), ("ground_truth", ground_truth)) if v}
-        initial = given or ({} if review is not None else _initial_inputs())
+        initial = given or ({} if review is not None else initial_inputs())
         if initial:
             self.review.param.update(**{k: str(v) for k, v in initial.items()})
+        if not self.review.output_path:
+            self.review.output_path = str(data_root() / DEFAULT_OUTPUT)
         self._build_widgets()
         self.review.executor = self._execute  # Load and Save run in the job thread, after the server-side checks
+        self.review.param.watch(self._follow_load, "predictions")
         if self.review.folder:
             self._execute("Load", self.review.load, threaded=False)
+        self._follow_load()
 
     def _build_widgets(self) -> None:
         r, v = self.review, self.view
@@ -87,16 +123,50 @@ class ReviewApp(Viewer):
                                           labels={"output_path": "Save kept predictions to"})
         self.progress = pn.indicators.Progress(value=r.param.progress, max=r.param.n_steps, height=20,
                                                sizing_mode="stretch_width")
-        self.status = pn.pane.Str(r.param.status, sizing_mode="stretch_width")
+        self.status = pn.pane.HTML(pn.bind(lambda s: f"<div>{html.escape(s or '')}</div>", r.param.status),
+                                   sizing_mode="stretch_width",
+                                   styles={"white-space": "normal", "overflow-wrap": "anywhere"})
         (threshold,) = groups["threshold"]
         self.threshold = pn.widgets.FloatSlider.from_param(r.param[threshold], throttled=True, step=0.01,
                                                            label="Confidence threshold", sizing_mode="stretch_width")
-        self.player = pn.widgets.Player.from_param(v.param.frame, throttled=True, interval=MIN_INTERVAL_MS,
-                                                   loop_policy="loop", show_loop_controls=False, label="Frame",
+        self.player = pn.widgets.Player(start=0, end=max(v.param.frame.bounds[1], 1), value=0, label="Frame",
+                                        interval=MIN_INTERVAL_MS, loop_policy="loop", show_loop_controls=False,
+                                        sizing_mode="stretch_width")
+        self.player.param.watch(lambda event: self.step(event.new), "value_throttled")
+        self.classes = pn.widgets.CheckButtonGroup(options=list(v.classes), value=list(v.classes),
                                                    sizing_mode="stretch_width")
-        self.show_truth = pn.widgets.Checkbox.from_param(v.param.show_truth, label="Ground truth (green circles)")
-        self.show_pred = pn.widgets.Checkbox.from_param(v.param.show_predictions, label="Predictions (red crosses)")
-        self.summary = pn.pane.Markdown(pn.bind(self._summary, r.param.filtered), sizing_mode="stretch_width")
+        self.classes.param.watch(self._classes_changed, "value")
+        self.summary = pn.pane.Markdown(pn.bind(self._summary, r.param.metrics, r.param.match_status),
+                                        sizing_mode="stretch_width")
+
+    # -- in-process controls (the widgets call these) -------------------------------------------------------------
+    def step(self, frame: int) -> None:
+        """Show ``frame``: the frame images, marks and the density's frame marker change in one batched update."""
+        lo, hi = self.view.param.frame.bounds
+        with batched():
+            self.view.frame = min(max(int(frame), lo), hi)
+        if self.player.value != self.view.frame:
+            self.player.value = self.view.frame
+
+    def set_threshold(self, value: float) -> None:
+        """Move the threshold as a slider release does (metrics, marks and the all-frames view follow)."""
+        with batched():
+            self.review.threshold = float(value)
+
+    def _classes_changed(self, event) -> None:
+        other = [c for c in self.view.param.shown.objects if c not in self.view.classes]
+        with batched():
+            self.view.shown = [*event.new, *other]
+
+    def _follow_load(self, *_event) -> None:
+        """After a (re)load: the player's range, the slider's range (the loaded confidences) and the classes."""
+        r, v = self.review, self.view
+        v._sync()
+        self.player.param.update(end=max(v.param.frame.bounds[1], 1), value=min(self.player.value, v.frame))
+        self.classes.param.update(options=list(v.classes), value=[c for c in v.classes if c in v.shown])
+        if r.loaded:
+            lo, hi = r.param.threshold.softbounds
+            self.threshold.param.update(start=lo, end=hi, step=max((hi - lo) / 200, 1e-6), value=r.threshold)
 
     @property
     def load_button(self) -> pn.widgets.Button:
@@ -110,32 +180,33 @@ class ReviewApp(Viewer):
 
     # -- actions ----------------------------------------------------------------------------------------------
     def _execute(self, label: str, work, threaded: bool = True) -> None:
-        """The review's executor: check the paths on the server, then run the action in the job thread."""
+        """The review's executor: check the paths on the server (resolved, inside the data root), then run the
+        action in the job thread."""
         r = self.review
         saving = getattr(work, "__name__", "") == "save"
         try:
             if saving:
-                check_path(r.output_path, "output file", kind="any", must_exist=False)
+                r.output_path = str(check_path(r.output_path, "output file", kind="any", must_exist=False))
             else:
-                check_path(r.folder, "prediction folder", kind="folder")
+                checked = {"folder": str(check_path(r.folder, "prediction folder", kind="folder"))}
                 if r.movie:
-                    check_path(r.movie, "movie", kind="any")
+                    checked["movie"] = str(check_path(r.movie, "movie", kind="any"))
                 if r.ground_truth:
-                    check_path(r.ground_truth, "ground truth")
+                    checked["ground_truth"] = str(check_path(r.ground_truth, "ground truth"))
+                r.param.update(**{k: p for k, p in checked.items() if getattr(r, k) != p})
         except ImageBinnerError as exc:
-            notify("error", f"{label.lower()} failed: {exc}" if saving else str(exc))
+            notify("error", f"review: {label.lower()} failed: {exc}")
             return
         self.job.start(work, self._saved if saving else self._loaded, label=label, threaded=threaded)
 
     def _loaded(self, result) -> str:
-        lo, hi = self.review.param.threshold.bounds
-        self.threshold.param.update(start=lo, end=hi, step=max((hi - lo) / 200, 1e-6), value=self.review.threshold)
+        self._follow_load()
         return self.review.status
 
     def _saved(self, written) -> str:
         return f"wrote {', '.join(str(p) for p in written)} ({len(self.review.filtered)} predictions)"
 
-    def _summary(self, filtered) -> str:
+    def _summary(self, *_results) -> str:
         r = self.review
         if not r.loaded:
             return "*Give a prediction folder (and optionally the movie and ground truth) and press Load.*"
@@ -149,8 +220,9 @@ class ReviewApp(Viewer):
         return "\n\n".join(lines)
 
     def close(self) -> None:
-        """Close the files the views keep open; called when the browser session ends."""
+        """Close the files the views and the review keep open; called when the browser session ends."""
         self.view.close()
+        self.review.close()
 
     # -- layout -----------------------------------------------------------------------------------------------
     @property
@@ -164,40 +236,64 @@ class ReviewApp(Viewer):
             "### Save", self.save_controls,
         ]
 
+    def _frames_tab(self):
+        v = self.view
+
+        def plots():
+            if not self.review.loaded:
+                return pn.pane.Markdown("*No prediction loaded.*")
+            camera = hv_pane(v.camera_plot()) if v.has_movie else pn.pane.Markdown(
+                "**No test movie**: give the movie to see the camera frames.")
+            stacked = hv_pane(v.stacked_plot()) if v.has_stacked else pn.pane.Alert(
+                NO_STACKED_MESSAGE, alert_type="info", width=420)
+            return pn.Row(camera, stacked)
+
+        return pn.Column(self.player, self.classes, pn.panel(pn.bind(lambda _p: plots(), self.review.param.predictions)),
+                         sizing_mode="stretch_width")
+
+    def _merged_tab(self):
+        v = self.view
+        return rebuilt_on(self.review.param.predictions,
+                          lambda: (v.sum_plot("widefield") + v.sum_plot("predicted")
+                                   + v.merged_localizations()).opts(shared_axes=True).cols(3), stretch=False)
+
+    def _density_tab(self):
+        v = self.view
+        small = dict(sizing_mode="stretch_width", height=240)
+        return pn.Column(hv_pane(v.density_plot(), **small), hv_pane(hv.DynamicMap(v.summary.density_boxplot), **small),
+                         sizing_mode="stretch_width")
+
+    def _metrics_tab(self):
+        s = self.view.summary
+        small = dict(sizing_mode="stretch_width", height=240)
+        return pn.Column(
+            self.summary,
+            pn.Row(hv_pane(hv.DynamicMap(s.confidence_histogram), **small),
+                   pn.pane.DataFrame(s.metrics_table, index=False, width=260), sizing_mode="stretch_width"),
+            pn.Row(hv_pane(hv.DynamicMap(s.sweep_plot), **small), hv_pane(hv.DynamicMap(s.rmse_plot), **small),
+                   sizing_mode="stretch_width"),
+            sizing_mode="stretch_width")
+
     @property
     def main(self) -> list:
-        r, v = self.review, self.view
-        frames = pn.Column(
-            "### Frame by frame", self.player, pn.Row(self.show_truth, self.show_pred),
-            # the plots size themselves (fixed frame, the image's aspect)
-            rebuilt_on(r.param.predictions, lambda: (v.camera_plot() + v.stacked_plot()).opts(shared_axes=True),
-                       stretch=False),
-            sizing_mode="stretch_width",
-        )
-        merged = pn.Column(
-            "### Merged (all frames)",
-            # the plots size themselves (fixed frame height, width from the data aspect) and zoom together
-            rebuilt_on(r.param.predictions, lambda: (v.sum_plot("widefield") + v.sum_plot("predicted")
-                                                  + v.merged_localizations()).opts(shared_axes=True).cols(3),
-                       stretch=False),
-            sizing_mode="stretch_width",
-        )
-        small = dict(sizing_mode="stretch_width", height=240)
-        metrics = pn.Column(
-            "### Metrics", self.summary,
-            pn.Row(hv_pane(hv.DynamicMap(v.confidence_histogram), **small),
-                   hv_pane(hv.DynamicMap(v.density_curves), **small), sizing_mode="stretch_width"),
-            pn.Row(hv_pane(hv.DynamicMap(v.sweep_plot), **small),
-                   hv_pane(hv.DynamicMap(v.rmse_plot), **small),
-                   pn.pane.DataFrame(v.metrics_table, index=False, width=260),
-                   sizing_mode="stretch_width"),
-            sizing_mode="stretch_width",
-        )
-        return [self.picker, frames, merged, metrics]
+        """The file browser and the views in tabs; a tab's plots are built when it is first shown."""
+        self.tabs = pn.Tabs(*[(name, pn.param.ParamFunction(pn.bind(make), lazy=True)) for name, make in
+                              zip(TABS, (self._frames_tab, self._merged_tab, self._density_tab, self._metrics_tab))],
+                            dynamic=True, sizing_mode="stretch_width")
+        return [self.picker, self.tabs]
 
     def __panel__(self):
         return pn.Row(pn.Column(*self.sidebar, width=340), pn.Column(*self.main, sizing_mode="stretch_width"),
                       sizing_mode="stretch_width")
+
+
+@contextlib.contextmanager
+def batched():
+    """Changes sent to the browser together, and the session document's model graph recomputed once (not once per
+    updated plot: that walk of every model of the page dominated a frame step)."""
+    doc = pn.state.curdoc
+    with pn.io.hold(), (doc.models.freeze() if doc is not None else contextlib.nullcontext()):
+        yield
 
 
 def _button(controls: pn.Param) -> pn.widgets.Button:

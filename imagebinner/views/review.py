@@ -1,15 +1,19 @@
-"""Views of a :class:`~imagebinner.tools.review.PredictionReview`: frames, merged images, histogram, metrics, sweep.
+"""Frame and merged views of a :class:`~imagebinner.tools.review.PredictionReview`; summaries in :mod:`.review_summary`.
 
 Camera frames: pixel ``j`` centred at ``(j + 0.5)·ps`` nm. Deep-STORM high-resolution images (``Predicted_``,
 ``Widefield_``, ``Predicted_stacked_``): hr pixel ``k`` centred at ``k·ps_hr`` nm. Predictions and ground truth are
 canonical nm and overlay both as they are. No widgets here: :mod:`imagebinner.apps.review` adds them.
 
 Every view depends on the review's result params: a (re)load sets ``predictions`` (with every other result at
-once), a threshold change sets ``filtered``, ``metrics``, ``density``; the view's own state (the open stacked
-density, the summed images, colour limits) follows the loaded predictions.
+once), a threshold change sets ``match_status`` (true/false positives, misses: sliced per frame here), ``metrics``,
+``density``. A frame step updates the frame images and the marks (one DynamicMap each) and the density's frame
+marker, nothing else. The all-frames render aggregates the kept predictions with datashader; they are the first
+``k`` of the predictions sorted by confidence, so a threshold change copies nothing.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 import holoviews as hv
 import numpy as np
@@ -17,9 +21,9 @@ import param
 
 from imagebinner.io import Movie, open_movie
 from imagebinner.tools.review import PredictionReview
+from imagebinner.tools.review.status import FP, TP
 from imagebinner.views.frames import (
     TRUTH_OPTS,
-    crosses,
     empty_image,
     frame_image,
     frame_size,
@@ -28,16 +32,27 @@ from imagebinner.views.frames import (
     is_large,
     maybe_rasterize,
 )
+from imagebinner.views.review_summary import ReviewSummary
 
 #: above this many predictions the merged view is rasterized instead of drawn as dots (guide: 1e5..5e5 points)
 RASTERIZE_ABOVE_POINTS = 100_000
 #: the largest frame of a merged image (width × height in screen pixels): three fit side by side
 MERGED_BOX = (300, 240)
-CURVE_OPTS = dict(responsive=True, height=220, tools=["hover"], show_grid=True, framewise=True)
-SWEEP_METRICS = ("jaccard", "f1", "precision", "recall")
-SWEEP_COLOURS = {"jaccard": "#1f77b4", "f1": "#ff7f0e", "precision": "#2ca02c", "recall": "#d62728"}
-TABLE_METRICS = ("threshold", "n_pred", "n_gt", "tp", "fp", "fn", "precision", "recall", "f1", "jaccard", "rmse_nm",
-                 "bias_x_nm", "bias_y_nm", "efficiency", "tolerance_nm")
+#: mark classes with ground truth (legend labels, toggles) and without
+CLASSES = ("true positive", "false positive", "missed", "matched truth")
+CLASSES_NO_TRUTH = ("predictions",)
+CONFIDENCE_CMAP = "viridis"
+#: the look of each class; predictions (true/false positives) are coloured by confidence
+CLASS_OPTS = {
+    "true positive": dict(marker="x", size=11, line_width=2),
+    "false positive": dict(marker="triangle", size=10, fill_alpha=0.0, line_width=1.5),
+    "predictions": dict(marker="x", size=11, line_width=2),
+    "missed": dict(marker="square", size=13, fill_alpha=0.0, line_width=2, color="magenta"),
+    "matched truth": {**TRUTH_OPTS},
+}
+NO_STACKED_MESSAGE = ("**No stacked prediction in this folder**: the per-frame predicted density "
+                      "(`Predicted_stacked_<stem>.tif`) was not saved with these predictions, so there is no hr "
+                      "frame to show. The camera frame above shows the predictions.")
 
 
 def truth_marks(x: np.ndarray, y: np.ndarray, label: str = "ground truth") -> hv.Points:
@@ -45,20 +60,40 @@ def truth_marks(x: np.ndarray, y: np.ndarray, label: str = "ground truth") -> hv
     return hv.Points((np.asarray(x), np.asarray(y)), kdims=["x", "y"], label=label).opts(**TRUTH_OPTS)
 
 
+_KDIMS = [hv.Dimension("x"), hv.Dimension("y")]
+_VDIMS = [hv.Dimension("confidence")]
+
+
+def _points(x, y, conf, label: str) -> hv.Points:
+    """Marks of one class (plain dict columns: a frame step builds four of these, so no pandas)."""
+    data = {"x": np.asarray(x, dtype=float), "y": np.asarray(y, dtype=float),
+            "confidence": np.asarray(conf, dtype=float)}
+    return hv.Points(data, kdims=_KDIMS, vdims=_VDIMS, label=label, datatype=["dictionary"])
+
+
 class ReviewView(param.Parameterized):
-    """Frame-by-frame and summary views of a prediction review; ``threshold`` lives on the review itself."""
+    """Frame-by-frame and all-frames views of a prediction review; ``threshold`` lives on the review itself.
+
+    In-process use (benchmarks, notebooks): ``view.frame = k`` steps a frame; ``review.threshold = t`` moves the
+    threshold; :meth:`render_sr` aggregates the kept predictions of all frames (datashader); ``calls`` counts the
+    renders of each view.
+    """
 
     frame = param.Integer(default=0, bounds=(0, 0), doc="Frame shown (0-based).")
-    show_truth = param.Boolean(default=True, doc="Overlay the ground truth (green circles).")
-    show_predictions = param.Boolean(default=True, doc="Overlay the predictions kept at the threshold (red crosses).")
+    shown = param.ListSelector(default=[*CLASSES, *CLASSES_NO_TRUTH], objects=[*CLASSES, *CLASSES_NO_TRUTH],
+                               doc="Mark classes drawn on the frames (true/false positives, misses, matched truth; "
+                               "predictions without ground truth).")
     review = param.ClassSelector(class_=PredictionReview, constant=True, doc="The review shown.")
 
     def __init__(self, review: PredictionReview, **params):
         self._stacked: Movie | None = None
         self._sums: dict[str, np.ndarray] = {}
         self._clims: dict[str, tuple[float, float]] = {}
+        self._by_conf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # x, y, -confidence sorted
         self._shown = None  # the review's predictions the state above belongs to
+        self.calls: Counter = Counter()
         super().__init__(review=review, **params)
+        self.summary = ReviewSummary(review)
         self._sync()
 
     # -- state ------------------------------------------------------------------------------------------------
@@ -72,7 +107,7 @@ class ReviewView(param.Parameterized):
         self._shown = r.predictions
         if self._stacked is not None:
             self._stacked.close()
-        self._stacked, self._sums, self._clims = None, {}, {}
+        self._stacked, self._sums, self._clims, self._by_conf = None, {}, {}, None
         if r.loaded:
             self._read_state(r)
         last = max(r.n_frames - 1, 0)
@@ -88,11 +123,20 @@ class ReviewView(param.Parameterized):
                 self._clims[role] = image_clim([merged])
         if files.get("stacked"):
             self._stacked = open_movie(files["stacked"])
-            picks = np.unique(np.linspace(0, self._stacked.n_frames - 1, min(8, self._stacked.n_frames)).astype(int))
-            self._clims["stacked"] = image_clim([self._stacked.frame(int(k)) for k in picks], 0.0, 99.99)
         if r.n_frames and r.movie_frame(0) is not None:
             picks = np.unique(np.linspace(0, r.n_frames - 1, min(8, r.n_frames)).astype(int))
             self._clims["camera"] = image_clim([r.movie_frame(int(k)) for k in picks])
+        conf = np.asarray(r.predictions["confidence"], dtype=float)
+        self._clims["confidence"] = (float(np.nanmin(conf)), float(np.nanmax(conf))) if len(conf) else (0.0, 1.0)
+
+    @property
+    def has_truth(self) -> bool:
+        return self.review.loaded and self.review.truth is not None
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The mark classes of the loaded review (legend order)."""
+        return CLASSES if self.has_truth else CLASSES_NO_TRUTH
 
     @property
     def has_movie(self) -> bool:
@@ -108,6 +152,7 @@ class ReviewView(param.Parameterized):
     def camera_image(self) -> hv.Image:
         """The test movie's frame (camera pixels centred at (j + 0.5)·ps nm)."""
         self._sync()
+        self.calls["camera_image"] += 1
         r = self.review
         frame = r.movie_frame(self.frame) if r.loaded else None
         if frame is None or not r.camera_pixel_size:
@@ -116,44 +161,98 @@ class ReviewView(param.Parameterized):
 
     @param.depends("frame", "review.predictions")
     def stacked_image(self) -> hv.Image:
-        """The predicted hr density of the frame (``Predicted_stacked``; hr pixel k centred at k·ps_hr nm)."""
+        """The predicted hr density of the frame (``Predicted_stacked``; hr pixel k centred at k·ps_hr nm), colours
+        by histogram equalisation (the density is mostly dark with a few bright peaks)."""
         self._sync()
+        self.calls["stacked_image"] += 1
         r = self.review
         if self._stacked is None or not r.pixel_size_hr or self.frame >= self._stacked.n_frames:
-            return empty_image("no predicted hr frames (Predicted_stacked_<stem>.tif)" if r.loaded else "")
-        return hr_image(self._stacked.frame(self.frame), r.pixel_size_hr, self._clims.get("stacked"))
+            return empty_image("no stacked prediction in this folder" if r.loaded else "").opts(cnorm="eq_hist")
+        return hr_image(self._stacked.frame(self.frame), r.pixel_size_hr).opts(cnorm="eq_hist")
 
-    @param.depends("frame", "show_predictions", "review.filtered")
-    def prediction_points(self) -> hv.Points:
-        """Predictions of the frame with confidence >= threshold (nm as they are)."""
+    @param.depends("frame", "shown", "review.match_status")
+    def marks(self) -> hv.Overlay:
+        """The frame's predictions kept at the threshold coloured by confidence (colour bar) and, with ground truth,
+        marked true positive (×) or false positive (△), plus the ground truth: matched (○) or missed (□)."""
+        self._sync()
+        self.calls["marks"] += 1
         r = self.review
-        if not r.loaded or not self.show_predictions or r.filtered is None:
-            return crosses(np.empty(0), np.empty(0), label="predictions")
-        rows = r.filtered.frame_rows(self.frame)
-        return crosses(r.filtered.x[rows], r.filtered.y[rows], label="predictions")
+        layers: dict[str, hv.Points] = {}
+        status = r.match_status if r.loaded else None
+        if status is not None:
+            rows = r.predictions.frame_rows(self.frame)
+            codes = status.predictions_of(rows)
+            x, y = r.predictions.x[rows], r.predictions.y[rows]
+            conf = r.predictions["confidence"][rows]
+            if self.has_truth:
+                for name, code in (("true positive", TP), ("false positive", FP)):
+                    sel = codes == code
+                    layers[name] = _points(x[sel], y[sel], conf[sel], name)
+                t_rows = r.truth.frame_rows(self.frame)
+                matched = status.truth_of(t_rows)
+                tx, ty = r.truth.x[t_rows], r.truth.y[t_rows]
+                layers["missed"] = _points(tx[~matched], ty[~matched], np.full((~matched).sum(), np.nan), "missed")
+                layers["matched truth"] = _points(tx[matched], ty[matched], np.full(matched.sum(), np.nan),
+                                                  "matched truth")
+            else:
+                sel = codes != 0
+                layers["predictions"] = _points(x[sel], y[sel], conf[sel], "predictions")
+        empty = np.empty(0)
+        return hv.Overlay([layers[name] if name in self.shown and name in layers else _points(empty, empty, empty, name)
+                           for name in self.classes])
 
-    @param.depends("frame", "show_truth", "review.truth")
-    def truth_points(self) -> hv.Points:
-        """Ground truth of the frame (nm)."""
-        r = self.review
-        if not r.loaded or not self.show_truth or r.truth is None:
-            return truth_marks(np.empty(0), np.empty(0))
-        rows = r.truth.frame_rows(self.frame)
-        return truth_marks(r.truth.x[rows], r.truth.y[rows])
+    def marks_options(self) -> list:
+        """The look of each mark class (applied once to the marks' DynamicMap, not to every frame's elements):
+        predictions coloured by confidence on one scale for the loaded data, with a colour bar."""
+        from holoviews.core.util import label_sanitizer
+
+        lo, hi = self._clims.get("confidence", (0.0, 1.0))
+        out = []
+        for name in self.classes:
+            opts = dict(CLASS_OPTS[name], tools=["hover"])
+            if name in ("true positive", "false positive", "predictions"):
+                opts.update(color="confidence", cmap=CONFIDENCE_CMAP, clim=(lo, hi if hi > lo else lo + 1))
+                if name in ("true positive", "predictions"):
+                    opts.update(colorbar=True, colorbar_opts={"title": "confidence"})
+            out.append(hv.opts.Points(f"Points.{label_sanitizer(name)}", **opts))
+        return out
+
+    def _streams(self, *extra: tuple) -> list:
+        """The shared frame stream (one per view: a frame step triggers each plot once, whatever its layers) and
+        the other params a layer follows."""
+        if getattr(self, "_frame_stream", None) is None:
+            self._frame_stream = hv.streams.Params(self, ["frame"])
+        return [self._frame_stream] + [hv.streams.Params(obj, list(names)) for obj, names in extra]
+
+    def _frame_plot(self, image, shape) -> hv.Overlay:
+        image_dm = hv.DynamicMap(lambda **_: image(), streams=self._streams((self.review, ("predictions",))),
+                                 cache_size=1)
+        marks_dm = hv.DynamicMap(lambda **_: self.marks(), cache_size=1,
+                                 streams=self._streams((self, ("shown",)), (self.review, ("match_status",))))
+        marks_dm = marks_dm.opts(*self.marks_options())
+        # one colour bar per plot (Bokeh shows the first): the confidence of the marks, not the image's intensity
+        overlay = maybe_rasterize(image_dm, shape).opts(colorbar=False) * marks_dm
+        return overlay.opts(hv.opts.Overlay(show_legend=True, legend_position="bottom", legend_cols=4,
+                                            legend_opts={"click_policy": "hide"}))
 
     def camera_plot(self) -> hv.Overlay:
-        """Widefield frame with ground truth and predictions, one DynamicMap per layer."""
-        shape = self.review.image_shape
-        overlay = (maybe_rasterize(hv.DynamicMap(self.camera_image), shape) * hv.DynamicMap(self.truth_points)
-                   * hv.DynamicMap(self.prediction_points))
-        return overlay.opts(hv.opts.Overlay(show_legend=False))
+        """Widefield frame with the marks: the image and the marks are two DynamicMaps on one frame stream (a frame
+        step updates the plot once)."""
+        return self._frame_plot(self.camera_image, self.review.image_shape)
 
     def stacked_plot(self) -> hv.Overlay:
-        """Predicted hr frame with ground truth and predictions, one DynamicMap per layer (large frames rasterized)."""
-        shape = self.review.hr_shape
-        overlay = (maybe_rasterize(hv.DynamicMap(self.stacked_image), shape) * hv.DynamicMap(self.truth_points)
-                   * hv.DynamicMap(self.prediction_points))
-        return overlay.opts(hv.opts.Overlay(show_legend=False))
+        """Predicted hr frame with the marks (large frames rasterized)."""
+        return self._frame_plot(self.stacked_image, self.review.hr_shape)
+
+    @param.depends("frame")
+    def frame_marker(self) -> hv.VLine:
+        """The current frame on a per-frame series (the only layer of the density plot a frame step changes)."""
+        self.calls["frame_marker"] += 1
+        return hv.VLine(float(self.frame)).opts(color="orange", line_width=1.5)
+
+    def density_plot(self) -> hv.Overlay:
+        """Density per frame (truth and kept predictions) with the current frame marked."""
+        return hv.DynamicMap(self.summary.density_curves) * hv.DynamicMap(self.frame_marker)
 
     # -- merged (sum) images ----------------------------------------------------------------------------------
     def sum_image(self, role: str) -> hv.Image:
@@ -178,25 +277,47 @@ class ReviewView(param.Parameterized):
                                                             responsive=False, **size)
         return image
 
-    @param.depends("review.filtered")
-    def kept_points(self) -> hv.Points:
-        """All predictions kept at the threshold (every frame), as points to rasterize."""
-        r = self.review
-        if not r.loaded or r.filtered is None:
-            return hv.Points((np.empty(0), np.empty(0)), kdims=["x", "y"])
-        return hv.Points((r.filtered.x, r.filtered.y), kdims=["x", "y"]).redim.label(x="x [nm]", y="y [nm]")
+    def _sorted_by_confidence(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """x, y of the predictions by decreasing confidence and the ascending negated confidences (once per load)."""
+        self._sync()
+        if self._by_conf is None:
+            p = self.review.predictions
+            neg = -np.asarray(p["confidence"], dtype=float)
+            order = np.argsort(neg, kind="stable")
+            self._by_conf = (p.x[order], p.y[order], neg[order])
+        return self._by_conf
 
-    def merged_localizations(self) -> hv.DynamicMap | hv.Image:
-        """The kept predictions of all frames: dots when few, else rasterized counts (a super-resolution image)."""
+    @param.depends("review.match_status")
+    def kept_points(self) -> hv.Points:
+        """All predictions kept at the threshold (every frame): the first k by confidence (no copy)."""
+        self.calls["kept_points"] += 1
         r = self.review
-        if not r.loaded or r.filtered is None:
-            return empty_image()  # nothing to aggregate (rasterizing no data fails)
+        if not r.loaded or r.predictions is None:
+            return hv.Points((np.empty(0), np.empty(0)), kdims=["x", "y"])
+        x, y, neg = self._sorted_by_confidence()
+        k = int(np.searchsorted(neg, -float(r.threshold), side="right"))  # conf >= t  <=>  -conf <= -t
+        return hv.Points((x[:k], y[:k]), kdims=["x", "y"], datatype=["dictionary"]).redim.label(
+            x="x [nm]", y="y [nm]")
+
+    def _merged_common(self) -> dict:
+        r = self.review
         common = dict(invert_yaxis=True, xticks=4, title="kept predictions, all frames", responsive=False,
-                      **frame_size(r.hr_shape or (1, 1), MERGED_BOX))
+                      **frame_size(r.hr_shape or r.image_shape or (1, 1), MERGED_BOX))
         if r.hr_shape and r.pixel_size_hr:  # the field of the hr images (hr pixel k spans k·ps_hr ± ps_hr/2)
             half = r.pixel_size_hr / 2
             common.update(xlim=(-half, r.hr_shape[1] * r.pixel_size_hr - half),
                           ylim=(-half, r.hr_shape[0] * r.pixel_size_hr - half))
+        elif r.image_shape and r.camera_pixel_size:
+            common.update(xlim=(0, r.image_shape[1] * r.camera_pixel_size),
+                          ylim=(0, r.image_shape[0] * r.camera_pixel_size))
+        return common
+
+    def merged_localizations(self) -> hv.DynamicMap | hv.Image:
+        """The kept predictions of all frames: dots when few, else a datashader aggregation (super-resolution)."""
+        r = self.review
+        if not r.loaded or r.filtered is None:
+            return empty_image()  # nothing to aggregate (rasterizing no data fails)
+        common = self._merged_common()
         points = hv.DynamicMap(self.kept_points)
         if len(r.predictions) <= RASTERIZE_ABOVE_POINTS:
             return points.opts(hv.opts.Points(color="#ffb000", size=2, bgcolor="black", **common))
@@ -204,75 +325,15 @@ class ReviewView(param.Parameterized):
 
         return rasterize(points).opts(cmap="fire", cnorm="eq_hist", colorbar=True, **common)
 
-    # -- summaries --------------------------------------------------------------------------------------------
-    @param.depends("review.confidence_histogram", "review.threshold")
-    def confidence_histogram(self) -> hv.Overlay:
-        """Histogram of all prediction confidences (counts computed by the review) with the threshold marked."""
-        h = self.review.confidence_histogram or {}
-        edges, counts = np.asarray(h.get("edges", [])), np.asarray(h.get("counts", []))
-        if len(edges) < 2:
-            edges, counts = np.array([0.0, 1.0]), np.array([0])
-        hist = hv.Histogram((edges, counts), kdims=["confidence"], vdims=["predictions"]).opts(
-            responsive=True, height=220, tools=["hover"], color="#7f7f7f", line_color=None,
-            title="confidence histogram", framewise=True)
-        return hist * hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)
+    def render_sr(self, width: int = 800, height: int = 800) -> hv.Image:
+        """The super-resolution image of the kept predictions (counts per screen pixel over the field), aggregated
+        with datashader as the all-frames view does."""
+        from holoviews.operation.datashader import rasterize
 
-    @param.depends("frame", "review.density")
-    def density_curves(self) -> hv.Overlay:
-        """Localizations per µm² per frame: ground truth vs predictions kept at the threshold."""
-        d = self.review.density or {}
-        frames = np.asarray(d.get("frame", np.arange(1)))
-        curves = []
-        for key, label, colour in (("ground_truth", "ground truth", "green"), ("predictions", "predictions", "red")):
-            if key in d:
-                curves.append(hv.Curve((frames, np.asarray(d[key])), "frame", "locs per µm²", label=label).opts(
-                    color=colour, **CURVE_OPTS))
-        if not curves:
-            curves.append(hv.Curve((frames, np.zeros(len(frames))), "frame", "locs per µm²").opts(**CURVE_OPTS))
-        overlay = hv.Overlay(curves) * hv.VLine(self.frame).opts(color="orange", line_width=1)
-        return overlay.opts(title="density per frame", legend_position="right")  # outside: never over the curves
-
-    @param.depends("review.metrics", "review.filtered")
-    def metrics_table(self):
-        """Metrics at the current threshold as a two-column ``pandas.DataFrame`` (metric, value); without ground
-        truth only the threshold and the kept count."""
-        import pandas as pd
-
-        m = self.review.metrics or {}
-        names = [k for k in TABLE_METRICS if k in m]
-        values = [f"{m[k]:.4g}" if isinstance(m[k], (float, np.floating)) else str(m[k]) for k in names]
-        if not names:
-            n = len(self.review.filtered) if self.review.filtered is not None else 0
-            names, values = ["threshold", "n_pred"], [f"{self.review.threshold:.4g}", str(n)]
-        return pd.DataFrame({"metric": names, "value": values})
-
-    @param.depends("review.sweep", "review.suggested_thresholds", "review.threshold")
-    def sweep_plot(self) -> hv.Overlay:
-        """Jaccard, F1, precision and recall against the threshold; suggested thresholds (dashed), current (red)."""
-        s = self.review.sweep or {}
-        thresholds = np.asarray(s.get("threshold", [0.0, 1.0]))
-        curves = [
-            hv.Curve((thresholds, np.asarray(s[k]) if k in s else np.zeros(len(thresholds))), "threshold", "score",
-                     label=k).opts(color=SWEEP_COLOURS[k], **CURVE_OPTS)
-            for k in SWEEP_METRICS
-        ]
-        overlay = hv.Overlay(curves)
-        for name, value in (self.review.suggested_thresholds or {}).items():
-            if value is not None:
-                overlay = overlay * hv.VLine(float(value), label=f"best {name}").opts(
-                    color=SWEEP_COLOURS.get(name, "black"), line_dash="dashed", line_width=1.5)
-        overlay = overlay * hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)
-        return overlay.opts(title="metrics vs threshold", legend_position="right")
-
-    @param.depends("review.sweep", "review.threshold")
-    def rmse_plot(self) -> hv.Overlay:
-        """RMSE of matched pairs (nm) against the threshold, current threshold marked."""
-        s = self.review.sweep or {}
-        thresholds = np.asarray(s.get("threshold", [0.0, 1.0]))
-        rmse = np.asarray(s.get("rmse_nm", np.zeros(len(thresholds))), dtype=float)
-        curve = hv.Curve((thresholds, rmse), "threshold", "RMSE [nm]").opts(color="purple", **CURVE_OPTS)
-        return (curve * hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)).opts(
-            title="RMSE vs threshold")
+        common = self._merged_common()
+        ranges = {k: common[k.replace("_range", "lim")] for k in ("x_range", "y_range")
+                  if k.replace("_range", "lim") in common}
+        return rasterize(self.kept_points(), width=width, height=height, dynamic=False, **ranges)
 
     def close(self) -> None:
         if self._stacked is not None:

@@ -1,0 +1,326 @@
+"""Review views rendered to Bokeh models without a browser: marks (true/false positives, misses) coloured by
+confidence, toggles, the no-stacked state, density boxplots, the all-frames render, work per frame step and threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+hv = pytest.importorskip("holoviews")
+pn = pytest.importorskip("panel")
+
+from bokeh.document import Document  # noqa: E402
+from bokeh.models import ColorBar, ColumnDataSource, GlyphRenderer, Legend, Scatter  # noqa: E402
+from bokeh.models import Image as BokehImage  # noqa: E402
+from pyviz_comms import Comm  # noqa: E402
+
+from imagebinner.io import read_locs  # noqa: E402
+from imagebinner.simulate.prediction import make_prediction_folder  # noqa: E402
+from imagebinner.tools.matching import Matcher  # noqa: E402
+from imagebinner.tools.review import PredictionReview  # noqa: E402
+from imagebinner.views.review import ReviewView  # noqa: E402
+
+hv.extension("bokeh")
+MARKERS = {"true positive": "x", "false positive": "triangle", "missed": "square", "matched truth": "circle"}
+
+
+@pytest.fixture(autouse=True)
+def _reset_panel_state():
+    yield
+    pn.state.reset()
+
+
+@pytest.fixture(scope="module")
+def demo(small_demo):
+    return small_demo, small_demo.out_dir / "prediction"
+
+
+@pytest.fixture()
+def review(demo):
+    paths, folder = demo
+    m1 = paths.measurements[0]
+    return PredictionReview(folder=str(folder), movie=str(m1.movie), ground_truth=str(m1.locs)).load()
+
+
+def _render(obj):
+    return pn.panel(obj).get_root(Document(), comm=Comm())
+
+
+def _sources(root, glyph_type, **props) -> list[ColumnDataSource]:
+    out = []
+    for renderer in root.select({"type": GlyphRenderer}):
+        glyph = renderer.glyph
+        if isinstance(glyph, glyph_type) and all(getattr(glyph, k, None) == v for k, v in props.items()):
+            if all(renderer.data_source is not o for o in out):
+                out.append(renderer.data_source)
+    return out
+
+
+def _xy(cds) -> set[tuple[float, float]]:
+    return {(round(float(x), 6), round(float(y), 6)) for x, y in zip(cds.data["x"], cds.data["y"])}
+
+
+def _marks(root) -> dict[str, set]:
+    """The marks of each class shown by a rendered frame plot (by their marker)."""
+    return {name: _xy(_sources(root, Scatter, marker=marker)[0]) for name, marker in MARKERS.items()}
+
+
+def _rows_of_frame(table, frame, keep=None) -> set[tuple[float, float]]:
+    sel = table.frame == frame
+    if keep is not None:
+        sel &= keep
+    return {(round(float(x), 6), round(float(y), 6)) for x, y in zip(table.x[sel], table.y[sel])}
+
+
+def _expected(review, frame) -> dict[str, set]:
+    """The classes from a from-scratch matching at the review's threshold and tolerance."""
+    pred, truth = review.predictions, review.truth
+    result = Matcher(truth, pred, review.tolerance).match(review.threshold)
+    tp = np.zeros(len(pred), bool)
+    tp[result.pred_index] = True
+    matched = np.zeros(len(truth), bool)
+    matched[result.gt_index] = True
+    kept = pred["confidence"] >= review.threshold
+    return {"true positive": _rows_of_frame(pred, frame, tp), "false positive": _rows_of_frame(pred, frame, kept & ~tp),
+            "missed": _rows_of_frame(truth, frame, ~matched), "matched truth": _rows_of_frame(truth, frame, matched)}
+
+
+def test_frame_marks_are_true_positives_false_positives_and_misses_at_the_threshold(review):
+    pred = review.predictions  # every fifth prediction moved 1.5 µm away: false positives and misses
+    shifted = pred.with_columns(x=pred.x + np.where(np.arange(len(pred)) % 5 == 0, 1500.0, 0.0))
+    review = PredictionReview().load_tables(shifted, review.truth, review.n_frames)
+    view = ReviewView(review)
+    root = _render(view.camera_plot())
+    review.threshold = float(np.quantile(review.predictions["confidence"], 0.3))  # some true positives dropped
+    status, n = review.match_status, review.n_frames
+    fp = np.bincount(review.predictions.frame[status.prediction == 2], minlength=n)
+    missed = np.bincount(review.truth.frame[~status.truth_matched], minlength=n)
+    frame = int(np.argmax(np.minimum(fp, missed)))  # a frame with all four classes
+    view.frame = frame
+    shown = _marks(root)
+    assert shown == _expected(review, frame)
+    assert shown["true positive"] and shown["false positive"] and shown["missed"] and shown["matched truth"]
+    # predictions are coloured by confidence on one scale with a colour bar; a legend names the classes
+    (tp_source,) = _sources(root, Scatter, marker="x")
+    assert "confidence" in tp_source.data
+    (bar,) = root.select({"type": ColorBar})
+    assert bar.title == "confidence"
+    lo, hi = bar.color_mapper.low, bar.color_mapper.high
+    assert (lo, hi) == pytest.approx((review.predictions["confidence"].min(), review.predictions["confidence"].max()))
+    (legend,) = root.select({"type": Legend})
+    labels = [item.label["value"] for item in legend.items]
+    assert labels == list(MARKERS) and legend.click_policy == "hide"
+    # the tolerance changes the classes too (a re-match, once)
+    review.tolerance = 20.0
+    assert _marks(root) == _expected(review, frame)
+
+
+def test_mark_classes_can_be_hidden(review):
+    view = ReviewView(review)
+    root = _render(view.camera_plot())
+    view.frame = 3
+    before = _marks(root)
+    view.shown = ["true positive", "missed"]
+    after = _marks(root)
+    assert after["true positive"] == before["true positive"] and after["missed"] == before["missed"]
+    assert after["false positive"] == set() == after["matched truth"]
+
+
+def test_without_truth_the_kept_predictions_are_coloured_crosses(demo):
+    paths, folder = demo
+    r = PredictionReview(folder=str(folder), movie=str(paths.measurements[0].movie)).load()
+    view = ReviewView(r)
+    assert view.classes == ("predictions",)
+    raw = read_locs(next(folder.glob("Localizations_*_avg.csv")))
+    root = _render(view.camera_plot())
+    frame = int(np.argmax(raw.counts_per_frame()))
+    view.frame = frame
+    (crosses,) = _sources(root, Scatter, marker="x")
+    assert _xy(crosses) == _rows_of_frame(raw, frame)
+    r.threshold = float(np.median(raw["confidence"][raw.frame == frame]))
+    kept = raw["confidence"] >= r.threshold
+    assert _xy(crosses) == _rows_of_frame(raw, frame, kept) and 0 < len(_xy(crosses)) < (raw.frame == frame).sum()
+    assert root.select_one({"type": ColorBar}).title == "confidence"
+
+
+def test_a_frame_step_updates_each_frame_plot_once_and_resends_no_series(review):
+    """Work counted per frame step: one marks render per frame plot, one image each, the density series none (only
+    its frame marker moves); a threshold change renders the marks again but not the images."""
+    view = ReviewView(review)
+    root = _render(pn.Column(pn.pane.HoloViews(view.camera_plot()), pn.pane.HoloViews(view.stacked_plot()),
+                             pn.pane.HoloViews(view.density_plot())))
+    before = (dict(view.calls), dict(view.summary.calls))
+    view.frame = 7
+    calls = {k: view.calls[k] - before[0].get(k, 0) for k in view.calls}
+    assert calls == {"marks": 2, "camera_image": 1, "stacked_image": 1, "frame_marker": 1}
+    assert dict(view.summary.calls) == before[1]  # the density series was not rebuilt
+    spans = [m for m in root.references() if type(m).__name__ == "Span"]
+    assert any(s.location == 7 for s in spans)
+    before = dict(view.calls)
+    review.threshold = float(np.median(review.predictions["confidence"]))
+    assert {k: view.calls[k] - before.get(k, 0) for k in view.calls if view.calls[k] != before.get(k, 0)} == {
+        "marks": 2}
+
+
+def test_density_boxplots_are_the_counts_per_frame(review):
+    view = ReviewView(review)
+    box = view.summary.density_boxplot()
+    groups = box.dimension_values("set")
+    values = box.dimension_values(1)
+    n = review.n_frames
+    np.testing.assert_array_equal(values[groups == "ground truth"], review.truth.counts_per_frame(n))
+    kept = review.predictions.take(review.predictions["confidence"] >= review.threshold)
+    np.testing.assert_array_equal(values[groups == "predictions (kept)"], kept.counts_per_frame(n))
+    review.threshold = float(np.median(review.predictions["confidence"]))
+    box = view.summary.density_boxplot()
+    assert box.dimension_values(1)[box.dimension_values("set") == "predictions (kept)"].sum() == len(review.filtered)
+    _render(box)  # renders (bokeh)
+
+
+def test_hr_frame_uses_histogram_equalisation_and_a_missing_stack_is_a_state(review, demo, tmp_path):
+    import shutil
+
+    view = ReviewView(review)
+    img = view.stacked_image()
+    assert hv.Store.lookup_options("bokeh", img, "plot").kwargs["cnorm"] == "eq_hist"
+    assert view.has_stacked
+    folder = tmp_path / "nostack"
+    shutil.copytree(demo[1], folder)
+    next(folder.glob("Predicted_stacked_*.tif")).unlink()
+    r = PredictionReview(folder=str(folder), movie=review.movie, ground_truth=review.ground_truth).load()
+    bare = ReviewView(r)
+    assert not bare.has_stacked and bare.stacked_image().label == "no stacked prediction in this folder"
+
+
+def test_the_all_frames_render_counts_the_kept_predictions_without_copying(review):
+    view = ReviewView(review)
+    image = view.render_sr(200, 200)
+    assert int(np.nansum(image.dimension_values(2))) == len(review.predictions)
+    review.threshold = float(np.median(review.predictions["confidence"]))
+    image = view.render_sr(200, 200)
+    n_kept = int(np.count_nonzero(review.predictions["confidence"] >= review.threshold))
+    assert int(np.nansum(image.dimension_values(2))) == n_kept
+    assert not review.filtered.materialised  # the render did not need the kept table
+    assert len(review.filtered) == n_kept
+
+
+def test_review_views_follow_a_reload_without_being_told(demo, tmp_path):
+    """The views depend on the review's result params: loading another prediction (other frames, other images)
+    changes the frame range, the summed images and the marks with no call on the view."""
+    paths, folder = demo
+    m1 = paths.measurements[0]
+    r = PredictionReview(folder=str(folder), movie=str(m1.movie))
+    view = ReviewView(r)
+    assert view.param.frame.bounds == (0, 0)
+    r.load()
+    n_frames = r.n_frames
+    assert view.param.frame.bounds == (0, n_frames - 1)
+    whole_sum = view.sum_image("predicted").dimension_values(2).sum()
+    view.frame = n_frames - 1
+    root = _render(view.camera_plot())
+    view.frame = 4
+    (crosses,) = _sources(root, Scatter, marker="x")
+    before = _xy(crosses)
+    assert before == _rows_of_frame(r.filtered, 4)
+    view.frame = n_frames - 1
+    truth = read_locs(m1.locs)
+    short = truth.take(truth.frame < 5).with_meta(n_frames=5)
+    from imagebinner.io import open_movie, write_tif
+
+    with open_movie(m1.movie) as movie:
+        write_tif(tmp_path / "short.tif", np.stack([movie.frame(k) for k in range(5)]), pixel_size=movie.pixel_size)
+    make_prediction_folder(tmp_path / "pred", short, tmp_path / "short.tif", upsampling=4, seed=1)
+    r.param.update(folder=str(tmp_path / "pred"), movie=str(tmp_path / "short.tif"))
+    r.load()
+    assert view.param.frame.bounds == (0, 4) and view.frame == 4
+    assert view.sum_image("predicted").dimension_values(2).sum() < whole_sum
+    after = _xy(crosses)  # the same plot, redrawn
+    assert after == _rows_of_frame(r.filtered, 4) and after != before
+
+
+def test_stacked_prediction_peaks_lie_on_the_predictions(review):
+    """hr geometry: the brightest hr pixel of a frame is centred (k·ps_hr) within one hr pixel of a prediction."""
+    view = ReviewView(review)
+    pred = review.predictions
+    for frame in (5, 30):
+        view.frame = frame
+        img = view.stacked_image()
+        data = img.dimension_values(2, flat=False)
+        xs, ys = img.dimension_values("x", expanded=False), img.dimension_values("y", expanded=False)
+        r, c = np.unravel_index(np.argmax(data), data.shape)
+        rows = pred.frame_rows(frame)
+        d = np.hypot(pred.x[rows] - xs[c], pred.y[rows] - ys[r])
+        assert d.min() < review.pixel_size_hr
+
+
+def test_metrics_table_and_histogram_follow_the_threshold(review):
+    view = ReviewView(review)
+    pane = pn.pane.DataFrame(view.summary.metrics_table)
+    pane.get_root(Document(), comm=Comm())
+    before = dict(zip(pane.object["metric"], pane.object["value"]))
+    review.threshold = review.suggested_thresholds["jaccard"]
+    after = dict(zip(pane.object["metric"], pane.object["value"]))
+    assert float(after["threshold"]) == pytest.approx(review.threshold, rel=1e-3)
+    assert int(after["n_pred"]) < int(before["n_pred"]) == len(review.predictions)
+    assert float(after["jaccard"]) == pytest.approx(review.metrics["jaccard"], rel=1e-3)
+    hist = view.summary.confidence_histogram()
+    counts = hist.Histogram.I.dimension_values("predictions")
+    assert counts.sum() == len(review.predictions)
+    assert hist.VLine.I.data == pytest.approx(review.threshold)
+    sweep = view.summary.sweep_plot()
+    marked = [el.data for el in sweep if isinstance(el, hv.VLine)]
+    assert review.suggested_thresholds["f1"] == pytest.approx(marked[1])
+
+
+def test_large_data_is_rasterized(review, monkeypatch):
+    """Above the size limits frames and merged predictions are aggregated (datashader) instead of sent as is."""
+    import imagebinner.views.frames as frames_mod
+    import imagebinner.views.review as review_mod
+
+    view = ReviewView(review)
+    assert isinstance(view.merged_localizations(), hv.DynamicMap)
+    small = _render(pn.pane.HoloViews(view.merged_localizations()))
+    assert len(_sources(small, Scatter)[0].data["x"]) == len(review.filtered)
+    monkeypatch.setattr(review_mod, "RASTERIZE_ABOVE_POINTS", 10)
+    monkeypatch.setattr(frames_mod, "RASTERIZE_ABOVE_PIXELS", 100)
+    merged = _render(pn.pane.HoloViews(view.merged_localizations()))
+    (counts,) = _sources(merged, BokehImage)
+    assert not _sources(merged, Scatter)
+    assert np.nansum(counts.data["image"][0]) == len(review.filtered)  # every kept prediction counted once
+    stacked = _render(pn.pane.HoloViews(view.stacked_plot()))
+    (image,) = _sources(stacked, BokehImage)  # regridded to the plot's size, same extent in nm
+    ps_hr = review.pixel_size_hr
+    assert image.data["x"][0] == pytest.approx(-ps_hr / 2, abs=ps_hr)
+    assert image.data["dw"][0] == pytest.approx(review.hr_shape[1] * ps_hr, rel=0.02)
+    dmap = hv.DynamicMap(view.stacked_image)
+    assert frames_mod.maybe_rasterize(dmap, review.hr_shape) is not dmap  # 256×256 > 100 px: an operation
+    monkeypatch.setattr(frames_mod, "RASTERIZE_ABOVE_PIXELS", 1024 * 1024)
+    assert frames_mod.maybe_rasterize(dmap, review.hr_shape) is dmap  # small frames are sent as they are
+
+
+def test_merged_images_keep_the_data_aspect(review):
+    """The merged images have a fixed frame height and the width of their field in nm (not stretched to a pane)."""
+    view = ReviewView(review)
+    height, width = review.hr_shape
+    renderer = hv.renderer("bokeh")
+    for plot in (view.sum_plot("widefield"), view.sum_plot("predicted"), view.merged_localizations(),
+                 view.camera_plot(), view.stacked_plot()):
+        fig = renderer.get_plot(plot).state
+        assert fig.sizing_mode in (None, "fixed") and 200 <= fig.frame_height <= 340
+        assert fig.frame_width / fig.frame_height == pytest.approx(width / height, rel=0.02)
+
+
+def test_exploded_predictions_show_the_same_sum_images(demo, tmp_path):
+    """Per-frame (exploded) prediction files are summed into the same merged images as the whole-movie files."""
+    paths, folder = demo
+    m1 = paths.measurements[0]
+    truth = read_locs(m1.locs)
+    make_prediction_folder(tmp_path / "exploded", truth, m1.movie, upsampling=4, seed=1, exploded=True)
+    whole = PredictionReview(folder=str(folder), movie=str(m1.movie)).load()
+    split = PredictionReview(folder=str(tmp_path / "exploded"), movie=str(m1.movie)).load()
+    for role in ("predicted", "widefield"):
+        views = [ReviewView(r) for r in (whole, split)]
+        a, b = (v.sum_image(role) for v in views)
+        assert a.data[a.vdims[0].name].size > 1
+        np.testing.assert_allclose(np.asarray(b.dimension_values(2)), np.asarray(a.dimension_values(2)),
+                                   rtol=1e-5, atol=1e-3)
