@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -246,8 +247,6 @@ def test_demo_data_refuses_a_foreign_folder_of_its_name(tmp_path, monkeypatch):
 
 # -- serving -----------------------------------------------------------------------------------------------------
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -373,13 +372,25 @@ def test_imagebinner_serve_listens_on_this_machine_only_with_the_root(tmp_path):
             assert page.status_code == 200 and f"<title>{title}</title>" in page.text, name
             assert "fonts.googleapis" not in page.text and "cdn." not in page.text
         assert (root / "imagebinner-demo" / "measurement1" / "movie.tif").is_file()
-        # a page opened under another host name cannot open its session (websocket origin)
-        refused = requests.get(f"http://127.0.0.1:{port}/binner", headers={"Host": f"example.org:{port}"}, timeout=30)
-        assert refused.status_code == 403
+        # a page from another origin cannot open a session's websocket; the served address can
+        assert _websocket_status(port, f"http://example.org:{port}") == 403
+        assert _websocket_status(port, f"http://127.0.0.1:{port}") != 403
     finally:
         _stop(proc)
     log = (tmp_path / "serve.log").read_text()
     assert f"http://127.0.0.1:{port}/binner" in log and "Traceback" not in log, log
+
+
+def _websocket_status(port: int, origin: str) -> int:
+    """HTTP status of a websocket handshake to ``/binner/ws`` sent with the given Origin (101: upgraded)."""
+    import base64
+
+    key = base64.b64encode(os.urandom(16)).decode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall((f"GET /binner/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                      f"Origin: {origin}\r\n\r\n").encode())
+        return int(sock.recv(1024).split(b" ")[1])
 
 
 def test_imagebinner_serve_refuses_bad_arguments(tmp_path, capsys):
@@ -395,10 +406,13 @@ def test_panel_serve_dashboards_with_the_readme_flags(tmp_path):
     port = _free_port()
     env = {**{k: v for k, v in os.environ.items() if k != DATA_ENV}, ROOT_ENV: str(tmp_path)}
     scripts = sorted(str(p) for p in (REPO / "dashboards").glob("*.py"))
-    proc = _serve([sys.executable, "-m", "panel", "serve", *scripts, "--address", "127.0.0.1", "--port", str(port),
-                   "--allow-websocket-origin", f"127.0.0.1:{port}", "--check-unused-sessions", "200",
-                   "--unused-session-lifetime", "200"], port, tmp_path / "serve.log", REPO, env)
+    proc = _serve([sys.executable, "-m", "panel", "serve", *scripts, "--index", "dashboards/index.html",
+                   "--address", "127.0.0.1", "--port", str(port), "--allow-websocket-origin", f"127.0.0.1:{port}",
+                   "--check-unused-sessions", "200", "--unused-session-lifetime", "200"],
+                  port, tmp_path / "serve.log", REPO, env)
     try:
+        index = requests.get(f"http://127.0.0.1:{port}/", timeout=30).text
+        assert all(f'href="./{name}"' in index for name in TITLES) and "http" not in index
         for name, title in TITLES.items():
             page = requests.get(f"http://127.0.0.1:{port}/{name}", timeout=60)
             assert page.status_code == 200 and f"<title>{title}</title>" in page.text, name
@@ -429,13 +443,13 @@ def test_out_of_bounds_numbers_are_refused_at_the_widget_with_the_bounds(capsys)
     assert (model.low, model.high) == (None, None) and "≥ 1" in bin_size.stylesheets[0]
     for widget, typed, kept, bounds in ((bin_size, 0, 4, "≥ 1"), (patch_size, -5, 27, "≥ 1"),
                                         (bin_size, None, 4, "a value is required"), (pixel_size, 0, None, "> 0")):
-        widget._process_events({"value": typed})  # as the browser sends a typed value
+        widget._process_events({"value": typed, "value_throttled": typed})  # as the browser sends a typed value
         assert getattr(binner, widget.what.lower().replace(" ", "_")) == kept and widget.value == kept
         out = capsys.readouterr().out
         assert f"imagebinner error: {widget.what}: {typed} refused" in out and bounds in out and f"kept {kept}" in out
     assert model.value == 4  # the box in the page shows the kept value
-    bin_size._process_events({"value": 7})
-    pixel_size._process_events({"value": 130.0})
+    bin_size._process_events({"value": 7, "value_throttled": 7})
+    pixel_size._process_events({"value": 130.0, "value_throttled": 130.0})
     assert (binner.bin_size, binner.pixel_size, capsys.readouterr().out) == (7, 130.0, "")
 
 
@@ -444,3 +458,11 @@ def test_status_pane_wraps_long_lines():
 
     pane = status_pane("x" * 500)
     assert any("pre-wrap" in css for css in pane.stylesheets) and pane.sizing_mode == "stretch_width"
+
+
+def test_the_committed_index_page_is_the_generated_one(tmp_path):
+    from imagebinner.apps.offline import write_index
+    from imagebinner.apps.pages import PAGES
+
+    generated = write_index(tmp_path, {name: title for name, (_m, _c, title) in PAGES.items()})
+    assert (REPO / "dashboards" / "index.html").read_text() == generated.read_text()

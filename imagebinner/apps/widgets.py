@@ -71,10 +71,12 @@ class _BoundedInput:
 
     def _process_property_change(self, props: dict[str, Any]) -> dict[str, Any]:
         params = super()._process_property_change(props)
-        if "value" in params and self.bounded is not None:
-            problem = out_of_bounds(self.bounded, params["value"])
+        typed = params.get("value", params.get("value_throttled"))  # (throttled: only the latter arrives)
+        if ("value" in params or "value_throttled" in params) and self.bounded is not None:
+            problem = out_of_bounds(self.bounded, typed)
             if problem:
-                typed = params.pop("value")
+                params.pop("value", None)
+                params.pop("value_throttled", None)
                 notify("error", f"{self.what}: {typed} refused, {problem} (kept {self.value})")
                 self.param.trigger("value")  # the box shows the kept value again
         return params
