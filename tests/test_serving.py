@@ -53,6 +53,7 @@ def tree(tmp_path, monkeypatch):
         f.write_bytes(b"x")
     (root / "link.tif").symlink_to(outside / "o.tif")
     (root / "linkdir").symlink_to(outside)
+    (root / "sub" / "alias.tif").symlink_to(root / "a.tif")  # a symlink staying inside: a file like any other
     monkeypatch.setenv(ROOT_ENV, str(root))
     monkeypatch.delenv(DATA_ENV, raising=False)
     monkeypatch.chdir(tmp_path / "cwd")
@@ -105,7 +106,9 @@ def test_file_browser_lists_and_accepts_nothing_outside_the_root(tree):
     assert str(tree.parent / "data2" / "s.tif") not in set(selector._selector.options.values())
     selector._directory.value = str(tree / "sub")  # inside: fine
     selector._update_files()
-    assert set(selector._selector.options.values()) == {"..", str(tree / "sub" / "b.tif")}
+    assert set(selector._selector.options.values()) == {"..", str(tree / "sub" / "alias.tif"),
+                                                        str(tree / "sub" / "b.tif")}
+    assert "📁alias.tif" not in selector._selector.options  # (Panel's own listing shows file links as folders)
     selector._selector.value = [str(tree / "link.tif"), str(tree / "sub" / "b.tif")]  # a forged pick
     assert selector.value == [str(tree / "sub" / "b.tif")]
 
@@ -176,7 +179,7 @@ def test_notifications_time_out_by_kind_and_wait_for_the_page(monkeypatch):
     assert area.sent == [("error", "refused during setup", 20000)]
 
 
-def test_job_turns_warnings_of_its_work_into_notifications(capsys):
+def test_job_turns_warnings_of_its_work_into_notifications(capsys, monkeypatch):
     def work():
         warnings.warn("pixel size 100 nm of the table differs from the movie's 107 nm")
         return 1
@@ -201,6 +204,18 @@ def test_job_turns_warnings_of_its_work_into_notifications(capsys):
     assert other == ["not a job's"]
     job.start(work, label="Load", threaded=False)  # the same warning again: reported again
     assert "Load: pixel size" in capsys.readouterr().out
+    from imagebinner.apps.common import warnings_as_notifications
+
+    with warnings_as_notifications("page setup") as caught:  # synchronous code, e.g. data loaded in a constructor
+        work()
+    assert caught and "imagebinner warning: page setup: pixel size" in capsys.readouterr().out
+    shown = []  # outside the block (the hook still installed): the ordinary way of showing warnings
+    monkeypatch.setattr(warnings, "_showwarnmsg_impl", shown.append)
+    assert warnings.showwarning is jobs._showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")  # (the test module's warning was shown once already)
+        work()
+    assert [str(m.message) for m in shown] == [job.warned[0]] and capsys.readouterr().out == ""
 
 
 # -- demo data ---------------------------------------------------------------------------------------------------

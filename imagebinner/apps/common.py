@@ -8,6 +8,7 @@ from imagebinner.apps.jobs import (
     configure_notifications,
     in_session,
     notify,
+    warnings_as_notifications,
 )
 from imagebinner.apps.paths import (
     DATA_ENV,
@@ -42,5 +43,5 @@ __all__ = [
     "AUTO_LABEL", "BoundedFloatInput", "BoundedIntInput", "DATA_ENV", "DURATIONS_MS", "ITEM_SEPARATOR", "ROOT_ENV", "Job", "OptionalSelect", "PathListInput",
     "PathPicker", "RootedFileSelector", "browse_root", "check_path", "configure_notifications", "data_folder",
     "data_root", "find_measurement_pairs", "hv_pane", "in_session", "inside_root", "notify", "param_widget",
-    "rebuilt_on", "session_arg", "status_pane", "tool_widgets", "bounds_text", "out_of_bounds",
+    "rebuilt_on", "session_arg", "warnings_as_notifications", "status_pane", "tool_widgets", "bounds_text", "out_of_bounds",
 ]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import panel as pn
@@ -95,6 +96,24 @@ def _install_warning_hook() -> None:
     if not any(f[0] == "always" and f[3] is Warning and getattr(f[2], "pattern", None) == r"imagebinner\."
                for f in warnings.filters):
         warnings.filterwarnings("always", category=Warning, module=r"imagebinner\.")
+
+
+@contextlib.contextmanager
+def warnings_as_notifications(label: str = "") -> Iterator[list[str]]:
+    """Within the block, warnings raised in this thread become "warning" notifications (prefixed ``label: ``) instead
+    of server-log lines, e.g. around data loaded during page setup; yields the list of their texts."""
+    collected: list[str] = []
+
+    def report(text: str) -> None:
+        collected.append(text)
+        notify("warning", f"{label}: {text}" if label else text)
+
+    _install_warning_hook()
+    previous, _job_local.report = getattr(_job_local, "report", None), report
+    try:
+        yield collected
+    finally:
+        _job_local.report = previous
 
 
 class Job(param.Parameterized):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from fnmatch import fnmatch
 from pathlib import Path
 
 import panel as pn
@@ -124,11 +125,19 @@ class _RootedProvider(LocalFileProvider):
         return inside_root(path, self.selector.root) and os.path.isdir(path)
 
     def ls(self, path, file_pattern: str = "[!.]*"):
+        """Folders and files (matching ``file_pattern``) of ``path`` that resolve inside the root."""
         if not self.isdir(path):
             return [], []
-        dirs, files = super().ls(path, file_pattern)
-        root = self.selector.root
-        return [p for p in dirs if inside_root(p, root)], [p for p in files if inside_root(p, root)]
+        root, dirs, files = self.selector.root, [], []
+        for name in os.listdir(path):
+            entry = os.path.join(path, name)
+            if not inside_root(entry, root):
+                continue
+            if os.path.isdir(entry):
+                dirs.append(entry)
+            elif os.path.isfile(entry) and fnmatch(name, file_pattern):
+                files.append(entry)
+        return sorted(dirs), sorted(files)
 
 
 class RootedFileSelector(pn.widgets.FileSelector):
