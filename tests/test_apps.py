@@ -513,7 +513,7 @@ def test_panel_serve_all_dashboards(demo, tmp_path):
 
     port = _free_port()
     log = tmp_path / "serve.log"
-    env = {**os.environ, "IMAGEBINNER_DATA": str(demo.out_dir)}
+    env = {**os.environ, "IMAGEBINNER_DATA": str(demo.out_dir), ROOT_ENV: str(demo.out_dir.parent)}
     scripts = sorted(str(p) for p in (ROOT / "dashboards").glob("*.py"))
     assert {Path(s).stem for s in scripts} >= {"binner", "review", "addons"}
     with open(log, "w") as out:
