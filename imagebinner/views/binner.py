@@ -239,7 +239,7 @@ class BinnerView(param.Parameterized):
                    "binner.running")
     def input_marks(self) -> hv.Overlay:
         """Crosses and part windows alone (over a rasterized large frame, which is its own DynamicMap)."""
-        return self.input_points() * self.input_regions()
+        return self.input_points().opts(show_legend=False) * self.input_regions().opts(show_legend=False)
 
     @param.depends("input_geometry")
     def input_plot(self) -> hv.Overlay | hv.DynamicMap:
@@ -252,7 +252,7 @@ class BinnerView(param.Parameterized):
         rows, cols, ps = self.input_geometry
         if rows and is_large((rows, cols)):
             image = maybe_rasterize(hv.DynamicMap(self.input_image), (rows, cols), ps)
-            return (image * hv.DynamicMap(self.input_marks)).opts(hv.opts.Overlay(show_legend=False))
+            return image * hv.DynamicMap(self.input_marks)
         return hv.DynamicMap(self.input_frame)
 
     # -- densities per frame ----------------------------------------------------------------------------------
@@ -278,8 +278,8 @@ class BinnerView(param.Parameterized):
         """Localizations per µm² per frame of the shown measurement (independent of the shown frame)."""
         m = self._shown()
         if m is None:
-            return density_curve(np.zeros(1), np.zeros(1, dtype=np.int64), label="input")
-        return density_curve(self.input_densities(m), m.locs_per_frame(), label="input")
+            return density_curve(np.zeros(1), np.zeros(1, dtype=np.int64))
+        return density_curve(self.input_densities(m), m.locs_per_frame())
 
     @param.depends("frame")
     def input_marker(self) -> hv.VLine:
@@ -289,8 +289,7 @@ class BinnerView(param.Parameterized):
     def input_density(self) -> hv.Overlay:
         """Localizations per µm² per frame of the shown measurement, with the shown frame marked (two DynamicMaps:
         a frame step moves the marker only)."""
-        return (hv.DynamicMap(self.input_series) * hv.DynamicMap(self.input_marker)).opts(
-            hv.opts.Overlay(show_legend=False))
+        return hv.DynamicMap(self.input_series) * hv.DynamicMap(self.input_marker)
 
     @param.depends("binner.plan", "binner.running")
     def binned_series(self) -> hv.Curve:
@@ -298,9 +297,9 @@ class BinnerView(param.Parameterized):
         counts = self.emitters_per_binned_frame()
         if not len(counts):
             return density_curve(np.zeros(1), np.zeros(1, dtype=np.int64), "binned frame",
-                                  f"emitters {DENSITY_LABEL}", "emitters", label="binned")
+                                  f"emitters {DENSITY_LABEL}", "emitters")
         return density_curve(counts / self.patch_area_um2(), counts, "binned frame", f"emitters {DENSITY_LABEL}",
-                             "emitters", label="binned")
+                             "emitters")
 
     @param.depends("binned_frame")
     def binned_marker(self) -> hv.VLine:
@@ -308,8 +307,7 @@ class BinnerView(param.Parameterized):
 
     def binned_emitters(self) -> hv.Overlay:
         """Emitters per µm² per binned frame, with the shown binned frame marked (two DynamicMaps)."""
-        return (hv.DynamicMap(self.binned_series) * hv.DynamicMap(self.binned_marker)).opts(
-            hv.opts.Overlay(show_legend=False))
+        return hv.DynamicMap(self.binned_series) * hv.DynamicMap(self.binned_marker)
 
     def density_groups(self) -> dict[str, np.ndarray]:
         """Densities per frame (per µm²) by group: each loaded measurement's frames and, after a preview/run, the

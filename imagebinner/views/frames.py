@@ -168,7 +168,8 @@ def hr_image(image: np.ndarray, pixel_size_hr: float, clim: tuple[float, float] 
 
 def regions(boxes: list[tuple[float, float, float, float]], label: str = "patches") -> hv.Rectangles:
     """Rectangles ``(x0, y0, x1, y1)`` in nm (e.g. the windows of binned-frame parts on their source frame)."""
-    return hv.Rectangles(list(boxes), kdims=["x0", "y0", "x1", "y1"], label=label).opts(**REGION_OPTS)
+    data = np.asarray(list(boxes), dtype=np.float64).reshape(-1, 4)  # (an array is cheaper than a list to wrap)
+    return hv.Rectangles(data, kdims=["x0", "y0", "x1", "y1"], label=label).opts(**REGION_OPTS)
 
 
 def image_clim(images: list[np.ndarray], low: float = 0.5, high: float = 99.9) -> tuple[float, float]:
