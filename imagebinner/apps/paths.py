@@ -75,7 +75,7 @@ def session_arg(name: str, kind: str = "any", must_exist: bool = False, check: b
     if not check:
         return values
     try:
-        return [str(check_path(v, f"query parameter {name}={v}", kind=kind, must_exist=must_exist)) for v in values]
+        return [str(check_path(v, f"query parameter {name}", kind=kind, must_exist=must_exist)) for v in values]
     except ImageBinnerError as exc:
         notify("error", f"{exc} (ignored)")
         return []
