@@ -225,3 +225,15 @@ def test_players_span_their_data_after_load_preview_and_run(small_demo, tmp_path
     app.binner.n_binned = 4
     app.binner.save()
     assert app.binned_player.end == 3 and app.binner.written_paths
+
+
+def test_the_file_browser_is_built_when_first_opened(small_demo):
+    """The page opens without the server-file browser (slow to build); its button builds and opens it."""
+    app = BinnerApp(measurements=_pairs(small_demo))
+    doc, _ = _page(app)
+    n_models = len(doc.models)
+    assert app._picker is None
+    app.browse_button.clicks += 1
+    assert app._picker is not None and app.browser.objects[0].collapsed is False
+    assert len(doc.models) > n_models  # (the browser's widgets join the page now)
+    assert app.picker.root == small_demo.out_dir.resolve()

@@ -153,11 +153,11 @@ class BinnerApp(Viewer):
         b, v = self.binner, self.view
         self.inputs = tool_widgets(b, Binner.inputs, widgets={"measurements": {"columns": MEASUREMENT_COLUMNS}})
         self.measurement_list = param_widget(self.inputs, "measurements")
-        self.picker = PathPicker({
-            "movie": self._pick_movie,
-            "localizations": self._pick_locs,
-            "output folder": lambda path: setattr(self.binner, "output_folder", path),
-        })
+        self._picker: PathPicker | None = None  # built when first opened (its file listing is slow to build)
+        self.browse_button = pn.widgets.Button(label="Browse server files", description="Pick movies, localization "
+                                               "files or the output folder inside the data folder.")
+        self.browse_button.on_click(lambda event: self._open_browser())
+        self.browser = pn.Column(self.browse_button, sizing_mode="stretch_width")
         self.settings = tool_widgets(b, Binner.settings)
         self.outputs = tool_widgets(b, Binner.outputs)
         # the Binner's events as buttons (the last, Run, primary), disabled while a job runs
@@ -184,6 +184,22 @@ class BinnerApp(Viewer):
         self.crosses_toggle = pn.widgets.Checkbox.from_param(v.param.show_crosses, label="Show localizations")
         self.stats = pn.pane.Markdown(pn.bind(self._stats_text, b.param.stats, b.param.running),
                                       sizing_mode="stretch_width")
+
+    @property
+    def picker(self) -> PathPicker:
+        """The server-file browser (built on first use)."""
+        if self._picker is None:
+            self._picker = PathPicker({
+                "movie": self._pick_movie,
+                "localizations": self._pick_locs,
+                "output folder": lambda path: setattr(self.binner, "output_folder", path),
+            })
+        return self._picker
+
+    def _open_browser(self) -> None:
+        card = pn.panel(self.picker)
+        card.collapsed = False
+        self.browser.objects = [card]
 
     @staticmethod
     def _measurement_options(loaded: list) -> dict[str, int]:
@@ -343,7 +359,7 @@ class BinnerApp(Viewer):
         stats = pn.Column(self.stats, sizing_mode="stretch_width")
         self.tabs = pn.Tabs(("Density per frame", density), ("Parts of the binned frame", parts),
                             ("Statistics", stats), dynamic=True, sizing_mode="stretch_width")
-        return [self.picker, pn.Row(inputs, binned, sizing_mode="stretch_width"), self.tabs]
+        return [self.browser, pn.Row(inputs, binned, sizing_mode="stretch_width"), self.tabs]
 
     def __panel__(self):
         return pn.Row(pn.Column(*self.sidebar, width=340), pn.Column(*self.main, sizing_mode="stretch_width"),
