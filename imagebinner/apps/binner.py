@@ -350,9 +350,9 @@ class BinnerApp(Viewer):
             sizing_mode="stretch_width",
         )
         density = pn.Column(
-            pn.pane.Markdown("Localizations per µm² in each frame of every measurement, and emitters per µm² in each "
-                             "binned frame (after Preview or Run): choose `bin_size` so the binned frames are as "
-                             "dense as the data the network should handle.", sizing_mode="stretch_width"),
+            pn.pane.Markdown("Localizations per µm² in each frame of every measurement, and emitters per µm² in "
+                             "each binned frame (after Preview or Run): choose `bin_size` so the binned frames are "
+                             "as dense as the data the network should handle.", sizing_mode="stretch_width"),
             hv_pane(hv.DynamicMap(v.density_boxes), sizing_mode="stretch_width", height=280),
             sizing_mode="stretch_width")
         parts = pn.Column(self.part_slider, pn.panel(pn.bind(self._parts, b.param.plan)), sizing_mode="stretch_width")

@@ -1,4 +1,5 @@
-"""The Binner page in headless Chromium: no arguments (demo data) and real Picasso files; players' ranges in the page."""
+"""The Binner page in headless Chromium: no arguments (demo data) and real Picasso files; players' ranges in the page.
+"""
 
 from __future__ import annotations
 
