@@ -287,7 +287,7 @@ def _open_files_under(folder: Path) -> int:
     return fds + maps
 
 
-def test_a_session_that_ends_closes_its_apps_files(tmp_path, monkeypatch):
+def test_a_session_that_ends_closes_its_apps_files(tmp_path, monkeypatch, capsys):
     """The page factory (used by `imagebinner serve` and dashboards/*.py) closes the app when its session ends: the
     files it opened are released (the old scripts' lambda failed with "name 'app' is not defined")."""
     from imagebinner.apps.binner import BinnerApp
@@ -311,6 +311,7 @@ def test_a_session_that_ends_closes_its_apps_files(tmp_path, monkeypatch):
         _wait_until(lambda: _get(f"http://127.0.0.1:{port}/{name}"), what=f"/{name}")
     _wait_until(lambda: sorted(closed) == ["BinnerApp", "ReviewApp"], what="the sessions' close()")
     assert _open_files_under(demo.folder) == 0
+    assert "closing the session's app failed" not in capsys.readouterr().out  # nothing redrawn into a gone page
 
 
 def _get(url: str) -> bool:

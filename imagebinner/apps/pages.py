@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 import panel as pn
+import param
+from panel.viewable import Viewable
 
 #: dashboard name -> (module, app class, page title); the order of ``imagebinner serve``'s index
 PAGES: dict[str, tuple[str, str, str]] = {
@@ -34,10 +38,18 @@ def close_on_session_end(app: Any) -> None:
         return
 
     def on_destroyed(_session_context, close: Callable[[], None] = close) -> None:
+        # the page is gone: the app's objects (tool, views) emit no events while closing, so nothing is redrawn
+        # into the destroyed document (Bokeh runs the session's destroy callbacks in no set order)
+        quiet = [obj for obj in (app, *vars(app).values()) if isinstance(obj, param.Parameterized)
+                 and not isinstance(obj, Viewable)]
         try:
-            close()
+            with contextlib.ExitStack() as stack:
+                for obj in quiet:
+                    stack.enter_context(param.parameterized.discard_events(obj))
+                close()
         except Exception as exc:  # noqa: BLE001 (a failing close must not break the server's cleanup)
             print(f"imagebinner error: closing the session's app failed: {exc}", flush=True)
+            traceback.print_exc()
 
     pn.state.on_session_destroyed(on_destroyed)
 
