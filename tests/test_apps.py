@@ -481,6 +481,7 @@ def test_pages_serialise_empty_and_with_data(demo, monkeypatch):
     from imagebinner.apps import addons, binner, review
 
     monkeypatch.delenv("IMAGEBINNER_DATA", raising=False)
+    monkeypatch.setenv(ROOT_ENV, str(demo.out_dir.parent))  # the data folder and the demo data lie inside
     for page in (binner.template(BinnerApp()), review.template(ReviewApp()), addons.template(AddonsApp())):
         assert _serialised(page)
     monkeypatch.setenv("IMAGEBINNER_DATA", str(demo.out_dir))
