@@ -242,8 +242,7 @@ class ReviewApp(Viewer):
         def plots():
             if not self.review.loaded:
                 return pn.pane.Markdown("*No prediction loaded.*")
-            camera = hv_pane(v.camera_plot()) if v.has_movie else pn.pane.Markdown(
-                "**No test movie**: give the movie to see the camera frames.")
+            camera = hv_pane(v.camera_plot())  # without a movie: the marks on an empty frame
             stacked = hv_pane(v.stacked_plot()) if v.has_stacked else pn.pane.Alert(
                 NO_STACKED_MESSAGE, alert_type="info", width=420)
             return pn.Row(camera, stacked)
@@ -268,9 +267,9 @@ class ReviewApp(Viewer):
         small = dict(sizing_mode="stretch_width", height=240)
         return pn.Column(
             self.summary,
-            pn.Row(hv_pane(hv.DynamicMap(s.confidence_histogram), **small),
+            pn.Row(hv_pane(s.with_threshold(s.confidence_histogram), **small),
                    pn.pane.DataFrame(s.metrics_table, index=False, width=260), sizing_mode="stretch_width"),
-            pn.Row(hv_pane(hv.DynamicMap(s.sweep_plot), **small), hv_pane(hv.DynamicMap(s.rmse_plot), **small),
+            pn.Row(hv_pane(s.with_threshold(s.sweep_plot), **small), hv_pane(s.with_threshold(s.rmse_plot), **small),
                    sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
 
@@ -302,7 +301,19 @@ def _button(controls: pn.Param) -> pn.widgets.Button:
     return button
 
 
+class _Template(pn.template.FastListTemplate):
+    """The page template, its Bokeh document built with the model graph recomputed once (not once per root added:
+    that walk of every model so far, repeated per root, dominated a session's start)."""
+
+    def _init_doc(self, doc=None, comm=None, title=None, notebook=False, location=True):
+        from bokeh.document import Document
+
+        doc = doc or pn.state.curdoc or Document()
+        with doc.models.freeze():
+            return super()._init_doc(doc, comm, title, notebook, location)
+
+
 def template(app: ReviewApp) -> pn.template.FastListTemplate:
-    """The served page: inputs and threshold in the sidebar, views in the main area."""
-    return pn.template.FastListTemplate(title="ImageBinner: prediction review", sidebar=app.sidebar, main=app.main,
-                                        sidebar_width=360)
+    """The served page: inputs and threshold in the sidebar, views in the main area (one root each)."""
+    return _Template(title="ImageBinner: prediction review", sidebar=[pn.Column(*app.sidebar, sizing_mode="stretch_width")],
+                     main=[pn.Column(*app.main, sizing_mode="stretch_width")], sidebar_width=360)

@@ -1,7 +1,8 @@
 """Summary views of a prediction review: confidence histogram, density per frame (series and boxplots), metrics.
 
 Each view depends on the review's result params only (never on the frame): a frame step re-sends none of them; the
-frame marker of the density series is a separate layer (:meth:`ReviewView.frame_marker`).
+frame marker of the density series is a separate layer (:meth:`ReviewView.frame_marker`), and so is the threshold
+marker of the plots against confidence (:meth:`ReviewSummary.threshold_marker`): a threshold change re-sends no curve.
 """
 
 from __future__ import annotations
@@ -33,9 +34,19 @@ class ReviewSummary(param.Parameterized):
         self.calls: Counter = Counter()
         super().__init__(review=review, **params)
 
-    @param.depends("review.confidence_histogram", "review.threshold")
-    def confidence_histogram(self) -> hv.Overlay:
-        """Histogram of all prediction confidences (counts computed by the review) with the threshold marked."""
+    @param.depends("review.threshold")
+    def threshold_marker(self) -> hv.VLine:
+        """The current threshold on a plot against confidence (the only layer a threshold change re-sends there)."""
+        self.calls["threshold_marker"] += 1
+        return hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)
+
+    def with_threshold(self, method) -> hv.Overlay:
+        """A summary plot (DynamicMap of ``method``) with the threshold marker as its own layer."""
+        return hv.DynamicMap(method) * hv.DynamicMap(self.threshold_marker)
+
+    @param.depends("review.confidence_histogram")
+    def confidence_histogram(self) -> hv.Histogram:
+        """Histogram of all prediction confidences (counts computed by the review)."""
         self.calls["confidence_histogram"] += 1
         h = self.review.confidence_histogram or {}
         edges, counts = np.asarray(h.get("edges", [])), np.asarray(h.get("counts", []))
@@ -44,7 +55,7 @@ class ReviewSummary(param.Parameterized):
         hist = hv.Histogram((edges, counts), kdims=["confidence"], vdims=["predictions"]).opts(
             responsive=True, height=220, tools=["hover"], color="#7f7f7f", line_color=None,
             title="confidence histogram", framewise=True)
-        return hist * hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)
+        return hist
 
     @param.depends("review.density")
     def density_curves(self) -> hv.Overlay:
@@ -66,24 +77,25 @@ class ReviewSummary(param.Parameterized):
         return hv.Overlay(curves).opts(title="density per frame", legend_position="right")
 
     @param.depends("review.density")
-    def density_boxplot(self) -> hv.BoxWhisker:
+    def density_boxplot(self) -> hv.Overlay:
         """Boxplots of localizations per frame (all frames, empty ones included): ground truth and kept predictions
         side by side (the spread that helps choose a bin size)."""
         self.calls["density_boxplot"] += 1
         d = self.review.density or {}
-        groups, values = [], []
-        for key, count_key, label, _colour in DENSITY_SERIES:
+        boxes = []
+        for _key, count_key, label, colour in DENSITY_SERIES:
             if count_key in d:
                 counts = np.asarray(d[count_key], dtype=float)
-                groups += [label] * len(counts)
-                values.append(counts)
-        if not values:
-            groups, values = ["predictions (kept)"], [np.zeros(1)]
-        box = hv.BoxWhisker((np.asarray(groups), np.concatenate(values)), kdims=["set"],
-                            vdims=["localizations per frame"])
-        return box.opts(responsive=True, height=220, box_fill_color=hv.dim("set").categorize(
-            {label: colour for _k, _c, label, colour in DENSITY_SERIES}, default="#7f7f7f"),
-            title="localizations per frame", tools=["hover"], show_grid=True, framewise=True)
+                # one element per set: a fixed colour each (a colour mapped per row costs a Python loop per frame)
+                box = hv.BoxWhisker((np.full(len(counts), label, dtype=object), counts), kdims=["set"],
+                                    vdims=["localizations per frame"])
+                boxes.append(box.opts(box_fill_color=colour, box_fill_alpha=0.5))
+        if not boxes:
+            boxes.append(hv.BoxWhisker((np.array(["predictions (kept)"], dtype=object), np.zeros(1)), kdims=["set"],
+                                       vdims=["localizations per frame"]))
+        return hv.Overlay(boxes).opts(hv.opts.BoxWhisker(responsive=True, height=220, show_grid=True,
+                                                         framewise=True),
+                                      hv.opts.Overlay(title="localizations per frame", responsive=True, height=220))
 
     @param.depends("review.metrics", "review.filtered")
     def metrics_table(self):
@@ -100,9 +112,9 @@ class ReviewSummary(param.Parameterized):
             names, values = ["threshold", "n_pred"], [f"{self.review.threshold:.4g}", str(n)]
         return pd.DataFrame({"metric": names, "value": values})
 
-    @param.depends("review.sweep", "review.suggested_thresholds", "review.threshold")
+    @param.depends("review.sweep", "review.suggested_thresholds")
     def sweep_plot(self) -> hv.Overlay:
-        """Jaccard, F1, precision and recall against the threshold; suggested thresholds (dashed), current (red)."""
+        """Jaccard, F1, precision and recall against the threshold; suggested thresholds (dashed)."""
         self.calls["sweep_plot"] += 1
         s = self.review.sweep or {}
         thresholds = np.asarray(s.get("threshold", [0.0, 1.0]))
@@ -116,16 +128,14 @@ class ReviewSummary(param.Parameterized):
             if value is not None:
                 overlay = overlay * hv.VLine(float(value), label=f"best {name}").opts(
                     color=SWEEP_COLOURS.get(name, "black"), line_dash="dashed", line_width=1.5)
-        overlay = overlay * hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)
         return overlay.opts(title="metrics vs threshold", legend_position="right")
 
-    @param.depends("review.sweep", "review.threshold")
-    def rmse_plot(self) -> hv.Overlay:
-        """RMSE of matched pairs (nm) against the threshold, current threshold marked."""
+    @param.depends("review.sweep")
+    def rmse_plot(self) -> hv.Curve:
+        """RMSE of matched pairs (nm) against the threshold."""
         self.calls["rmse_plot"] += 1
         s = self.review.sweep or {}
         thresholds = np.asarray(s.get("threshold", [0.0, 1.0]))
         rmse = np.asarray(s.get("rmse_nm", np.zeros(len(thresholds))), dtype=float)
-        curve = hv.Curve((thresholds, rmse), "threshold", "RMSE [nm]").opts(color="purple", **CURVE_OPTS)
-        return (curve * hv.VLine(float(self.review.threshold)).opts(color="red", line_width=2)).opts(
-            title="RMSE vs threshold")
+        return hv.Curve((thresholds, rmse), "threshold", "RMSE [nm]").opts(color="purple", title="RMSE vs threshold",
+                                                                           **CURVE_OPTS)

@@ -1,0 +1,150 @@
+"""The prediction review in headless Chromium: opens on the demo and on a prediction folder, frame steps, threshold,
+true/false positive and miss layers with the confidence colour bar in the page, ten concurrent sessions."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+pn = pytest.importorskip("panel")
+pytest.importorskip("pytest_playwright")
+hv = pytest.importorskip("holoviews")
+
+from panel.tests.util import serve_and_wait, serve_component, wait_until  # noqa: E402
+
+from imagebinner.apps.common import ROOT_ENV  # noqa: E402
+from imagebinner.apps.review import ReviewApp, template  # noqa: E402
+
+pytestmark = pytest.mark.ui
+TIMEOUT = 30_000  # ms, for every wait
+
+from imagebinner.apps.pages import extensions  # noqa: E402
+
+extensions()  # as `imagebinner serve`: notifications, Bokeh, nothing fetched from off the machine
+
+#: what the page's Bokeh documents hold: glyph markers, colour-bar titles, legend labels, and plots drawn
+MODELS_JS = """() => { const out = {markers: [], colorbars: [], legends: [], plots: 0};
+  for (const doc of Bokeh.documents) for (const m of doc.all_models) {
+    const t = m.constructor.__name__;
+    if (t === 'Scatter' && m.marker && m.marker.value) out.markers.push(m.marker.value);
+    if (t === 'ColorBar') out.colorbars.push(m.title);
+    if (t === 'LegendItem' && m.label) out.legends.push(m.label.value);
+    if (t === 'Figure' || t === 'Plot') out.plots += 1; }
+  return out; }"""
+#: true once the page shows at least two plots (the frames tab) and every plot view has finished painting
+DRAWN_JS = """() => { if (!window.Bokeh || !Bokeh.index) return false;
+  const plots = [...Bokeh.index.all_views()].filter(v => ['Figure', 'Plot'].includes(v.model.constructor.__name__));
+  return plots.length >= 2 && plots.every(v => v.has_finished()); }"""
+
+
+@pytest.fixture(autouse=True)
+def _reset_panel_state(page):
+    page.set_default_timeout(TIMEOUT)
+    yield
+    pn.state.reset()
+
+
+@pytest.fixture()
+def root(ui_demo, monkeypatch):
+    """The data root: the folder holding the shared demo (the app's demo cache is made there too)."""
+    folder = Path(ui_demo.out_dir).parent
+    monkeypatch.setenv(ROOT_ENV, str(folder))
+    monkeypatch.delenv("IMAGEBINNER_DATA", raising=False)
+    return folder
+
+
+def _console_errors(msgs) -> list[str]:
+    return [m.text for m in msgs if m.type == "error" and "favicon" not in m.text]
+
+
+def _sessions(apps: list):
+    def session():  # one app per browser session, as `imagebinner serve` builds it
+        app = ReviewApp()
+        apps.append(app)
+        return template(app)
+    return session
+
+
+def _check_layers(page) -> dict:
+    page.wait_for_function(f"() => ({MODELS_JS})().markers.includes('triangle')")
+    models = page.evaluate(MODELS_JS)
+    assert {"x", "triangle", "square", "circle"} <= set(models["markers"])
+    assert "confidence" in models["colorbars"]
+    assert {"true positive", "false positive", "missed", "matched truth"} <= set(models["legends"])
+    return models
+
+
+def test_review_opens_on_the_demo_steps_frames_and_moves_the_threshold(page, root):
+    apps: list[ReviewApp] = []
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    start = time.perf_counter()
+    msgs, port = serve_component(page, _sessions(apps))
+    page.wait_for_function(DRAWN_JS)
+    print(f"review page ready (served in-process, demo data): {time.perf_counter() - start:.2f} s")
+    (app,) = apps
+    assert app.review.loaded and app.review.truth is not None and "imagebinner-demo" in app.review.folder
+    _check_layers(page)
+    page.locator("button.next").first.click()
+    wait_until(lambda: app.view.frame == 1, page, timeout=TIMEOUT)
+    page.locator("button.next").first.click()
+    wait_until(lambda: app.view.frame == 2, page, timeout=TIMEOUT)
+    # the slider starts at the smallest confidence; moving it changes the kept predictions and the metrics
+    lo = float(app.review.predictions["confidence"].min())
+    assert app.threshold.start == lo and app.review.threshold == lo
+    before = app.review.metrics["n_pred"]
+    handle = page.locator(".noUi-handle").first
+    handle.focus()
+    for _ in range(80):
+        page.keyboard.press("ArrowRight")
+    wait_until(lambda: app.review.threshold > lo and app.review.metrics["n_pred"] < before, page, timeout=TIMEOUT)
+    assert app.review.metrics["threshold"] == pytest.approx(app.review.threshold)
+    # the other tabs build when shown
+    page.locator(".bk-tab", has_text="Density").click()
+    wait_until(lambda: app.view.summary.calls["density_boxplot"] >= 1, page, timeout=TIMEOUT)
+    page.wait_for_function(DRAWN_JS)
+    assert not _console_errors(msgs)
+    assert all(url.startswith(f"http://localhost:{port}") or url.startswith("ws://localhost") or url.startswith(
+        "data:") or url.startswith("blob:") for url in requests), requests
+
+
+def test_review_on_a_prediction_folder_from_the_address(page, root, ui_demo):
+    m1 = ui_demo.measurements[0]
+    rel = lambda p: str(Path(p).relative_to(root))  # noqa: E731 (paths relative to the data root)
+    query = urlencode({"folder": rel(ui_demo.out_dir / "prediction"), "movie": rel(m1.movie), "truth": rel(m1.locs)})
+    apps: list[ReviewApp] = []
+    msgs, _ = serve_component(page, _sessions(apps), suffix=f"?{query}")
+    page.wait_for_function(DRAWN_JS)
+    (app,) = apps
+    assert app.review.loaded and app.review.folder == str((ui_demo.out_dir / "prediction").resolve())
+    _check_layers(page)
+    page.locator("button.next").first.click()
+    wait_until(lambda: app.view.frame == 1, page, timeout=TIMEOUT)
+    assert not _console_errors(msgs)
+
+
+def test_ten_concurrent_review_sessions(page, root):
+    """Ten browser tabs opened at once on one server: every session loads the demo and draws its plots, no errors."""
+    apps: list[ReviewApp] = []
+    port = serve_and_wait(_sessions(apps))
+    context = page.context
+    pages, msgs = [], []
+    start = time.perf_counter()
+    for _ in range(10):
+        p = context.new_page()
+        p.set_default_timeout(60_000)
+        p.on("console", lambda m: msgs.append(m))
+        p.goto(f"http://localhost:{port}", wait_until="commit")
+        pages.append(p)
+    ready = []
+    for p in pages:
+        p.wait_for_function(DRAWN_JS, timeout=60_000)
+        ready.append(time.perf_counter() - start)
+    print("ten sessions ready after (s):", ", ".join(f"{t:.1f}" for t in ready))
+    assert len(apps) == 10 and all(a.review.loaded for a in apps)
+    assert not _console_errors(msgs)
+    for p in pages:
+        p.close()
