@@ -144,8 +144,8 @@ def test_without_truth_the_kept_predictions_are_coloured_crosses(demo):
 
 
 def test_a_frame_step_updates_each_frame_plot_once_and_resends_no_series(review):
-    """Work counted per frame step: one marks render per frame plot, one image each, the density series none (only
-    its frame marker moves); a threshold change renders the marks again but not the images."""
+    """Work counted per frame step: one render of marks and image per frame plot (one plot update each), the density
+    series none (only its frame marker moves); a threshold change renders the frame plots once each, no series."""
     view = ReviewView(review)
     root = _render(pn.Column(pn.pane.HoloViews(view.camera_plot()), pn.pane.HoloViews(view.stacked_plot()),
                              pn.pane.HoloViews(view.density_plot())))
@@ -156,10 +156,11 @@ def test_a_frame_step_updates_each_frame_plot_once_and_resends_no_series(review)
     assert dict(view.summary.calls) == before[1]  # the density series was not rebuilt
     spans = [m for m in root.references() if type(m).__name__ == "Span"]
     assert any(s.location == 7 for s in spans)
-    before = dict(view.calls)
+    before, before_summary = dict(view.calls), dict(view.summary.calls)
     review.threshold = float(np.median(review.predictions["confidence"]))
     assert {k: view.calls[k] - before.get(k, 0) for k in view.calls if view.calls[k] != before.get(k, 0)} == {
-        "marks": 2}
+        "marks": 2, "camera_image": 1, "stacked_image": 1}
+    assert dict(view.summary.calls) == {**before_summary, "density_curves": before_summary["density_curves"] + 1}
 
 
 def _boxes(overlay) -> dict[str, np.ndarray]:

@@ -90,6 +90,7 @@ class ReviewView(param.Parameterized):
         self._sums: dict[str, np.ndarray] = {}
         self._clims: dict[str, tuple[float, float]] = {}
         self._by_conf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # x, y, -confidence sorted
+        self._templates: dict[str, hv.Element] = {}  # the first image/marks of each layer, options applied once
         self._shown = None  # the review's predictions the state above belongs to
         self.calls: Counter = Counter()
         super().__init__(review=review, **params)
@@ -107,7 +108,7 @@ class ReviewView(param.Parameterized):
         self._shown = r.predictions
         if self._stacked is not None:
             self._stacked.close()
-        self._stacked, self._sums, self._clims, self._by_conf = None, {}, {}, None
+        self._stacked, self._sums, self._clims, self._by_conf, self._templates = None, {}, {}, None, {}
         if r.loaded:
             self._read_state(r)
         last = max(r.n_frames - 1, 0)
@@ -156,8 +157,8 @@ class ReviewView(param.Parameterized):
         r = self.review
         frame = r.movie_frame(self.frame) if r.loaded else None
         if frame is None or not r.camera_pixel_size:
-            return empty_image()
-        return frame_image(frame, r.camera_pixel_size, self._clims.get("camera"))
+            return self._empty()
+        return self._reuse("camera", frame, lambda: frame_image(frame, r.camera_pixel_size, self._clims.get("camera")))
 
     @param.depends("frame", "review.predictions")
     def stacked_image(self) -> hv.Image:
@@ -167,8 +168,26 @@ class ReviewView(param.Parameterized):
         self.calls["stacked_image"] += 1
         r = self.review
         if self._stacked is None or not r.pixel_size_hr or self.frame >= self._stacked.n_frames:
-            return empty_image("no stacked prediction in this folder" if r.loaded else "").opts(cnorm="eq_hist")
-        return hr_image(self._stacked.frame(self.frame), r.pixel_size_hr).opts(cnorm="eq_hist")
+            return self._empty("no stacked prediction in this folder" if r.loaded else "")
+        frame = self._stacked.frame(self.frame)
+        return self._reuse("stacked", frame, lambda: hr_image(frame, r.pixel_size_hr).opts(cnorm="eq_hist"))
+
+    def _empty(self, label: str = "") -> hv.Image:
+        """The placeholder frame (no movie, no stacked density), built once."""
+        key = f"empty:{label}"
+        if key not in self._templates:
+            self._templates[key] = empty_image(label).opts(colorbar=False, cnorm="eq_hist")
+        return self._templates[key]
+
+    def _reuse(self, key: str, frame: np.ndarray, make) -> hv.Image:
+        """The frame as a clone of the first frame's image (same options object: HoloViews keeps the options by
+        element id, so a step does not build a new option tree per frame)."""
+        first = self._templates.get(key)
+        if first is None or first.dimension_values(2, flat=False).shape != frame.shape:
+            self._templates[key] = first = make().opts(colorbar=False)  # the plot's colour bar is the confidence
+            return first
+        xs, ys = (first.dimension_values(k, expanded=False) for k in (0, 1))
+        return first.clone((xs, ys, frame))
 
     @param.depends("frame", "shown", "review.match_status")
     def marks(self) -> hv.Overlay:
@@ -198,14 +217,20 @@ class ReviewView(param.Parameterized):
                 sel = codes != 0
                 layers["predictions"] = _points(x[sel], y[sel], conf[sel], "predictions")
         empty = np.empty(0)
-        return hv.Overlay([layers[name] if name in self.shown and name in layers else _points(empty, empty, empty, name)
-                           for name in self.classes])
+        out = []
+        for name, opts in zip(self.classes, self.marks_options()):
+            element = layers[name] if name in self.shown and name in layers else _points(empty, empty, empty, name)
+            key = f"marks:{name}"
+            if key not in self._templates:  # options applied once per class and load; frames are clones
+                self._templates[key] = element.opts(**opts)
+                out.append(self._templates[key])
+            else:
+                out.append(self._templates[key].clone(element.data))
+        return hv.Overlay(out)
 
-    def marks_options(self) -> list:
-        """The look of each mark class (applied once to the marks' DynamicMap, not to every frame's elements):
-        predictions coloured by confidence on one scale for the loaded data, with a colour bar."""
-        from holoviews.core.util import label_sanitizer
-
+    def marks_options(self) -> list[dict]:
+        """The look of each mark class (applied once per load: frames are clones of the first marks): predictions
+        coloured by confidence on one scale for the loaded data, with a colour bar."""
         lo, hi = self._clims.get("confidence", (0.0, 1.0))
         out = []
         for name in self.classes:
@@ -214,7 +239,7 @@ class ReviewView(param.Parameterized):
                 opts.update(color="confidence", cmap=CONFIDENCE_CMAP, clim=(lo, hi if hi > lo else lo + 1))
                 if name in ("true positive", "predictions"):
                     opts.update(colorbar=True, colorbar_opts={"title": "confidence"})
-            out.append(hv.opts.Points(f"Points.{label_sanitizer(name)}", **opts))
+            out.append(opts)
         return out
 
     def _streams(self, *extra: tuple) -> list:
@@ -224,23 +249,34 @@ class ReviewView(param.Parameterized):
             self._frame_stream = hv.streams.Params(self, ["frame"])
         return [self._frame_stream] + [hv.streams.Params(obj, list(names)) for obj, names in extra]
 
-    def _frame_plot(self, image, shape) -> hv.Overlay:
-        image_dm = hv.DynamicMap(lambda **_: image(), streams=self._streams((self.review, ("predictions",))),
-                                 cache_size=1)
-        marks_dm = hv.DynamicMap(lambda **_: self.marks(), cache_size=1,
-                                 streams=self._streams((self, ("shown",)), (self.review, ("match_status",))))
-        marks_dm = marks_dm.opts(*self.marks_options())
-        # one colour bar per plot (Bokeh shows the first): the confidence of the marks, not the image's intensity
-        overlay = maybe_rasterize(image_dm, shape).opts(colorbar=False) * marks_dm
-        return overlay.opts(hv.opts.Overlay(show_legend=True, legend_position="bottom", legend_cols=4,
-                                            legend_opts={"click_policy": "hide"}))
+    def _frame_plot(self, image, shape) -> hv.DynamicMap:
+        """One DynamicMap per frame plot (image and marks in one overlay whose options are set once: a frame step is
+        one callback and one plot update); large frames keep the image apart so that it alone is rasterized."""
+        overlay_opts = dict(show_legend=True, legend_position="bottom", legend_cols=4,
+                            legend_opts={"click_policy": "hide"})
+        streams = self._streams((self, ("shown",)), (self.review, ("predictions", "match_status")))
+        if is_large(shape):
+            image_dm = hv.DynamicMap(lambda **_: image(), streams=self._streams((self.review, ("predictions",))),
+                                     cache_size=1)
+            marks_dm = hv.DynamicMap(lambda **_: self.marks(), cache_size=1, streams=streams)
+            return (maybe_rasterize(image_dm, shape) * marks_dm).opts(hv.opts.Overlay(**overlay_opts))
+        key = f"overlay:{id(image)}"
 
-    def camera_plot(self) -> hv.Overlay:
-        """Widefield frame with the marks: the image and the marks are two DynamicMaps on one frame stream (a frame
-        step updates the plot once)."""
+        def both(**_) -> hv.Overlay:
+            items = [image(), *self.marks()]
+            first = self._templates.get(key)
+            if first is None or len(first) != len(items):
+                self._templates[key] = first = hv.Overlay(items).opts(**overlay_opts)
+                return first
+            return first.clone(items)
+
+        return hv.DynamicMap(both, streams=streams, cache_size=1)
+
+    def camera_plot(self) -> hv.DynamicMap:
+        """Widefield frame with the marks (a frame step updates the plot once)."""
         return self._frame_plot(self.camera_image, self.review.image_shape)
 
-    def stacked_plot(self) -> hv.Overlay:
+    def stacked_plot(self) -> hv.DynamicMap:
         """Predicted hr frame with the marks (large frames rasterized)."""
         return self._frame_plot(self.stacked_image, self.review.hr_shape)
 
