@@ -13,7 +13,6 @@ hv = pytest.importorskip("holoviews")
 from panel.tests.util import serve_component, wait_until  # noqa: E402
 
 from imagebinner.apps.binner import BinnerApp  # noqa: E402
-from imagebinner.apps.review import ReviewApp  # noqa: E402
 
 pytestmark = pytest.mark.ui
 TIMEOUT = 20_000  # ms, for every wait
@@ -118,34 +117,6 @@ def test_binner_typed_list_load_preview_and_stale_settings_in_the_page(page, ui_
     wait_until(lambda: app.view.has_binned and not app.job.busy, page, timeout=TIMEOUT)
     page.get_by_text("The binned frames appear after Preview").wait_for(state="detached")
     page.wait_for_function(f"() => ({IMAGE_SHAPES_JS})().some(s => s[0] === {patch[0]} && s[1] === {patch[1]})")
-    assert not _console_errors(msgs)
-
-
-def test_review_typed_paths_load_and_threshold_slider_changes_the_metrics(page, ui_demo, tmp_path):
-    m1 = ui_demo.measurements[0]
-    app = ReviewApp()
-    msgs, _ = serve_component(page, app)
-    assert not app.review.loaded
-    for placeholder, value in (("Prediction folder", ui_demo.out_dir / "prediction"), ("Test movie", m1.movie),
-                               ("Ground-truth localizations", m1.locs)):
-        box = page.get_by_placeholder(placeholder)
-        box.fill(str(value))
-        box.press("Enter")
-    wait_until(lambda: bool(app.review.folder and app.review.ground_truth), page, timeout=TIMEOUT)
-    page.get_by_role("button", name="Load", exact=True).click()
-    wait_until(lambda: app.review.loaded and not app.job.busy and app.view.param.frame.bounds[1] > 0, page,
-               timeout=TIMEOUT)
-    before = dict(app.review.metrics)
-    assert before["n_pred"] == len(app.review.predictions)
-    handle = page.locator(".noUi-handle").first
-    handle.wait_for(state="visible")
-    handle.focus()
-    for _ in range(60):
-        page.keyboard.press("ArrowRight")
-    wait_until(lambda: app.review.threshold > 0.5, page, timeout=TIMEOUT)
-    assert app.review.metrics["n_pred"] < before["n_pred"]
-    assert app.review.metrics["threshold"] == pytest.approx(app.review.threshold)
-    page.screenshot(path=str(tmp_path / "review.png"))
     assert not _console_errors(msgs)
 
 
