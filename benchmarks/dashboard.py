@@ -331,20 +331,20 @@ def bench_review(figures: Figures, n: int, n_frames: int, steps: int) -> None:
         times.append(seconds), sizes.append(n_bytes)
     figures.add(f"server: threshold -> all views ({label})", statistics.median(times), "threshold_all_views_server",
                 peak_rss_mb(), max_ms=round(max(times) * 1000, 1), kb=round(statistics.mean(sizes) / 1024))
-    merged = getattr(app.view, "merged_localizations", None)
-    if merged is None:
-        figures.skip(f"server: super-resolution render ({label})", "ReviewView.merged_localizations missing")
+    step = getattr(app, "step", None)
+    if step is None:
+        figures.skip(f"server: review frame step ({label})", "ReviewApp.step missing")
     else:
-        import panel as pn
-        from bokeh.document import Document
-
-        def render() -> None:
-            doc = Document()
-            pn.pane.HoloViews(merged(), backend="bokeh").get_root(doc)
-            doc.to_json()
-
+        reset_peak()
+        times = [session.timed(lambda k=k: step(k))[0] for k in range(1, steps + 1)]
+        figures.add(f"server: review frame step ({label})", statistics.median(times), "binner_step_server",
+                    peak_rss_mb(), max_ms=round(max(times) * 1000, 1))
+    render_sr = getattr(app.view, "render_sr", None)
+    if render_sr is None:
+        figures.skip(f"server: super-resolution render ({label})", "ReviewView.render_sr missing")
+    else:
         for state in ("cold", "warm"):  # cold: the first aggregation compiles datashader's kernels (numba)
-            measured(figures, f"server: super-resolution render ({label}, {state})", render, "superres_render")
+            measured(figures, f"server: super-resolution render ({label}, {state})", render_sr, "superres_render")
     app.close()
 
 

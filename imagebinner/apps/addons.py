@@ -226,7 +226,8 @@ class AddonsApp(Viewer):
         self.panels = {name: ToolPanel(name) for name in TOOLS}
         self.output_folder = Path(output_folder) if output_folder else data_root() / OUTPUT_DIR
         self.prefill(default_measurements() if measurements is None else measurements)
-        self.tabs = pn.Tabs(*[(name, panel) for name, panel in self.panels.items()], dynamic=False,
+        # a tab's widgets are built when it is first shown (the page opens faster)
+        self.tabs = pn.Tabs(*[(name, panel) for name, panel in self.panels.items()], dynamic=True,
                             sizing_mode="stretch_width")
 
     def prefill(self, measurements: list[tuple[str, str]]) -> None:
