@@ -231,3 +231,18 @@ def test_a_download_of_a_file_replaced_by_a_symlink_out_is_refused(root, small_d
     with pytest.raises(Exception, match="outside the data folder"):
         button.callback()
     assert len(read_locs(small_demo.measurements[0].locs)) > 0
+
+
+def test_out_of_bounds_numbers_are_refused_with_a_notification(root, capsys):
+    """Split at frame 0 (bound: at least 1) typed in the page: refused at the widget, said so, the value kept."""
+    from imagebinner.apps.common import param_widget
+
+    app = AddonsApp(measurements=[])
+    split = app.panels["Split"]
+    _render(split)
+    split.tool.at = 5
+    box = param_widget(split.settings, "at")
+    assert box.start == 1  # the bound is shown
+    box._process_events({"value": 0})  # as the browser sends it
+    assert split.tool.at == 5 and box.value == 5
+    assert "imagebinner error:" in capsys.readouterr().out
