@@ -217,7 +217,7 @@ def test_large_files_are_not_sent_through_the_page(root, small_demo, monkeypatch
     assert "stay on the server" in _text(split._files(split.tool.written))
 
 
-def test_a_download_of_a_file_replaced_by_a_symlink_out_is_refused(root, small_demo, tmp_path_factory):
+def test_a_download_of_a_file_replaced_by_a_symlink_out_is_refused(root, small_demo, tmp_path_factory, capsys):
     app = AddonsApp(measurements=_pairs(small_demo))
     convert = app.panels["Convert"]
     convert.tool.output_path = str(_fresh_name(root, "conv") / "d.csv")
@@ -230,6 +230,7 @@ def test_a_download_of_a_file_replaced_by_a_symlink_out_is_refused(root, small_d
     written.symlink_to(secret)
     with pytest.raises(Exception, match="outside the data folder"):
         button.callback()
+    assert "imagebinner error: download refused" in capsys.readouterr().out
     assert len(read_locs(small_demo.measurements[0].locs)) > 0
 
 

@@ -67,17 +67,30 @@ def _size(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.1f} MB" if n_bytes >= 2**20 else f"{max(n_bytes, 1) / 2**10:.0f} kB"
 
 
+def _refused_download(error: Exception) -> None:
+    """A download that cannot be served (moved, removed, replaced by a link out of the root): said on the page."""
+    notify("error", f"download refused: {error}")
+
+
 def _file_bytes(path: Path) -> io.BytesIO:
     """The content of a written file, read when its download is clicked (checked against the root again)."""
-    return io.BytesIO(check_path(str(path), "download").read_bytes())
+    try:
+        return io.BytesIO(check_path(str(path), "download").read_bytes())
+    except (ImageBinnerError, OSError) as exc:
+        _refused_download(exc)
+        raise
 
 
 def _zip_bytes(paths: list[Path]) -> io.BytesIO:
-    """A zip of the written files, built when its download is clicked."""
+    """A zip of the written files, built when its download is clicked (each checked against the root again)."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in paths:
-            archive.write(check_path(str(path), "download"), arcname=path.name)
+    try:
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in paths:
+                archive.write(check_path(str(path), "download"), arcname=path.name)
+    except (ImageBinnerError, OSError) as exc:
+        _refused_download(exc)
+        raise
     buffer.seek(0)
     return buffer
 
