@@ -1,5 +1,5 @@
 """Review views rendered to Bokeh models without a browser: marks (true/false positives, misses) coloured by
-confidence, toggles, the no-stacked state, density boxplots, the all-frames render, work per frame step and threshold."""
+confidence, toggles, the no-stacked state, density boxplots, the all-frames render, work per step and threshold."""
 
 from __future__ import annotations
 

@@ -247,8 +247,8 @@ class ReviewApp(Viewer):
                 NO_STACKED_MESSAGE, alert_type="info", width=420)
             return pn.Row(camera, stacked)
 
-        return pn.Column(self.player, self.classes, pn.panel(pn.bind(lambda _p: plots(), self.review.param.predictions)),
-                         sizing_mode="stretch_width")
+        rebuilt = pn.panel(pn.bind(lambda _p: plots(), self.review.param.predictions))
+        return pn.Column(self.player, self.classes, rebuilt, sizing_mode="stretch_width")
 
     def _merged_tab(self):
         v = self.view
@@ -315,5 +315,6 @@ class _Template(pn.template.FastListTemplate):
 
 def template(app: ReviewApp) -> pn.template.FastListTemplate:
     """The served page: inputs and threshold in the sidebar, views in the main area (one root each)."""
-    return _Template(title="ImageBinner: prediction review", sidebar=[pn.Column(*app.sidebar, sizing_mode="stretch_width")],
-                     main=[pn.Column(*app.main, sizing_mode="stretch_width")], sidebar_width=360)
+    return _Template(title="ImageBinner: prediction review", sidebar_width=360,
+                     sidebar=[pn.Column(*app.sidebar, sizing_mode="stretch_width")],
+                     main=[pn.Column(*app.main, sizing_mode="stretch_width")])

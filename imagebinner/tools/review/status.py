@@ -6,8 +6,8 @@ prediction an interval of thresholds ``lo < t <= hi`` in which it is a true posi
 ground truth a threshold ``hi`` up to which it is matched. Isolated edges (the vast majority) are sorted by (frame,
 confidence) with cumulative sums of their distances, so the per-frame true positives, squared errors and biases at a
 threshold are two binary searches per frame; stars are masked directly (few); general components (several of each)
-depend only on how many of their predictions are kept and come from the matcher's cached per-count solutions (the
-sweep solved them already). Results equal ``Matcher.match(t)`` exactly (tests check it).
+depend only on how many of their predictions are kept: every per-count solution is solved once when the index is
+built (the sweep's cached ones reused), so a threshold selects them with a mask. Results equal ``Matcher.match(t)`` exactly (tests check it).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class ThresholdIndex:
         self.stride = len(self.levels) + 1
         rank = rank.astype(np.int64)
         self._kept_keys = np.sort(pred.frame.astype(np.int64) * self.stride + rank)
-        self.n_solves = 0  # general components solved on a threshold change (the sweep's cache misses)
+        self.n_solves = 0  # general-component states solved beyond the sweep's (once, when the index is built)
         if matcher is None:
             return
         m = matcher
@@ -64,6 +64,24 @@ class ThresholdIndex:
         self._stars = (np.empty(0, np.int64), empty, empty, empty, empty)
         if m._star_edges is not None and len(m._star_edges[0]):
             self._stars = self._star_intervals(*m._star_edges)
+        self._states = self._general_states() if m._general else None
+
+    def _general_states(self) -> tuple[np.ndarray, ...]:
+        """Every solution of every general component (one per count k of kept predictions, the sweep's cached ones
+        reused), flattened: pairs tagged with their state; state (c, k) is ``offset[c] + k - 1``."""
+        m = self.matcher
+        sizes = np.array([len(c.conf) for c in m._general], np.int64)
+        offset = np.r_[0, np.cumsum(sizes)[:-1]]
+        parts, states = [], []
+        for c, size in enumerate(sizes):
+            for k in range(1, int(size) + 1):
+                if (c, k) not in m._cache:
+                    self.n_solves += 1
+                gi, pi, dx, dy = m._solve_general(c, k)
+                parts.append((gi, pi, dx, dy))
+                states.append(np.full(len(gi), offset[c] + k - 1, np.int64))
+        gi, pi, dx, dy = (np.concatenate([p[j] for p in parts]) for j in range(4))
+        return offset, np.concatenate(states), gi.astype(np.int64), pi.astype(np.int64), dx, dy, int(sizes.sum())
 
     def _star_intervals(self, comp, gi, pi, d2, dx, dy) -> tuple[np.ndarray, ...]:
         """At a threshold the first kept edge of a star in (component, d², pred row) order wins: edge j is chosen
@@ -87,18 +105,17 @@ class ThresholdIndex:
         return self.pred.frame[pl].astype(np.int64), lo, hi, dx[live], dy[live]
 
     def _general(self, t: float) -> tuple[np.ndarray, ...]:
+        """The matched pairs of the general components at ``t``: a mask over their precomputed solutions."""
         m = self.matcher
-        parts = []
-        if m._general:
-            counts = m._general_kept_counts(t)
-            for c in np.flatnonzero(counts):
-                key = (int(c), int(counts[c]))
-                if key not in m._cache:
-                    self.n_solves += 1
-                parts.append(m._solve_general(*key))
-        if not parts:
+        if self._states is None:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0)
-        gi, pi, dx, dy = (np.concatenate([p[j] for p in parts]) for j in range(4))
+        offset, state, gi, pi, dx, dy, n_states = self._states
+        counts = m._general_kept_counts(t)
+        active = np.zeros(n_states + 1, bool)
+        on = counts > 0
+        active[offset[on] + counts[on] - 1] = True
+        sel = active[state]
+        gi, pi, dx, dy = gi[sel], pi[sel], dx[sel], dy[sel]
         order = np.argsort(pi)
         return gi[order], pi[order], dx[order], dy[order]
 
