@@ -107,6 +107,12 @@ def test_review_opens_on_the_demo_steps_frames_and_moves_the_threshold(page, roo
     wait_until(lambda: app.view.summary.calls["density_boxplot"] >= 1, page, timeout=TIMEOUT)
     page.wait_for_function(DRAWN_JS)
     assert not _console_errors(msgs)
+    # a second visit on the running server: navigation to every plot drawn (printed, not asserted)
+    start = time.perf_counter()
+    page.goto(f"http://localhost:{port}")
+    page.wait_for_function(DRAWN_JS)
+    print(f"review page ready (second session, warm server): {time.perf_counter() - start:.2f} s")
+    assert len(apps) == 2 and apps[1].review.loaded
     assert all(url.startswith(f"http://localhost:{port}") or url.startswith("ws://localhost") or url.startswith(
         "data:") or url.startswith("blob:") for url in requests), requests
 
