@@ -155,6 +155,7 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
         self._matcher: Matcher | None = None
         self._index: ThresholdIndex | None = None
         self._n_frames = 0
+        self._gt_counts: np.ndarray | None = None
         self._quiet = False  # set while load() adjusts the threshold (no reaction with the old data)
         self._conf = np.empty(0)
         self._pred_frame = np.empty(0, np.int64)
@@ -227,6 +228,7 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
         self._update_threshold_bounds()
         results.update(self._histogram())
         self._n_frames = results["n_frames"]
+        self._gt_counts = None
         results.update(self._matching(truth, pred))
         results.update(self._threshold_results(pred, truth, results["n_frames"], results["field_area_um2"]))
         self._advance()
@@ -329,7 +331,9 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
         out: dict[str, Any] = {"filtered": filtered, "match_status": at.status, "metrics": {},
                                "frame_metrics": {}, "density": density}
         if at.frame_sums is not None:
-            gt_counts = truth.counts_per_frame(n)
+            if self._gt_counts is None or len(self._gt_counts) != n:
+                self._gt_counts = truth.counts_per_frame(n)  # once per load: the truth does not follow the threshold
+            gt_counts = self._gt_counts
             density["ground_truth"] = gt_counts * scale
             density["truth_counts"] = gt_counts
             out["metrics"] = {**at.metrics(len(truth)), "threshold": float(self.threshold),
