@@ -343,8 +343,11 @@ def bench_review(figures: Figures, n: int, n_frames: int, steps: int) -> None:
     if render_sr is None:
         figures.skip(f"server: super-resolution render ({label})", "ReviewView.render_sr missing")
     else:
-        for state in ("cold", "warm"):  # cold: the first aggregation compiles datashader's kernels (numba)
-            measured(figures, f"server: super-resolution render ({label}, {state})", render_sr, "superres_render")
+        measured(figures, f"server: super-resolution render ({label}, cold)", render_sr, "superres_render",
+                 note="(the first aggregation compiles datashader's kernels)")
+        (setter or (lambda v: setattr(review, "threshold", v)))(float(lo))  # every prediction kept, nothing cached
+        measured(figures, f"server: super-resolution render ({label}, warm)", render_sr, "superres_render",
+                 kept=len(review.filtered) if review.filtered is not None else None)
     app.close()
 
 
@@ -412,11 +415,19 @@ async def wait_ready(page, timeout: float | None = None) -> dict:
     raise TimeoutError(f"page not ready after {timeout:.0f} s: {await _probe(page)}")
 
 
+def watch(page, errors: list[str]) -> None:
+    """Collect the page's console errors and every request that leaves the machine (or fails) into ``errors``."""
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "favicon" not in m.text else None)
+    page.on("request", lambda r: errors.append(f"off-machine request: {r.url}")
+            if not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} ({r.failure})"))
+
+
 async def open_ready(context, url: str, errors: list[str]) -> dict:
     page = await context.new_page()
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "favicon" not in m.text else None)
+    watch(page, errors)
     await page.add_init_script(PAGE_PROBE)
-    await page.goto(url, wait_until="commit")
+    await page.goto(url, wait_until="commit", timeout=READY_TIMEOUT_S * 1000)  # (a busy server answers late)
     result = await wait_ready(page)
     await page.close()
     return result
@@ -474,15 +485,16 @@ async def bench_browser(figures: Figures, port: int, names: list[str], sessions:
             figures.skip("chromium: binner frame step 512x512+200", f"{type(exc).__name__}: {exc}"[:300])
         await context.close()
         await browser.close()
-    figures.rows["chromium: console errors"] = {"count": len(errors), "first": errors[0][:300] if errors else ""}
-    print(f"{'chromium: console errors':42s} {len(errors)}" + (f"  first: {errors[0][:200]}" if errors else ""))
+    shown = sorted(set(e for e in errors if e.startswith(("off-machine", "request failed"))))[:3] or errors[:1]
+    figures.rows["chromium: console errors and failed/off-machine requests"] = {"count": len(errors), "first": shown}
+    print(f"{'chromium: errors, failed/off-machine requests':42s} {len(errors)}" + (f"  e.g. {shown}" if errors else ""))
 
 
 async def bench_browser_step(figures: Figures, context, url: str, apps: list, steps: int, errors: list) -> None:
     page = await context.new_page()
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "favicon" not in m.text else None)
+    watch(page, errors)
     await page.add_init_script(PAGE_PROBE)
-    await page.goto(url, wait_until="commit")
+    await page.goto(url, wait_until="commit", timeout=READY_TIMEOUT_S * 1000)
     await wait_ready(page)
     app = apps[-1]
     button = page.locator("button.next").first
