@@ -404,6 +404,25 @@ def test_review_app_reports_a_missing_folder(tmp_path, capsys):
 
 
 @pytest.mark.usefixtures("review_root")
+def test_review_app_says_when_the_folder_has_no_stacked_prediction(demo, tmp_path):
+    """Without Predicted_stacked_<stem>.tif the frames tab shows a message in place of the hr plot (not an empty plot
+    with a -1..1 colour bar)."""
+    import shutil
+
+    from imagebinner.views.review import NO_STACKED_MESSAGE
+
+    folder = tmp_path / "nostack"
+    shutil.copytree(demo.out_dir / "prediction", folder)
+    next(folder.glob("Predicted_stacked_*.tif")).unlink()
+    m1 = demo.measurements[0]
+    app = ReviewApp(folder=str(folder), movie=str(m1.movie), ground_truth=str(m1.locs))
+    root = pn.panel(app).get_root(Document(), comm=Comm())
+    texts = [str(getattr(m, "text", "")) for m in root.references()]
+    assert any("No stacked prediction in this folder" in t for t in texts)
+    assert "Predicted_stacked_" in NO_STACKED_MESSAGE and app.review.loaded
+
+
+@pytest.mark.usefixtures("review_root")
 def test_review_page_builds_only_the_visible_tab(demo):
     """Lazy tabs: the page renders the frame plots only; the other views are built when their tab is first shown."""
     app = _review_app(demo)
