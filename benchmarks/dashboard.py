@@ -418,7 +418,7 @@ async def wait_ready(page, timeout: float | None = None) -> dict:
 def watch(page, errors: list[str]) -> None:
     """Collect the page's console errors and every request that leaves the machine (or fails) into ``errors``."""
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "favicon" not in m.text else None)
-    page.on("request", lambda r: errors.append(f"off-machine request: {r.url}")
+    page.on("request", lambda r: errors.append(f"off-machine request from {page.url}: {r.url}")
             if not r.url.startswith(("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:")) else None)
     page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url} ({r.failure})"))
 
