@@ -163,22 +163,40 @@ def test_a_frame_step_updates_each_frame_plot_once_and_resends_no_series(review)
     assert dict(view.summary.calls) == {**before_summary, "density_curves": before_summary["density_curves"] + 1}
 
 
-def _boxes(overlay) -> dict[str, np.ndarray]:
-    return {str(box.dimension_values("set")[0]): box.dimension_values(1) for box in overlay}
+def _boxes(overlay) -> dict[str, dict[str, float]]:
+    """The drawn boxes by set: q1 and q3 (the rectangle), the median and the number of frames."""
+    boxes = overlay.get(0)
+    return {str(row["set"]): {"q1": row["localizations per frame"], "q3": row["q3"], "median": row["median"],
+                              "frames": row["frames"]} for _, row in boxes.dframe().iterrows()}
+
+
+def _stats(counts) -> dict[str, float]:
+    q1, median, q3 = np.percentile(counts, [25, 50, 75])
+    return {"q1": q1, "q3": q3, "median": median, "frames": len(counts)}
 
 
 def test_density_boxplots_are_the_counts_per_frame(review):
     view = ReviewView(review)
     boxes = _boxes(view.summary.density_boxplot())
     n = review.n_frames
-    np.testing.assert_array_equal(boxes["ground truth"], review.truth.counts_per_frame(n))
+    assert boxes["ground truth"] == pytest.approx(_stats(review.truth.counts_per_frame(n)))
     kept = review.predictions.take(review.predictions["confidence"] >= review.threshold)
-    np.testing.assert_array_equal(boxes["predictions (kept)"], kept.counts_per_frame(n))
+    assert boxes["predictions (kept)"] == pytest.approx(_stats(kept.counts_per_frame(n)))
     review.threshold = float(np.median(review.predictions["confidence"]))
     boxes = _boxes(view.summary.density_boxplot())
-    assert boxes["predictions (kept)"].sum() == len(review.filtered)
+    filtered = review.predictions.take(review.predictions["confidence"] >= review.threshold)
+    assert boxes["predictions (kept)"] == pytest.approx(_stats(filtered.counts_per_frame(n)))
+    assert len(filtered) == len(review.filtered)
     root = _render(view.summary.density_boxplot())
-    assert len(list(root.select({"type": GlyphRenderer}))) >= 4  # boxes and whiskers of both sets drawn
+    assert len(list(root.select({"type": GlyphRenderer}))) >= 2  # boxes, whiskers and medians of both sets drawn
+
+
+def test_box_statistics_put_the_whiskers_at_the_furthest_values_within_1_5_iqr():
+    from imagebinner.views.review_summary import box_stats
+
+    st = box_stats(np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 100.0]))
+    assert (st["q1"], st["median"], st["q3"]) == pytest.approx(np.percentile([0, 1, 2, 3, 4, 5, 6, 7, 8, 100], [25, 50, 75]))
+    assert st["low"] == 0 and st["high"] == 8 and st["n"] == 10  # 100 is an outlier
 
 
 def test_hr_frame_uses_histogram_equalisation_and_a_missing_stack_is_a_state(review, demo, tmp_path):

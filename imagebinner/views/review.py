@@ -71,6 +71,14 @@ def _points(x, y, conf, label: str) -> hv.Points:
     return hv.Points(data, kdims=_KDIMS, vdims=_VDIMS, label=label, datatype=["dictionary"])
 
 
+def _legend_below(plot, _element) -> None:
+    """HoloViews hook: move the legend from inside the frame to below it, once (later updates keep it there)."""
+    figure = plot.state
+    for legend in [m for m in figure.center if type(m).__name__ == "Legend"]:
+        figure.center.remove(legend)
+        figure.add_layout(legend, "below")
+
+
 class ReviewView(param.Parameterized):
     """Frame-by-frame and all-frames views of a prediction review; ``threshold`` lives on the review itself.
 
@@ -252,8 +260,10 @@ class ReviewView(param.Parameterized):
     def _frame_plot(self, image, shape) -> hv.DynamicMap:
         """One DynamicMap per frame plot (image and marks in one overlay whose options are set once: a frame step is
         one callback and one plot update); large frames keep the image apart so that it alone is rasterized."""
-        overlay_opts = dict(show_legend=True, legend_position="bottom", legend_cols=4,
-                            legend_opts={"click_policy": "hide"})
+        # the legend is drawn inside, then moved below the plot once (a legend placed outside by HoloViews is
+        # removed and re-added on every update: a walk of the page's whole model graph per frame step)
+        overlay_opts = dict(show_legend=True, legend_position="top_left", legend_cols=4,
+                            legend_opts={"click_policy": "hide"}, hooks=[_legend_below])
         streams = self._streams((self, ("shown",)), (self.review, ("predictions", "match_status")))
         if is_large(shape):
             image_dm = hv.DynamicMap(lambda **_: image(), streams=self._streams((self.review, ("predictions",))),

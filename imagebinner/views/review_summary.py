@@ -25,6 +25,22 @@ DENSITY_SERIES = (("ground_truth", "truth_counts", "ground truth", "green"),
                   ("predictions", "prediction_counts", "predictions (kept)", "red"))
 
 
+BOX_HALF_WIDTH = 0.3
+
+
+def box_stats(values: np.ndarray) -> dict[str, float]:
+    """Boxplot statistics of ``values``: quartiles, whiskers at the furthest values within 1.5 IQR of the box (Tukey),
+    and the count."""
+    values = np.asarray(values, dtype=float)
+    if not len(values):
+        values = np.zeros(1)
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    reach = 1.5 * (q3 - q1)
+    low = float(values[values >= q1 - reach].min())
+    high = float(values[values <= q3 + reach].max())
+    return {"q1": float(q1), "median": float(median), "q3": float(q3), "low": low, "high": high, "n": len(values)}
+
+
 class ReviewSummary(param.Parameterized):
     """Histogram, density and metric views of a review (all frames); ``calls`` counts each view's renders."""
 
@@ -79,23 +95,32 @@ class ReviewSummary(param.Parameterized):
     @param.depends("review.density")
     def density_boxplot(self) -> hv.Overlay:
         """Boxplots of localizations per frame (all frames, empty ones included): ground truth and kept predictions
-        side by side (the spread that helps choose a bin size)."""
+        side by side (the spread that helps choose a bin size). Quartiles and whiskers are computed here (numpy) and
+        drawn as one rectangle layer and one segment layer: no per-frame rows reach the plot."""
         self.calls["density_boxplot"] += 1
         d = self.review.density or {}
-        boxes = []
-        for _key, count_key, label, colour in DENSITY_SERIES:
-            if count_key in d:
-                counts = np.asarray(d[count_key], dtype=float)
-                # one element per set: a fixed colour each (a colour mapped per row costs a Python loop per frame)
-                box = hv.BoxWhisker((np.full(len(counts), label, dtype=object), counts), kdims=["set"],
-                                    vdims=["localizations per frame"])
-                boxes.append(box.opts(box_fill_color=colour, box_fill_alpha=0.5))
-        if not boxes:
-            boxes.append(hv.BoxWhisker((np.array(["predictions (kept)"], dtype=object), np.zeros(1)), kdims=["set"],
-                                       vdims=["localizations per frame"]))
-        return hv.Overlay(boxes).opts(hv.opts.BoxWhisker(responsive=True, height=220, show_grid=True,
-                                                         framewise=True),
-                                      hv.opts.Overlay(title="localizations per frame", responsive=True, height=220))
+        stats = {label: (box_stats(np.asarray(d[count_key], dtype=float)), colour)
+                 for _key, count_key, label, colour in DENSITY_SERIES if count_key in d}
+        if not stats:
+            stats = {"predictions (kept)": (box_stats(np.zeros(1)), "red")}
+        rows, segments = [], []
+        for i, (label, (st, colour)) in enumerate(stats.items()):
+            rows.append((i - BOX_HALF_WIDTH, st["q1"], i + BOX_HALF_WIDTH, st["q3"], label, colour, st["median"],
+                         st["n"]))
+            for y0, y1 in ((st["low"], st["q1"]), (st["q3"], st["high"])):  # whiskers
+                segments.append((i, y0, i, y1))
+            for y in (st["low"], st["median"], st["high"]):  # caps and the median
+                w = BOX_HALF_WIDTH if y == st["median"] else BOX_HALF_WIDTH / 2
+                segments.append((i - w, y, i + w, y))
+        ylabel = "localizations per frame"
+        boxes = hv.Rectangles(rows, kdims=["set_x0", ylabel, "set_x1", "q3"],
+                              vdims=["set", "colour", "median", "frames"]).opts(
+            color="colour", fill_alpha=0.5, line_color="black", tools=["hover"])
+        lines = hv.Segments(segments, kdims=["set_x0", ylabel, "set_x1", "y1"]).opts(color="black", line_width=1.5)
+        ticks = [(i, label) for i, label in enumerate(stats)]
+        return (boxes * lines).opts(hv.opts.Overlay(
+            title="localizations per frame", responsive=True, height=220, show_grid=True, framewise=True,
+            xticks=ticks, xlim=(-0.6, len(ticks) - 0.4), xlabel="set", ylabel=ylabel, show_legend=False))
 
     @param.depends("review.metrics", "review.filtered")
     def metrics_table(self):
