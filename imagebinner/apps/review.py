@@ -291,8 +291,30 @@ def batched():
     """Changes sent to the browser together, and the session document's model graph recomputed once (not once per
     updated plot: that walk of every model of the page dominated a frame step)."""
     doc = pn.state.curdoc
-    with pn.io.hold(), (doc.models.freeze() if doc is not None else contextlib.nullcontext()):
+    with pn.io.hold(), (_graph_recomputed_if_changed(doc) if doc is not None else contextlib.nullcontext()):
         yield
+
+
+@contextlib.contextmanager
+def _graph_recomputed_if_changed(doc):
+    """Like ``doc.models.freeze()`` (model-graph changes inside recompute the graph once, at the end), but no
+    recompute when nothing changed the graph: a frame step or a threshold move only updates data and properties
+    (``freeze``, which HoloViews also wraps around every plot update, walks all ~400 models of the page on exit
+    whatever happened). Bokeh reports a changed reference through ``invalidate``; roots are compared."""
+    models = doc.models
+    if "invalidate" in vars(models):  # nested: the outer block decides
+        yield
+        return
+    changed: list[bool] = []
+    roots = list(doc.roots)
+    models.invalidate = lambda: changed.append(True)
+    models.recompute = lambda: None  # the plots' own freeze blocks: deferred to the end of this one
+    try:
+        yield
+    finally:
+        del models.invalidate, models.recompute
+        if changed or list(doc.roots) != roots:
+            models.recompute()
 
 
 def _button(controls: pn.Param) -> pn.widgets.Button:
