@@ -244,6 +244,6 @@ def test_out_of_bounds_numbers_are_refused_with_a_notification(root, capsys):
     split.tool.at = 5
     box = param_widget(split.settings, "at")
     assert box.start == 1  # the bound is shown
-    box._process_events({"value": 0})  # as the browser sends it
+    box._process_events({"value": 0, "value_throttled": 0})  # as the browser sends a typed value
     assert split.tool.at == 5 and box.value == 5
     assert "imagebinner error:" in capsys.readouterr().out

@@ -15,8 +15,15 @@ from pathlib import Path
 
 
 def offline_config() -> None:
-    """Drop the Fast design's web font (the one off-machine request of a served dashboard); keep resources served."""
+    """Drop the Fast design's web font (the one off-machine request of a served dashboard); keep resources served.
+
+    Bokeh's resource mode defaults to "cdn" where nothing says otherwise; Panel resolves component stylesheets with the
+    process-wide mode, so an update made outside a page render (a job thread) could link them from the CDN. A served
+    process says "server" once, for every thread."""
+    from bokeh.settings import settings
     from panel.theme.fast import Fast, FastStyle
+
+    settings.resources = "server"
 
     if Fast._resources.get("font"):
         Fast._resources = {**Fast._resources, "font": {}}
