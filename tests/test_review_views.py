@@ -60,9 +60,20 @@ def _xy(cds) -> set[tuple[float, float]]:
     return {(round(float(x), 6), round(float(y), 6)) for x, y in zip(cds.data["x"], cds.data["y"])}
 
 
+def _mark_sources(root) -> list[ColumnDataSource]:
+    """The sources of the mark layers (a ``status`` column per mark; legend swatches have none)."""
+    return [s for s in _sources(root, Scatter) if "status" in s.data]
+
+
 def _marks(root) -> dict[str, set]:
-    """The marks of each class shown by a rendered frame plot (by their marker)."""
-    return {name: _xy(_sources(root, Scatter, marker=marker)[0]) for name, marker in MARKERS.items()}
+    """The marks of each class shown by a rendered frame plot (by their ``status``), each drawn with its marker."""
+    out = {name: set() for name in MARKERS}
+    for cds in _mark_sources(root):
+        markers = cds.data.get("marker", cds.data.get("marker_str", None))
+        for k, (name, x, y) in enumerate(zip(cds.data["status"], cds.data["x"], cds.data["y"])):
+            out.setdefault(name, set()).add((round(float(x), 6), round(float(y), 6)))
+            assert markers is None or markers[k] == MARKERS[name], (name, markers[k])
+    return out
 
 
 def _rows_of_frame(table, frame, keep=None) -> set[tuple[float, float]]:
@@ -101,8 +112,8 @@ def test_frame_marks_are_true_positives_false_positives_and_misses_at_the_thresh
     assert shown == _expected(review, frame)
     assert shown["true positive"] and shown["false positive"] and shown["missed"] and shown["matched truth"]
     # predictions are coloured by confidence on one scale with a colour bar; a legend names the classes
-    (tp_source,) = _sources(root, Scatter, marker="x")
-    assert "confidence" in tp_source.data
+    (pred_source,) = [cds for cds in _mark_sources(root) if "confidence" in cds.data]
+    assert set(pred_source.data["status"]) == {"true positive", "false positive"}
     (bar,) = root.select({"type": ColorBar})
     assert bar.title == "confidence"
     lo, hi = bar.color_mapper.low, bar.color_mapper.high
@@ -126,6 +137,22 @@ def test_mark_classes_can_be_hidden(review):
     assert after["false positive"] == set() == after["matched truth"]
 
 
+def test_legend_clicks_and_toggles_hide_the_same_classes(review):
+    """The legend's items hide a class on the server (as the toggles do), and follow the toggles."""
+    view = ReviewView(review)
+    root = _render(view.camera_plot())
+    view.frame = 3
+    (legend,) = root.select({"type": Legend})
+    item = {i.label["value"]: i for i in legend.items}
+    (missed,) = item["missed"].renderers
+    assert isinstance(missed.glyph, Scatter) and missed.glyph.marker == "square"
+    missed.visible = False  # a click on "missed" in the browser
+    assert "missed" not in view.shown and _marks(root)["missed"] == set() and _marks(root)["true positive"]
+    view.shown = ["true positive"]  # the toggles
+    assert [i.renderers[0].visible for i in legend.items] == [True, False, False, False]
+    assert _marks(root)["false positive"] == set() == _marks(root)["matched truth"]
+
+
 def test_without_truth_the_kept_predictions_are_coloured_crosses(demo):
     paths, folder = demo
     r = PredictionReview(folder=str(folder), movie=str(paths.measurements[0].movie)).load()
@@ -135,7 +162,8 @@ def test_without_truth_the_kept_predictions_are_coloured_crosses(demo):
     root = _render(view.camera_plot())
     frame = int(np.argmax(raw.counts_per_frame()))
     view.frame = frame
-    (crosses,) = _sources(root, Scatter, marker="x")
+    (crosses,) = _mark_sources(root)
+    assert set(crosses.data["status"]) == {"predictions"} and "confidence" in crosses.data
     assert _xy(crosses) == _rows_of_frame(raw, frame)
     r.threshold = float(np.median(raw["confidence"][raw.frame == frame]))
     kept = raw["confidence"] >= r.threshold
@@ -241,7 +269,7 @@ def test_review_views_follow_a_reload_without_being_told(demo, tmp_path):
     view.frame = n_frames - 1
     root = _render(view.camera_plot())
     view.frame = 4
-    (crosses,) = _sources(root, Scatter, marker="x")
+    (crosses,) = _mark_sources(root)
     before = _xy(crosses)
     assert before == _rows_of_frame(r.filtered, 4)
     view.frame = n_frames - 1

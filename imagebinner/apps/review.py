@@ -136,6 +136,7 @@ class ReviewApp(Viewer):
         self.classes = pn.widgets.CheckButtonGroup(options=list(v.classes), value=list(v.classes),
                                                    sizing_mode="stretch_width")
         self.classes.param.watch(self._classes_changed, "value")
+        v.param.watch(lambda e: self.classes.param.update(value=[c for c in v.classes if c in e.new]), "shown")
         self.summary = pn.pane.Markdown(pn.bind(self._summary, r.param.metrics, r.param.match_status),
                                         sizing_mode="stretch_width")
 

@@ -50,6 +50,9 @@ CLASS_OPTS = {
     "missed": dict(marker="square", size=13, fill_alpha=0.0, line_width=2, color="magenta"),
     "matched truth": {**TRUTH_OPTS},
 }
+#: the two mark layers of a frame plot and the classes each holds (a ``status`` column maps to marker and size)
+PREDICTION_CLASSES = ("true positive", "false positive", "predictions")
+TRUTH_CLASSES = ("missed", "matched truth")
 NO_STACKED_MESSAGE = ("**No stacked prediction in this folder**: the per-frame predicted density "
                       "(`Predicted_stacked_<stem>.tif`) was not saved with these predictions, so there is no hr "
                       "frame to show. The camera frame above shows the predictions.")
@@ -61,22 +64,23 @@ def truth_marks(x: np.ndarray, y: np.ndarray, label: str = "ground truth") -> hv
 
 
 _KDIMS = [hv.Dimension("x"), hv.Dimension("y")]
-_VDIMS = [hv.Dimension("confidence")]
 
 
-def _points(x, y, conf, label: str) -> hv.Points:
-    """Marks of one class (plain dict columns: a frame step builds four of these, so no pandas)."""
-    data = {"x": np.asarray(x, dtype=float), "y": np.asarray(y, dtype=float),
-            "confidence": np.asarray(conf, dtype=float)}
-    return hv.Points(data, kdims=_KDIMS, vdims=_VDIMS, label=label, datatype=["dictionary"])
+def _points(x, y, status, conf=None) -> hv.Points:
+    """One mark layer: x, y, the class of each mark (``status``) and, for predictions, the confidence (plain dict
+    columns: a frame step builds two of these, so no pandas)."""
+    data = {"x": np.asarray(x, dtype=float), "y": np.asarray(y, dtype=float), "status": np.asarray(status, dtype=str)}
+    vdims = ["status"]
+    if conf is not None:
+        data["confidence"] = np.asarray(conf, dtype=float)
+        vdims.append("confidence")
+    return hv.Points(data, kdims=_KDIMS, vdims=vdims, datatype=["dictionary"])
 
 
-def _legend_below(plot, _element) -> None:
-    """HoloViews hook: move the legend from inside the frame to below it, once (later updates keep it there)."""
-    figure = plot.state
-    for legend in [m for m in figure.center if type(m).__name__ == "Legend"]:
-        figure.center.remove(legend)
-        figure.add_layout(legend, "below")
+def _by_status(classes: tuple[str, ...], key: str, default=None):
+    """A class -> look mapping of :data:`CLASS_OPTS` as a HoloViews dim transform of the ``status`` column."""
+    mapping = {c: CLASS_OPTS[c][key] for c in classes if key in CLASS_OPTS[c]}
+    return hv.dim("status").categorize(mapping, default=default if default is not None else next(iter(mapping.values())))
 
 
 class ReviewView(param.Parameterized):
@@ -200,36 +204,35 @@ class ReviewView(param.Parameterized):
     @param.depends("frame", "shown", "review.match_status")
     def marks(self) -> hv.Overlay:
         """The frame's predictions kept at the threshold coloured by confidence (colour bar) and, with ground truth,
-        marked true positive (×) or false positive (△), plus the ground truth: matched (○) or missed (□)."""
+        marked true positive (×) or false positive (△), plus the ground truth: matched (○) or missed (□). Two layers
+        (predictions, truth) whose ``status`` column picks each mark's look; hidden classes are left out here."""
         self._sync()
         self.calls["marks"] += 1
         r = self.review
-        layers: dict[str, hv.Points] = {}
+        empty = np.empty(0)
+        pred = (empty, empty, empty.astype(str), empty)
+        truth = (empty, empty, empty.astype(str))
         status = r.match_status if r.loaded else None
         if status is not None:
             rows = r.predictions.frame_rows(self.frame)
             codes = status.predictions_of(rows)
-            x, y = r.predictions.x[rows], r.predictions.y[rows]
-            conf = r.predictions["confidence"][rows]
             if self.has_truth:
-                for name, code in (("true positive", TP), ("false positive", FP)):
-                    sel = codes == code
-                    layers[name] = _points(x[sel], y[sel], conf[sel], name)
+                names = np.where(codes == TP, "true positive", np.where(codes == FP, "false positive", ""))
                 t_rows = r.truth.frame_rows(self.frame)
-                matched = status.truth_of(t_rows)
-                tx, ty = r.truth.x[t_rows], r.truth.y[t_rows]
-                layers["missed"] = _points(tx[~matched], ty[~matched], np.full((~matched).sum(), np.nan), "missed")
-                layers["matched truth"] = _points(tx[matched], ty[matched], np.full(matched.sum(), np.nan),
-                                                  "matched truth")
+                t_names = np.where(status.truth_of(t_rows), "matched truth", "missed")
+                t_sel = np.isin(t_names, self.shown)
+                truth = (r.truth.x[t_rows][t_sel], r.truth.y[t_rows][t_sel], t_names[t_sel])
             else:
-                sel = codes != 0
-                layers["predictions"] = _points(x[sel], y[sel], conf[sel], "predictions")
-        empty = np.empty(0)
+                names = np.where(codes != 0, "predictions", "")
+            sel = np.isin(names, self.shown)
+            pred = (r.predictions.x[rows][sel], r.predictions.y[rows][sel], names[sel],
+                    r.predictions["confidence"][rows][sel])
+        layers = [("marks:predictions", _points(*pred))]
+        if self.has_truth:
+            layers.append(("marks:truth", _points(*truth)))
         out = []
-        for name, opts in zip(self.classes, self.marks_options()):
-            element = layers[name] if name in self.shown and name in layers else _points(empty, empty, empty, name)
-            key = f"marks:{name}"
-            if key not in self._templates:  # options applied once per class and load; frames are clones
+        for (key, element), opts in zip(layers, self.marks_options()):
+            if key not in self._templates:  # options applied once per layer and load; frames are clones
                 self._templates[key] = element.opts(**opts)
                 out.append(self._templates[key])
             else:
@@ -237,18 +240,56 @@ class ReviewView(param.Parameterized):
         return hv.Overlay(out)
 
     def marks_options(self) -> list[dict]:
-        """The look of each mark class (applied once per load: frames are clones of the first marks): predictions
-        coloured by confidence on one scale for the loaded data, with a colour bar."""
+        """The look of the two mark layers (applied once per load: frames are clones of the first marks):
+        predictions coloured by confidence on one scale for the loaded data, with a colour bar; marker, size and
+        line width (and the truth's colour) follow each mark's class."""
         lo, hi = self._clims.get("confidence", (0.0, 1.0))
-        out = []
-        for name in self.classes:
-            opts = dict(CLASS_OPTS[name], tools=["hover"])
-            if name in ("true positive", "false positive", "predictions"):
-                opts.update(color="confidence", cmap=CONFIDENCE_CMAP, clim=(lo, hi if hi > lo else lo + 1))
-                if name in ("true positive", "predictions"):
-                    opts.update(colorbar=True, colorbar_opts={"title": "confidence"})
-            out.append(opts)
+        pred = [c for c in PREDICTION_CLASSES if c in self.classes]
+        out = [dict(color="confidence", cmap=CONFIDENCE_CMAP, clim=(lo, hi if hi > lo else lo + 1), colorbar=True,
+                    colorbar_opts={"title": "confidence"}, fill_alpha=0.0, tools=["hover"],
+                    marker=_by_status(tuple(pred), "marker"), size=_by_status(tuple(pred), "size"),
+                    line_width=_by_status(tuple(pred), "line_width"))]
+        if self.has_truth:
+            out.append(dict(fill_alpha=0.0, tools=["hover"], **{
+                key: _by_status(TRUTH_CLASSES, src) for key, src in
+                (("marker", "marker"), ("size", "size"), ("line_width", "line_width"), ("color", "color"))}))
         return out
+
+    def _legend(self, plot, _element) -> None:
+        """HoloViews hook of a frame plot: a legend below the plot naming the mark classes, one swatch each (static
+        glyphs, never updated). Clicking an item hides its class (the view's ``shown``, filtered here on the
+        server); the items follow ``shown`` when the toggles change it."""
+        from bokeh.models import ColumnDataSource, GlyphRenderer, Legend, LegendItem, Scatter
+        from holoviews.plotting.util import process_cmap
+
+        figure = plot.state
+        swatches = getattr(figure, "_ib_swatches", None)
+        if swatches is None:
+            mid = process_cmap(CONFIDENCE_CMAP, 3)[1]  # predictions: a mid-scale colour
+            swatches = {}
+            for name in self.classes:
+                look = CLASS_OPTS[name]
+                colour = look.get("color", mid)
+                glyph = Scatter(x=0, y=0, marker=look["marker"], size=look["size"], line_width=look["line_width"],
+                                line_color=colour, fill_color=colour, fill_alpha=0.0)
+                renderer = GlyphRenderer(data_source=ColumnDataSource(data={}), glyph=glyph, tags=["hv_legend"],
+                                         visible=name in self.shown)
+                renderer.on_change("visible", lambda _a, _old, new, name=name: self._legend_clicked(name, new))
+                swatches[name] = renderer
+            figure.renderers.extend(swatches.values())
+            for legend in list(figure.legend):  # HoloViews' own (none: the layers are unlabelled)
+                figure.center.remove(legend)
+            figure.add_layout(Legend(items=[LegendItem(label=n, renderers=[r]) for n, r in swatches.items()],
+                                     click_policy="hide", orientation="horizontal", location="top_left"), "below")
+            figure._ib_swatches = swatches
+        for name, renderer in swatches.items():
+            if renderer.visible != (name in self.shown):
+                renderer.visible = name in self.shown
+
+    def _legend_clicked(self, name: str, visible: bool) -> None:
+        if visible != (name in self.shown):
+            self.shown = [c for c in self.param.shown.objects if (c == name and visible) or (c != name and c in
+                                                                                             self.shown)]
 
     def _streams(self, *extra: tuple) -> list:
         """The shared frame stream (one per view: a frame step triggers each plot once, whatever its layers) and
@@ -260,10 +301,10 @@ class ReviewView(param.Parameterized):
     def _frame_plot(self, image, shape) -> hv.DynamicMap:
         """One DynamicMap per frame plot (image and marks in one overlay whose options are set once: a frame step is
         one callback and one plot update); large frames keep the image apart so that it alone is rasterized."""
-        # the legend is drawn inside, then moved below the plot once (a legend placed outside by HoloViews is
-        # removed and re-added on every update: a walk of the page's whole model graph per frame step)
-        overlay_opts = dict(show_legend=True, legend_position="top_left", legend_cols=4,
-                            legend_opts={"click_policy": "hide"}, hooks=[_legend_below])
+        # the legend is made once by a hook (below the plot); HoloViews' own would be removed and re-added on
+        # every update when placed outside (a walk of the page's whole model graph per frame step)
+        overlay_opts = dict(show_legend=True, legend_position="top_left", legend_opts={"click_policy": "hide"},
+                            hooks=[self._legend])
         streams = self._streams((self, ("shown",)), (self.review, ("predictions", "match_status")))
         if is_large(shape):
             image_dm = hv.DynamicMap(lambda **_: image(), streams=self._streams((self.review, ("predictions",))),
