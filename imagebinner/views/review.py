@@ -80,7 +80,8 @@ def _points(x, y, status, conf=None) -> hv.Points:
 def _by_status(classes: tuple[str, ...], key: str, default=None):
     """A class -> look mapping of :data:`CLASS_OPTS` as a HoloViews dim transform of the ``status`` column."""
     mapping = {c: CLASS_OPTS[c][key] for c in classes if key in CLASS_OPTS[c]}
-    return hv.dim("status").categorize(mapping, default=default if default is not None else next(iter(mapping.values())))
+    fallback = default if default is not None else next(iter(mapping.values()))
+    return hv.dim("status").categorize(mapping, default=fallback)
 
 
 class ReviewView(param.Parameterized):
