@@ -13,6 +13,14 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 
 
+@pytest.fixture(autouse=True)
+def _data_root(tmp_path_factory, monkeypatch):
+    """The dashboards' data root is the tests' temporary base folder (never the repository): it holds the shared demo,
+    each test's tmp_path and the demo data apps open on without arguments. Tests that need another root set their own."""
+    monkeypatch.setenv("IMAGEBINNER_ROOT", str(tmp_path_factory.getbasetemp()))
+    monkeypatch.delenv("IMAGEBINNER_DATA", raising=False)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
