@@ -6,12 +6,12 @@ Usage: ``.venv/bin/python tests/ui/screenshots.py [docs/images [binner review ad
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import holoviews as hv
 import panel as pn
 from panel.tests.util import serve_and_wait, wait_until
 from playwright.sync_api import sync_playwright
@@ -31,10 +31,12 @@ PAGES = ("binner", "review", "addons")
 
 
 def main(out_dir: Path, only: tuple[str, ...] = PAGES) -> None:
-    hv.extension("bokeh")
-    pn.extension(notifications=True, throttled=True)
+    from imagebinner.apps.pages import extensions
+
+    extensions()  # as the served dashboards: notifications, throttled sliders, nothing from a CDN
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["IMAGEBINNER_ROOT"] = tmp  # every path of the pages lies in the data root
         demo = make_demo(Path(tmp) / "demo", seed=0)
         m1 = demo.measurements[0]
         make_prediction_folder(Path(tmp) / "demo" / "prediction", read_locs(m1.locs), m1.movie, upsampling=8, seed=0)
@@ -92,6 +94,9 @@ def review_page(page, port: int, review: ReviewApp, out_dir: Path) -> None:
     wait_until(lambda: review.view.frame == 12, page, timeout=10_000)
     time.sleep(4)
     page.screenshot(path=str(out_dir / "review.png"), full_page=True)
+    page.locator(".bk-tab", has_text="Metrics").click()  # built when first shown
+    page.get_by_text("Suggested thresholds").first.wait_for()
+    time.sleep(3)
     page.get_by_text("Suggested thresholds").first.scroll_into_view_if_needed()
     time.sleep(1)
     page.screenshot(path=str(out_dir / "review_metrics.png"))
