@@ -269,18 +269,37 @@ class ReviewApp(Viewer):
         return pn.Column(
             self.summary,
             pn.Row(hv_pane(s.with_threshold(s.confidence_histogram), **small),
-                   pn.pane.DataFrame(s.metrics_table, index=False, width=260), sizing_mode="stretch_width"),
+                   self._metrics_table(), sizing_mode="stretch_width"),
             pn.Row(hv_pane(s.with_threshold(s.sweep_plot), **small), hv_pane(s.with_threshold(s.rmse_plot), **small),
                    sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
 
+    def _metrics_table(self) -> pn.pane.DataFrame:
+        """The metrics table, made once (a pane bound to the review keeps its watcher: one per build would pile up
+        as the tab is shown again)."""
+        if getattr(self, "_table", None) is None:
+            self._table = pn.pane.DataFrame(self.view.summary.metrics_table, index=False, width=260)
+        return self._table
+
     @property
     def main(self) -> list:
-        """The file browser and the views in tabs; a tab's plots are built when it is first shown."""
-        self.tabs = pn.Tabs(*[(name, pn.param.ParamFunction(pn.bind(make), lazy=True)) for name, make in
-                              zip(TABS, (self._frames_tab, self._merged_tab, self._density_tab, self._metrics_tab))],
-                            dynamic=True, sizing_mode="stretch_width")
+        """The file browser and the views in tabs; a tab's plots are built when it is shown. The frames stay; the
+        other tabs' plots are dropped when another tab is shown (a threshold move updates only what is seen: the
+        all-frames aggregation and the series of a hidden tab cost nothing)."""
+        self._makers = (self._merged_tab, self._density_tab, self._metrics_tab)
+        self._slots = [pn.Column(sizing_mode="stretch_width") for _ in self._makers]
+        self.tabs = pn.Tabs((TABS[0], pn.param.ParamFunction(pn.bind(self._frames_tab), lazy=True)),
+                            *zip(TABS[1:], self._slots), dynamic=True, sizing_mode="stretch_width")
+        self.tabs.param.watch(self._tab_shown, "active")
         return [self.picker, self.tabs]
+
+    def _tab_shown(self, event) -> None:
+        """Build the shown tab's plots; empty the tab left (its plots are cleaned up)."""
+        for k, (slot, make) in enumerate(zip(self._slots, self._makers), start=1):
+            if k == event.new and not slot.objects:
+                slot.objects = [make()]
+            elif k != event.new and slot.objects:
+                slot.objects = []
 
     def __panel__(self):
         return pn.Row(pn.Column(*self.sidebar, width=340), pn.Column(*self.main, sizing_mode="stretch_width"),
