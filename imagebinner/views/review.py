@@ -66,14 +66,18 @@ def truth_marks(x: np.ndarray, y: np.ndarray, label: str = "ground truth") -> hv
 _KDIMS = [hv.Dimension("x"), hv.Dimension("y")]
 
 
-def _points(x, y, status, conf=None) -> hv.Points:
-    """One mark layer: x, y, the class of each mark (``status``) and, for predictions, the confidence (plain dict
-    columns: a frame step builds two of these, so no pandas)."""
+def _columns(x, y, status, conf=None) -> dict[str, np.ndarray]:
+    """The columns of one mark layer: x, y, the class of each mark (``status``) and, for predictions, the
+    confidence (plain dict columns: no pandas per step)."""
     data = {"x": np.asarray(x, dtype=float), "y": np.asarray(y, dtype=float), "status": np.asarray(status, dtype=str)}
-    vdims = ["status"]
     if conf is not None:
         data["confidence"] = np.asarray(conf, dtype=float)
-        vdims.append("confidence")
+    return data
+
+
+def _points(data: dict[str, np.ndarray]) -> hv.Points:
+    """A mark layer (the first of a load: later frames are clones of it)."""
+    vdims = [k for k in ("status", "confidence") if k in data]
     return hv.Points(data, kdims=_KDIMS, vdims=vdims, datatype=["dictionary"])
 
 
@@ -104,6 +108,7 @@ class ReviewView(param.Parameterized):
         self._clims: dict[str, tuple[float, float]] = {}
         self._by_conf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # x, y, -confidence sorted
         self._templates: dict[str, hv.Element] = {}  # the first image/marks of each layer, options applied once
+        self._marks: tuple | None = None  # (frame, shown, match status) and the marks drawn for them
         self._shown = None  # the review's predictions the state above belongs to
         self.calls: Counter = Counter()
         super().__init__(review=review, **params)
@@ -122,6 +127,7 @@ class ReviewView(param.Parameterized):
         if self._stacked is not None:
             self._stacked.close()
         self._stacked, self._sums, self._clims, self._by_conf, self._templates = None, {}, {}, None, {}
+        self._marks = None
         if r.loaded:
             self._read_state(r)
         last = max(r.n_frames - 1, 0)
@@ -210,10 +216,13 @@ class ReviewView(param.Parameterized):
         self._sync()
         self.calls["marks"] += 1
         r = self.review
+        status = r.match_status if r.loaded else None
+        state = (self.frame, tuple(self.shown), id(status))
+        if self._marks is not None and self._marks[0] == state:  # the other frame plot of this step
+            return self._marks[1]
         empty = np.empty(0)
         pred = (empty, empty, empty.astype(str), empty)
         truth = (empty, empty, empty.astype(str))
-        status = r.match_status if r.loaded else None
         if status is not None:
             rows = r.predictions.frame_rows(self.frame)
             codes = status.predictions_of(rows)
@@ -228,17 +237,21 @@ class ReviewView(param.Parameterized):
             sel = np.isin(names, self.shown)
             pred = (r.predictions.x[rows][sel], r.predictions.y[rows][sel], names[sel],
                     r.predictions["confidence"][rows][sel])
-        layers = [("marks:predictions", _points(*pred))]
+        layers = [("marks:predictions", _columns(*pred))]
         if self.has_truth:
-            layers.append(("marks:truth", _points(*truth)))
-        out = []
-        for (key, element), opts in zip(layers, self.marks_options()):
-            if key not in self._templates:  # options applied once per layer and load; frames are clones
-                self._templates[key] = element.opts(**opts)
-                out.append(self._templates[key])
+            layers.append(("marks:truth", _columns(*truth)))
+        out, options = [], None
+        for k, (key, data) in enumerate(layers):
+            first = self._templates.get(key)
+            if first is None:  # options applied once per layer and load; frames are clones
+                options = options or self.marks_options()
+                self._templates[key] = first = _points(data).opts(**options[k])
+                out.append(first)
             else:
-                out.append(self._templates[key].clone(element.data))
-        return hv.Overlay(out)
+                out.append(first.clone(data))
+        overlay = hv.Overlay(out)
+        self._marks = (state, overlay)
+        return overlay
 
     def marks_options(self) -> list[dict]:
         """The look of the two mark layers (applied once per load: frames are clones of the first marks):
