@@ -3,7 +3,7 @@
 Opens on the page's query parameters (``?folder=pred/&movie=movie.tif&truth=movie_locs.hdf5``), the constructor's
 arguments, ``$IMAGEBINNER_DATA`` (a prediction folder, or a folder holding ``prediction/`` plus a movie and its
 ``<stem>_locs`` file), else the demo data (made once inside the data root). Every path goes through ``check_path``.
-The views sit in tabs that are built when first shown (the page is ready once the frames are drawn).
+The views sit in tabs built when shown (the page is ready once the frames are drawn); a tab left is dropped.
 """
 
 from __future__ import annotations
