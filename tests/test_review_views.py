@@ -185,7 +185,11 @@ def test_a_frame_step_updates_each_frame_plot_once_and_resends_no_series(review)
     spans = [m for m in root.references() if type(m).__name__ == "Span"]
     assert any(s.location == 7 for s in spans)
     before, before_summary = dict(view.calls), dict(view.summary.calls)
+    images = [cds.data["image"][0] for cds in _sources(root, BokehImage)]
+    assert len(images) == 2
     review.threshold = float(np.median(review.predictions["confidence"]))
+    # the frames' images are not sent again (same frame: the plots keep their data)
+    assert all(cds.data["image"][0] is a for cds, a in zip(_sources(root, BokehImage), images))
     assert {k: view.calls[k] - before.get(k, 0) for k in view.calls if view.calls[k] != before.get(k, 0)} == {
         "marks": 2, "camera_image": 1, "stacked_image": 1}
     assert dict(view.summary.calls) == {**before_summary, "density_curves": before_summary["density_curves"] + 1}

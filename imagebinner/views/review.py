@@ -177,7 +177,8 @@ class ReviewView(param.Parameterized):
         frame = r.movie_frame(self.frame) if r.loaded else None
         if frame is None or not r.camera_pixel_size:
             return self._empty()
-        return self._reuse("camera", frame, lambda: frame_image(frame, r.camera_pixel_size, self._clims.get("camera")))
+        return self._reuse("camera", frame, lambda: frame_image(frame, r.camera_pixel_size, self._clims.get("camera")),
+                           self.frame)
 
     @param.depends("frame", "review.predictions")
     def stacked_image(self) -> hv.Image:
@@ -189,7 +190,7 @@ class ReviewView(param.Parameterized):
         if self._stacked is None or not r.pixel_size_hr or self.frame >= self._stacked.n_frames:
             return self._empty("no stacked prediction in this folder" if r.loaded else "")
         frame = self._stacked.frame(self.frame)
-        return self._reuse("stacked", frame, lambda: hr_image(frame, r.pixel_size_hr).opts(cnorm="eq_hist"))
+        return self._reuse("stacked", frame, lambda: hr_image(frame, r.pixel_size_hr).opts(cnorm="eq_hist"), self.frame)
 
     def _empty(self, label: str = "") -> hv.Image:
         """The placeholder frame (no movie, no stacked density), built once."""
@@ -198,15 +199,22 @@ class ReviewView(param.Parameterized):
             self._templates[key] = empty_image(label).opts(colorbar=False, cnorm="eq_hist")
         return self._templates[key]
 
-    def _reuse(self, key: str, frame: np.ndarray, make) -> hv.Image:
+    def _reuse(self, key: str, frame: np.ndarray, make, index: int) -> hv.Image:
         """The frame as a clone of the first frame's image (same options object: HoloViews keeps the options by
-        element id, so a step does not build a new option tree per frame)."""
+        element id, so a step does not build a new option tree per frame). The same frame again (a threshold move,
+        a class toggled) is the same element: its plot keeps the image data and sends none."""
+        last = self._templates.get(f"last:{key}")
+        if last is not None and last[0] == index:
+            return last[1]
         first = self._templates.get(key)
         if first is None or first.dimension_values(2, flat=False).shape != frame.shape:
             self._templates[key] = first = make().opts(colorbar=False)  # the plot's colour bar is the confidence
-            return first
-        xs, ys = (first.dimension_values(k, expanded=False) for k in (0, 1))
-        return first.clone((xs, ys, frame))
+            image = first
+        else:
+            xs, ys = (first.dimension_values(k, expanded=False) for k in (0, 1))
+            image = first.clone((xs, ys, frame))
+        self._templates[f"last:{key}"] = (index, image)
+        return image
 
     @param.depends("frame", "shown", "review.match_status")
     def marks(self) -> hv.Overlay:
