@@ -19,6 +19,8 @@ from imagebinner.simulate.prediction import make_prediction_folder  # noqa: E402
 from imagebinner.tools.matching import Matcher  # noqa: E402
 from imagebinner.tools.review import PredictionReview  # noqa: E402
 from imagebinner.views.review import ReviewView  # noqa: E402
+from bokeh_models import render as _render  # noqa: E402
+from bokeh_models import sources as _sources  # noqa: E402
 
 hv.extension("bokeh")
 MARKERS = {"true positive": "x", "false positive": "triangle", "missed": "square", "matched truth": "circle"}
@@ -42,18 +44,6 @@ def review(demo):
     return PredictionReview(folder=str(folder), movie=str(m1.movie), ground_truth=str(m1.locs)).load()
 
 
-def _render(obj):
-    return pn.panel(obj).get_root(Document(), comm=Comm())
-
-
-def _sources(root, glyph_type, **props) -> list[ColumnDataSource]:
-    out = []
-    for renderer in root.select({"type": GlyphRenderer}):
-        glyph = renderer.glyph
-        if isinstance(glyph, glyph_type) and all(getattr(glyph, k, None) == v for k, v in props.items()):
-            if all(renderer.data_source is not o for o in out):
-                out.append(renderer.data_source)
-    return out
 
 
 def _xy(cds) -> set[tuple[float, float]]:

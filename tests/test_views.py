@@ -8,15 +8,15 @@ import pytest
 hv = pytest.importorskip("holoviews")
 pn = pytest.importorskip("panel")
 
-from bokeh.document import Document  # noqa: E402
-from bokeh.models import ColumnDataSource, GlyphRenderer, Quad, Scatter  # noqa: E402
+from bokeh.models import ColumnDataSource, Quad, Scatter  # noqa: E402
 from bokeh.models import Image as BokehImage  # noqa: E402
-from pyviz_comms import Comm  # noqa: E402
 
 from imagebinner.io import open_movie, read_locs  # noqa: E402
 from imagebinner.tools.binner import Binner  # noqa: E402
 from imagebinner.views.binner import BinnerView  # noqa: E402
 from imagebinner.views.frames import frame_image, hr_image  # noqa: E402
+from bokeh_models import render as _render  # noqa: E402
+from bokeh_models import sources as _sources  # noqa: E402
 
 hv.extension("bokeh")
 
@@ -40,18 +40,6 @@ def _binner(demo, **settings) -> Binner:
     return Binner(measurements=[(str(m.movie), str(m.locs)) for m in paths.measurements], **values)
 
 
-def _render(obj):
-    return pn.panel(obj).get_root(Document(), comm=Comm())
-
-
-def _sources(root, glyph_type, **props) -> list[ColumnDataSource]:
-    out = []
-    for renderer in root.select({"type": GlyphRenderer}):
-        glyph = renderer.glyph
-        if isinstance(glyph, glyph_type) and all(getattr(glyph, k, None) == v for k, v in props.items()):
-            if all(renderer.data_source is not o for o in out):
-                out.append(renderer.data_source)
-    return out
 
 
 def _cross_xy(root) -> set[tuple[float, float]]:

@@ -22,3 +22,13 @@ def ui_demo(small_demo):
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1500, "height": 1100}}
+
+
+@pytest.fixture
+def panel_page(page):
+    """The browser page with generous waits (a busy 2-core machine); Panel's servers and state reset afterwards."""
+    import panel as pn
+
+    page.set_default_timeout(30_000)
+    yield page
+    pn.state.reset()

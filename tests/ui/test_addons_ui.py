@@ -15,25 +15,15 @@ from panel.tests.util import serve_component, wait_until  # noqa: E402
 
 from imagebinner.apps.addons import TOOLS, AddonsApp, template  # noqa: E402
 from imagebinner.apps.common import DATA_ENV, ROOT_ENV  # noqa: E402
+from browser import console_errors  # noqa: E402
 
-pytestmark = pytest.mark.ui
+pytestmark = [pytest.mark.ui, pytest.mark.usefixtures("panel_page")]
 TIMEOUT = 20_000  # ms, for every wait
 
 hv.extension("bokeh")
 pn.extension(notifications=True)
 
 
-@pytest.fixture(autouse=True)
-def _reset_panel_state(page):
-    page.set_default_timeout(TIMEOUT)
-    yield
-    pn.state.reset()
-
-
-def _console_errors(msgs) -> list[str]:
-    """Browser console errors, ignoring a missing favicon and names that cannot resolve (the machine is offline)."""
-    return [m.text for m in msgs if m.type == "error" and "favicon" not in m.text
-            and "net::ERR_NAME_NOT_RESOLVED" not in m.text]
 
 
 def _serve(page, monkeypatch, root: Path) -> tuple[list, list[AddonsApp]]:
@@ -75,7 +65,7 @@ def test_each_add_on_runs_on_the_demo_and_offers_its_files(page, tmp_path, monke
         page.get_by_text(f"All {n} files as zip").click()
     assert download.value.suggested_filename == f"explode-{n}-files.zip"
     page.get_by_text(f"{n - 6} more:").wait_for()
-    assert not _console_errors(msgs)
+    assert not console_errors(msgs)
 
 
 def test_a_refused_output_is_a_notification_and_nothing_is_written(page, tmp_path, monkeypatch):
@@ -90,4 +80,4 @@ def test_a_refused_output_is_a_notification_and_nothing_is_written(page, tmp_pat
     page.get_by_role("button", name="Run Convert").click()
     page.locator(".notyf__toast", has_text="outside the data folder").wait_for()
     assert not (tmp_path / "escaped.csv").exists() and convert.tool.written == []
-    assert not _console_errors(msgs)
+    assert not console_errors(msgs)

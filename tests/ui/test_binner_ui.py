@@ -16,8 +16,9 @@ from panel.tests.util import serve_component, wait_until  # noqa: E402
 from imagebinner.apps.binner import BinnerApp, template  # noqa: E402
 from imagebinner.apps.common import ROOT_ENV  # noqa: E402
 from imagebinner.apps.pages import extensions  # noqa: E402
+from browser import console_errors  # noqa: E402
 
-pytestmark = pytest.mark.ui
+pytestmark = [pytest.mark.ui, pytest.mark.usefixtures("panel_page")]
 TIMEOUT = 20_000  # ms, for every wait
 
 extensions()  # as served: notifications, Bokeh, nothing fetched off the machine
@@ -27,15 +28,6 @@ PLAYER_JS = """(title) => { for (const doc of Bokeh.documents) for (const m of d
     if (m.title === title && "end" in m && "interval" in m) return [m.start, m.end, m.value]; return null; }"""
 
 
-@pytest.fixture(autouse=True)
-def _reset_panel_state(page):
-    page.set_default_timeout(TIMEOUT)
-    yield
-    pn.state.reset()
-
-
-def _console_errors(msgs) -> list[str]:
-    return [m.text for m in msgs if m.type == "error" and "favicon" not in m.text]
 
 
 def _player(page, title: str) -> list:
@@ -66,7 +58,7 @@ def _serve(page, apps: list, suffix: str = ""):
 def _no_errors(msgs) -> None:
     """No console errors and no request off the machine."""
     *console, requests, port = msgs
-    assert not _console_errors(console)
+    assert not console_errors(console)
     own = (f"http://localhost:{port}/", f"blob:http://localhost:{port}/", f"ws://localhost:{port}/", "data:")
     assert [url for url in requests if not url.startswith(own)] == []
 

@@ -13,26 +13,15 @@ hv = pytest.importorskip("holoviews")
 from panel.tests.util import serve_component, wait_until  # noqa: E402
 
 from imagebinner.apps.binner import BinnerApp  # noqa: E402
+from browser import console_errors  # noqa: E402
 
-pytestmark = pytest.mark.ui
+pytestmark = [pytest.mark.ui, pytest.mark.usefixtures("panel_page")]
 TIMEOUT = 20_000  # ms, for every wait
 
 hv.extension("bokeh")
 pn.extension(notifications=True)
 
 
-@pytest.fixture(autouse=True)
-def _reset_panel_state(page):
-    page.set_default_timeout(TIMEOUT)
-    yield
-    pn.state.reset()
-
-
-def _console_errors(msgs) -> list[str]:
-    """Browser console errors (rendering failures), ignoring a missing favicon and the template's web fonts and
-    styles from a CDN (the test machine is offline)."""
-    return [m.text for m in msgs if m.type == "error" and "favicon" not in m.text
-            and "net::ERR_NAME_NOT_RESOLVED" not in m.text]
 
 
 def _pairs(demo) -> list[tuple[str, str]]:
@@ -61,7 +50,7 @@ def test_binner_opens_on_query_paths_and_player_next_changes_the_frame(page, ui_
     rows = slice(int(app.view.measurements[0].offsets[2]), int(app.view.measurements[0].offsets[3]))
     assert len(app.view.input_points()) == rows.stop - rows.start
     page.screenshot(path=str(tmp_path / "binner_player.png"))
-    assert not _console_errors(msgs)
+    assert not console_errors(msgs)
 
 
 def test_binner_run_button_writes_the_outputs(page, ui_demo, tmp_path):
@@ -76,7 +65,7 @@ def test_binner_run_button_writes_the_outputs(page, ui_demo, tmp_path):
     page.locator("button.next").nth(1).click()
     wait_until(lambda: app.view.binned_frame == 1, page, timeout=TIMEOUT)
     page.screenshot(path=str(tmp_path / "binner_run.png"))
-    assert not _console_errors(msgs)
+    assert not console_errors(msgs)
 
 
 #: the ``end`` of the page's player titled ``title`` and the shapes of the images in the page (BokehJS models)
@@ -117,7 +106,7 @@ def test_binner_typed_list_load_preview_and_stale_settings_in_the_page(page, ui_
     wait_until(lambda: app.view.has_binned and not app.job.busy, page, timeout=TIMEOUT)
     page.get_by_text("The binned frames appear after Preview").wait_for(state="detached")
     page.wait_for_function(f"() => ({IMAGE_SHAPES_JS})().some(s => s[0] === {patch[0]} && s[1] === {patch[1]})")
-    assert not _console_errors(msgs)
+    assert not console_errors(msgs)
 
 
 def test_addons_split_tab_writes_both_parts_and_lists_them(page, ui_demo, tmp_path, monkeypatch):
@@ -159,4 +148,4 @@ def test_addons_split_tab_writes_both_parts_and_lists_them(page, ui_demo, tmp_pa
     assert split.tool.progress == split.tool.n_steps
     page.screenshot(path=str(tmp_path / "addons_split.png"), full_page=True)
     print(tmp_path / "addons_split.png")
-    assert not _console_errors(msgs)
+    assert not console_errors(msgs)

@@ -18,10 +18,11 @@ from panel.tests.util import serve_and_wait, serve_component, wait_until  # noqa
 from imagebinner.apps.common import ROOT_ENV  # noqa: E402
 from imagebinner.apps.review import ReviewApp, template  # noqa: E402
 
-pytestmark = pytest.mark.ui
+pytestmark = [pytest.mark.ui, pytest.mark.usefixtures("panel_page")]
 TIMEOUT = 30_000  # ms, for every wait
 
 from imagebinner.apps.pages import extensions  # noqa: E402
+from browser import console_errors  # noqa: E402
 
 extensions()  # as `imagebinner serve`: notifications, Bokeh, nothing fetched from off the machine
 
@@ -40,12 +41,6 @@ DRAWN_JS = """() => { if (!window.Bokeh || !Bokeh.index) return false;
   return plots.length >= 2 && plots.every(v => v.has_finished()); }"""
 
 
-@pytest.fixture(autouse=True)
-def _reset_panel_state(page):
-    page.set_default_timeout(TIMEOUT)
-    yield
-    pn.state.reset()
-
 
 @pytest.fixture()
 def root(ui_demo, monkeypatch):
@@ -55,9 +50,6 @@ def root(ui_demo, monkeypatch):
     monkeypatch.delenv("IMAGEBINNER_DATA", raising=False)
     return folder
 
-
-def _console_errors(msgs) -> list[str]:
-    return [m.text for m in msgs if m.type == "error" and "favicon" not in m.text]
 
 
 def _sessions(apps: list):
@@ -106,7 +98,7 @@ def test_review_opens_on_the_demo_steps_frames_and_moves_the_threshold(page, roo
     page.locator(".bk-tab", has_text="Density").click()
     wait_until(lambda: app.view.summary.calls["density_boxplot"] >= 1, page, timeout=TIMEOUT)
     page.wait_for_function(DRAWN_JS)
-    assert not _console_errors(msgs)
+    assert not console_errors(msgs)
     # a second visit on the running server: navigation to every plot drawn (printed, not asserted)
     start = time.perf_counter()
     page.goto(f"http://localhost:{port}")
@@ -129,7 +121,7 @@ def test_review_on_a_prediction_folder_from_the_address(page, root, ui_demo):
     _check_layers(page)
     page.locator("button.next").first.click()
     wait_until(lambda: app.view.frame == 1, page, timeout=TIMEOUT)
-    assert not _console_errors(msgs)
+    assert not console_errors(msgs)
 
 
 def test_ten_concurrent_review_sessions(page, root, capfd):
