@@ -238,6 +238,9 @@ def test_demo_data_is_made_once_inside_the_root_and_reused(tmp_path, monkeypatch
         assert Path(path).exists() and check_path(path, "demo file", kind="any")
     assert [p.name for p in tmp_path.iterdir()] == ["imagebinner-demo"]  # no temporary folder left
     assert demo_module.demo_data() == data and len(made) == 1  # reused
+    umask = os.umask(0)
+    os.umask(umask)
+    assert data.folder.stat().st_mode & 0o777 == 0o777 & ~umask  # readable like a folder made by mkdir (not 0700)
 
 
 def test_demo_data_concurrent_processes_share_one_folder(tmp_path):

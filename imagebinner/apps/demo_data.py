@@ -56,10 +56,12 @@ def _make(folder: Path) -> None:
     """Write the demo into a temporary folder beside ``folder`` and rename it into place (atomic: a concurrent
     maker's folder wins, ours is dropped)."""
     from imagebinner.io import read_locs
+    from imagebinner.io.atomic import plain_permissions
     from imagebinner.simulate import make_demo
     from imagebinner.simulate.prediction import make_prediction_folder
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{DEMO_FOLDER}-", dir=folder.parent))
+    plain_permissions(tmp)  # readable by every user of the server, like a folder made by mkdir
     try:
         paths = make_demo(tmp, seed=SEED, settings=SETTINGS, overwrite=True)
         first = paths.measurements[0]

@@ -19,6 +19,12 @@ def _umask() -> int:
     return mask
 
 
+def plain_permissions(path: str | Path) -> None:
+    """Give a file or folder made by ``mkstemp``/``mkdtemp`` (0600/0700) the permissions a plain ``open``/``mkdir``
+    would give: outputs must be readable like any other file."""
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~_umask())
+
+
 def _make_temp(target: Path) -> Path:
     """An empty temporary file beside ``target`` with the permissions a plain ``open`` would give."""
     try:
@@ -27,7 +33,7 @@ def _make_temp(target: Path) -> Path:
     except OSError as exc:  # name the output the user asked for, not the temporary file
         raise OSError(exc.errno, f"cannot write here ({exc.strerror})", str(target)) from None
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs must be readable like any other file
+    plain_permissions(tmp)
     return Path(tmp)
 
 
