@@ -1,8 +1,17 @@
-"""The ``imagebinner`` command line. Each subcommand lives in its own module and is built from a tool's params."""
+"""The ``imagebinner`` command line: subcommands listed from a table, only the chosen one's module imported.
+
+Each subcommand lives in its own module with ``register(subparsers)`` (flags built from a tool's params). The top
+parser lists every command by name and one-line help from :data:`COMMANDS` without importing its module; the module
+of the command being run (or asked for ``--help``) is imported and registered alone, so ``imagebinner --help`` and
+``imagebinner <cmd> --help`` never import the heavy libraries of the other commands' tools
+(tests/test_cli_imports.py checks it, and that each help line equals the one its module registers).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import sys
 import warnings
 
@@ -10,21 +19,56 @@ from imagebinner import __version__
 from imagebinner.cli.common import command_flags, with_flags
 from imagebinner.errors import ImageBinnerError
 
-SUBCOMMAND_MODULES = ("info", "convert", "bin", "addons", "review", "demo", "serve")
+#: command -> (module under imagebinner.cli, the one-line help its module registers), in listing order
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("info", "describe a movie (TIF, Picasso .raw) or a localization file"),
+    "convert": ("convert", "convert localizations between Picasso, ThunderSTORM and DeepSTORM formats"),
+    "bin": ("bin", "sum random patches of measurements into a dense DeepSTORM training movie (TIF + CSV + JSON)"),
+    "split": ("addons", "split a movie and its localizations at a frame into two parts"),
+    "explode": ("addons", "explode a movie and its localizations into one movie + table per frame"),
+    "merge": ("addons", "merge movies and their localizations (frames offset by the movie lengths)"),
+    "predict": ("predict", "predict localizations in movies with a trained DeepSTORM model (ONNX)"),
+    "review": ("review", "review DeepSTORM predictions: threshold, metrics against ground truth, threshold sweep"),
+    "demo": ("demo", "write a simulated demo folder (two measurements) and run the main job on it"),
+    "serve": ("serve", "serve the dashboards (Binner, prediction review, add-ons) in the browser"),
+}
+ALL = None  # build_parser(ALL): every command registered (tests, docs)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    import importlib
+def available_commands() -> dict[str, tuple[str, str]]:
+    """:data:`COMMANDS` whose module exists (a command whose module is not written yet is not listed)."""
+    return {name: entry for name, entry in COMMANDS.items() if _module_exists(entry[0])}
 
+
+def _module_exists(module: str) -> bool:
+    return importlib.util.find_spec(f"imagebinner.cli.{module}") is not None
+
+
+def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
+    """The ``imagebinner`` parser. ``command`` names the subcommand that runs: only its module is imported and
+    registered, the others are listed by name and help (``""``: none registered); :data:`ALL` registers every one."""
     parser = argparse.ArgumentParser(
         prog="imagebinner",
         description="Dense, correctly labelled DeepSTORM2D training data from SMLM measurements.",
     )
     parser.add_argument("--version", action="version", version=f"imagebinner {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(f"imagebinner.cli.{name}").register(sub)
+    commands = available_commands()
+    chosen = None if command is ALL else commands.get(command, ("",))[0]
+    for name, (module, help_line) in commands.items():
+        if name in sub.choices:
+            continue  # registered with another command of its module
+        if command is ALL or module == chosen:
+            importlib.import_module(f"imagebinner.cli.{module}").register(sub)
+        else:
+            sub.add_parser(name, help=help_line, add_help=False)  # listed only; never parsed (not the command)
     return parser
+
+
+def chosen_command(argv: list[str]) -> str:
+    """The subcommand named on the command line (the first argument not starting with ``-``; top-level options take
+    no value), or ``""``."""
+    return next((a for a in argv if not a.startswith("-")), "")
 
 
 def _flags_of_command(parser: argparse.ArgumentParser, command: str) -> dict[str, str]:
@@ -37,7 +81,8 @@ def _flags_of_command(parser: argparse.ArgumentParser, command: str) -> dict[str
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: errors are one line on stderr and exit code 2, no traceback."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_command(argv))
     args = parser.parse_args(argv)
     flags = _flags_of_command(parser, args.command)
     with warnings.catch_warnings():
