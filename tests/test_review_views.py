@@ -369,3 +369,30 @@ def test_exploded_predictions_show_the_same_sum_images(demo, tmp_path):
         assert a.data[a.vdims[0].name].size > 1
         np.testing.assert_allclose(np.asarray(b.dimension_values(2)), np.asarray(a.dimension_values(2)),
                                    rtol=1e-5, atol=1e-3)
+
+
+def test_widefield_sum_is_drawn_on_the_camera_pixel_grid(review):
+    """The summed ``Widefield_`` image is a kron copy of camera pixels: its field is exactly the camera frame's
+    (0 .. columns·ps) and each u × u block sits on its camera pixel, so sampling it at a camera pixel's centre gives
+    that pixel's sum over the movie (the predicted image keeps Deep-STORM's hr pixel k at k·ps_hr)."""
+    from imagebinner.io import open_movie
+
+    view = ReviewView(review)
+    rows, cols = review.image_shape
+    ps, ps_hr = review.camera_pixel_size, review.pixel_size_hr
+    widefield = view.sum_image("widefield")
+    np.testing.assert_allclose(widefield.bounds.lbrt(), (0, 0, cols * ps, rows * ps), atol=1e-6)
+    half = ps_hr / 2
+    np.testing.assert_allclose(view.sum_image("predicted").bounds.lbrt(),
+                               (-half, -half, cols * ps - half, rows * ps - half), atol=1e-6)
+    movie = open_movie(review.movie)
+    try:
+        total = sum(movie.frame(k).astype(np.float64) for k in range(movie.n_frames))
+    finally:
+        movie.close()
+    for r, j in ((0, 0), (3, 17), (rows - 1, cols - 1)):
+        centre = ((j + 0.5) * ps, (r + 0.5) * ps)
+        assert widefield[centre] == pytest.approx(total[r, j], rel=1e-5)
+        # the block's corners (just inside the camera pixel) hold the same value: no half-pixel shift
+        assert widefield[(j * ps + 0.1 * half, r * ps + 0.1 * half)] == pytest.approx(total[r, j], rel=1e-5)
+        assert widefield[((j + 1) * ps - 0.1 * half, (r + 1) * ps - 0.1 * half)] == pytest.approx(total[r, j], rel=1e-5)

@@ -150,13 +150,16 @@ TRUTH_OPTS = dict(marker="circle", size=12, fill_alpha=0.0, line_color="lime", l
 
 
 def hr_image(image: np.ndarray, pixel_size_hr: float, clim: tuple[float, float] | None = None,
-             label: str = "", axes: bool = True) -> hv.Image:
+             label: str = "", axes: bool = True, camera_grid: bool = False) -> hv.Image:
     """A Deep-STORM high-resolution image in nm: hr pixel (row r, col k) centred at (k·ps_hr, r·ps_hr).
 
-    ``axes`` as for :func:`frame_image`."""
+    ``camera_grid``: the image is a ``kron`` copy of camera pixels (Deep-STORM's ``Widefield_``): hr pixel k centred
+    at (k + 0.5)·ps_hr, so each block of upsampling × upsampling hr pixels covers its camera pixel exactly (camera
+    pixel j spans [j·ps, (j + 1)·ps], as :func:`frame_image` draws it). ``axes`` as for :func:`frame_image`."""
     height, width = image.shape
-    xs = np.arange(width) * pixel_size_hr
-    ys = np.arange(height) * pixel_size_hr
+    offset = 0.5 if camera_grid else 0.0
+    xs = (np.arange(width) + offset) * pixel_size_hr
+    ys = (np.arange(height) + offset) * pixel_size_hr
     img = hv.Image((xs, ys, image), kdims=NM_KDIMS, vdims=["intensity"], label=label)
     opts = dict(FRAME_OPTS, cmap="fire", xticks=4, **frame_size(image.shape))
     if axes:

@@ -1,7 +1,8 @@
 """Frame and merged views of a :class:`~imagebinner.tools.review.PredictionReview`; summaries in :mod:`.review_summary`.
 
 Camera frames: pixel ``j`` centred at ``(j + 0.5)·ps`` nm. Deep-STORM high-resolution images (``Predicted_``,
-``Widefield_``, ``Predicted_stacked_``): hr pixel ``k`` centred at ``k·ps_hr`` nm. Predictions and ground truth are
+``Predicted_stacked_``): hr pixel ``k`` centred at ``k·ps_hr`` nm; the summed ``Widefield_`` image is a ``kron`` copy
+of camera pixels, drawn on the camera-pixel grid (hr pixel ``k`` centred at ``(k + 0.5)·ps_hr``). Predictions and ground truth are
 canonical nm and overlay both as they are. No widgets here: :mod:`imagebinner.apps.review` adds them.
 
 Every view depends on the review's result params: a (re)load sets ``predictions`` (with every other result at
@@ -371,8 +372,8 @@ class ReviewView(param.Parameterized):
         if role not in self._sums or not r.pixel_size_hr:
             return empty_image(f"no {role} image")
         title = {"predicted": "Predicted (sum of frames)", "widefield": "Widefield (sum of frames)"}[role]
-        return hr_image(self._sums[role], r.pixel_size_hr, self._clims.get(role), label=title).opts(
-            cmap="fire" if role == "predicted" else "gray")
+        return hr_image(self._sums[role], r.pixel_size_hr, self._clims.get(role), label=title,
+                        camera_grid=role == "widefield").opts(cmap="fire" if role == "predicted" else "gray")
 
     def sum_plot(self, role: str) -> hv.Element:
         """A sum image at a fixed frame height (its width follows from the data aspect), rasterized when large."""
