@@ -198,7 +198,7 @@ def test_the_pool_is_a_pure_function_of_index_settings_and_generator(sim):
 
 CHANGED = {"pixel_size": 100.0, "camera_offset": 50, "patch_size": 12, "n_patches": 70, "n_binned": 5,
            "bin_size": 3, "min_emitters": 2, "seed": 6, "reuse_patches": False, "output_dtype": "float32",
-           "half_pixel": False, "max_attempts": 10**6}
+           "half_pixel": False, "max_attempts": 10**6, "target_density": "5", "target_spread": "test"}
 
 
 def test_every_setting_makes_the_plan_stale(sim):
@@ -207,4 +207,8 @@ def test_every_setting_makes_the_plan_stale(sim):
     for name, value in CHANGED.items():
         b = composed(sim, n_patches=60)
         setattr(b, name, value)
+        assert b.plan is None, name
+    for name in ("target_density_from", "test_movie"):  # the test movie's inputs
+        b = composed(sim, n_patches=60)
+        setattr(b, name, "elsewhere")
         assert b.plan is None, name

@@ -1,7 +1,9 @@
 """Assembling binned frames: reading pool patches (cached or streamed), summing them, labels, the binned TIF.
 
-A binned frame is the sum of its parts minus ``camera_offset * (bin_size - 1)``, converted to the output dtype by
+A binned frame is the sum of its parts minus ``camera_offset * (parts - 1)``, converted to the output dtype by
 :func:`~imagebinner.io.to_output_dtype`, which is also the one place clipped pixels are counted (after rounding).
+Plans are ``(n_binned, parts)`` arrays of pool indices; frames with fewer parts (binning to a target density) are
+padded with ``-1`` (:func:`frame_parts`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ class BinnedFrame:
     parts: list[dict]  # pool_index, measurement, frame, row, column, n_locs of each patch
 
 
+def frame_parts(row: np.ndarray) -> np.ndarray:
+    """The pool indices of one plan row without the ``-1`` padding."""
+    row = np.asarray(row)
+    return row[row >= 0]
+
+
+def is_padded(plan: np.ndarray) -> bool:
+    """True when some binned frame of ``plan`` has fewer parts than the row length."""
+    return bool((np.asarray(plan) < 0).any())
+
+
 def wide_dtype(ms: Sequence[Measurement]) -> np.dtype:
     """The type binned sums are computed in: int64 for integer movies, else float64."""
     kinds = {m.movie.dtype.kind for m in ms}
@@ -52,7 +65,8 @@ class PatchReader:
 
     def covers(self, parts: np.ndarray) -> bool:
         """True when every patch of ``parts`` is in the stack."""
-        return self.stack is not None and bool(self.cached[np.asarray(parts)].all())
+        parts = np.asarray(parts)
+        return self.stack is not None and bool(self.cached[parts[parts >= 0]].all())
 
     def image(self, k: int) -> np.ndarray:
         """Pixels of pool patch ``k`` (stored dtype, native order; from the stack when prefetched)."""
@@ -78,6 +92,7 @@ class PatchReader:
                 return
             self.stack = np.zeros((len(p), size, size), dtype=dtype)
         indices = np.unique(indices)
+        indices = indices[indices >= 0]
         indices = indices[~self.cached[indices]]
         for meas in self.ms:
             mine = indices[p.measurement[indices] == meas.index]
@@ -107,6 +122,12 @@ class PatchReader:
         Integer sums are exact in any order: accumulated part by part, in int32 when no sum can overflow it
         (uint16 movies up to ~30000 parts), else in int64; float movies are summed in float64.
         """
+        if is_padded(plan):  # frames of different part counts: one by one (binning to a target density)
+            for start in range(0, len(plan), 256):
+                sums = [self.offset_sum(frame_parts(parts), camera_offset) for parts in plan[start : start + 256]]
+                images, clipped = to_output_dtype(np.stack(sums), dtype)
+                yield start, images, clipped
+            return
         stack, wide = self.stack, self.wide
         offset = camera_offset * (plan.shape[1] - 1)
         accumulator = wide
@@ -138,7 +159,7 @@ class PatchReader:
                     yield image, clipped if k == 0 else 0
             return
         for parts in plan:
-            yield to_output_dtype(self.offset_sum(parts, camera_offset), dtype)
+            yield to_output_dtype(self.offset_sum(frame_parts(parts), camera_offset), dtype)
 
 
 def subtract_offset(total: np.ndarray, offset: float) -> np.ndarray:
@@ -214,17 +235,21 @@ def patch_locs(index: GlobalIndex, pool: Pool, indices: np.ndarray, patch_size: 
 def binned_labels(index: GlobalIndex, pool: Pool, plan: np.ndarray, patch_size: int) -> LocTable:
     """Labels of every binned frame of ``plan`` (frame = 0-based binned frame, patch-local nm)."""
     used = np.unique(plan)
+    used = used[used >= 0]
     per_used, counts = patch_locs(index, pool, used, patch_size)  # every used patch once, patch after patch
     lengths = np.zeros(len(pool), dtype=np.int64)
     lengths[used] = counts
     starts = np.zeros_like(lengths)
     starts[used] = np.cumsum(counts) - counts
-    flat = plan.ravel()
+    valid = plan >= 0
+    flat = plan[valid]  # row by row, the padding left out
     n_each = lengths[flat]
     rows = np.arange(int(n_each.sum()), dtype=np.int64) - np.repeat(np.cumsum(n_each) - n_each, n_each)
     rows += np.repeat(starts[flat], n_each)
     cols = {name: values[rows] for name, values in per_used.items()}
-    per_frame = n_each.reshape(plan.shape).sum(axis=1)
+    per_frame = np.zeros(plan.shape, dtype=np.int64)
+    per_frame[valid] = n_each
+    per_frame = per_frame.sum(axis=1)
     cols["frame"] = np.repeat(np.arange(len(plan), dtype=np.int64), per_frame)
     return LocTable(cols, output_meta(index.pixel_size, patch_size, len(plan)), presorted=True, validate=False)
 
@@ -233,7 +258,7 @@ def binned_frame(
     j: int, index: GlobalIndex, reader: PatchReader, plan: np.ndarray, camera_offset: float, dtype: str
 ) -> BinnedFrame:
     """Binned frame ``j`` of ``plan``: its sum, image, clipped pixels, labels and parts."""
-    pool, parts_idx = reader.pool, plan[j]
+    pool, parts_idx = reader.pool, frame_parts(plan[j])
     total = reader.offset_sum(parts_idx, camera_offset)
     image, clipped = to_output_dtype(total, dtype)
     cols, _ = patch_locs(index, pool, parts_idx, reader.patch_size)

@@ -17,7 +17,7 @@ from imagebinner.tools.binner.pool import PART_FIELDS
 CONVENTIONS = (
     "parts: measurement = 0-based index into inputs, frame = 0-based page of its movie, row/column = top-left pixel "
     "of the patch (rows row..row+P-1, columns column..column+P-1); binned frame value = sum of parts - "
-    "camera_offset*(bin_size-1); CSV frame = binned_frame (1-based); x, y in nm, corner convention, "
+    "camera_offset*(number of parts-1); CSV frame = binned_frame (1-based); x, y in nm, corner convention, "
     "x' = x - column*ps, y' = y - row*ps"
 )
 
@@ -40,27 +40,34 @@ def input_record(m: Measurement) -> dict[str, Any]:
 
 def provenance_record(
     parameters: dict[str, Any], ms: Sequence[Measurement], patches: np.ndarray, plan: np.ndarray,
-    pool_stats: dict[str, Any],
+    pool_stats: dict[str, Any], target: dict[str, Any] | None = None, frame_targets: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready record: ``parameters``, the inputs, the pool statistics and, per binned frame, its parts.
 
     ``patches`` are the pool's ``(n, 5)`` rows of measurement, frame, row, column, n_locs and ``plan`` the
-    ``(n_binned, bin_size)`` rows of ``patches`` each binned frame sums (a part used twice is one shared dict).
+    ``(n_binned, bin_size)`` rows of ``patches`` each binned frame sums (a part used twice is one shared dict; ``-1``
+    pads frames with fewer parts). Binning to a target density adds the ``target`` record and, per binned frame,
+    its ``target_density`` (per µm²).
     """
     part = [dict(zip(PART_FIELDS, row)) for row in np.asarray(patches, dtype=np.int64).tolist()]
     frames = [
-        {"binned_frame": j + 1, "parts": [part[k] for k in row]}
+        {"binned_frame": j + 1, "parts": [part[k] for k in row if k >= 0]}
         for j, row in enumerate(np.asarray(plan, dtype=np.int64).tolist())
     ]
-    return {
+    if frame_targets is not None:
+        for entry, value in zip(frames, np.asarray(frame_targets, dtype=np.float64).tolist()):
+            entry["target_density"] = value
+    head = {
         "tool": "imagebinner Binner",
         "version": __version__,
         "conventions": CONVENTIONS,
         "parameters": jsonable(parameters),
         "inputs": [input_record(m) for m in ms],
         "pool": jsonable(pool_stats),
-        "binned_frames": frames,
     }
+    if target is not None:
+        head["target"] = jsonable(target)
+    return {**head, "binned_frames": frames}
 
 
 def with_outputs(record: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:

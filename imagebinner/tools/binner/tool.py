@@ -3,7 +3,8 @@
 Steps a GUI can drive one by one: :meth:`Binner.load` (cheap: movies opened lazily, tables read),
 :meth:`Binner.draw_pool`, :meth:`Binner.compose`, :meth:`Binner.binned_frame` and :meth:`Binner.save`; each step
 loads or draws what is missing. Results (``loaded``, ``pool``, ``plan``, ``stats``, ...) are constant params reset
-by declared dependencies when a setting they depend on changes.
+by declared dependencies when a setting they depend on changes. Binning to a target density (``target_density``
+or ``target_density_from``) replaces ``bin_size`` by a number of patches chosen per binned frame (:mod:`.target`).
 """
 
 from __future__ import annotations
@@ -29,9 +30,18 @@ from imagebinner.tools.binner.assembly import (
 )
 from imagebinner.tools.binner.compose import compose_plan
 from imagebinner.tools.binner.inputs import GlobalIndex, Measurement, check_settings, input_files, load_measurements
+from imagebinner.tools.binner.notebook import check_frame_count, localization_precision, suggested_settings
 from imagebinner.tools.binner.pool import Pool, PoolSettings, count_qualifying, draw_pool
 from imagebinner.tools.binner.provenance import provenance_record, provenance_text, with_outputs
 from imagebinner.tools.binner.summary import statistics, summary_lines
+from imagebinner.tools.binner.target import (
+    SPREADS,
+    TestDensity,
+    compose_to_targets,
+    frame_targets,
+    measure_test_density,
+    parse_target,
+)
 from imagebinner.tools.settings import CameraSettings, OutputFolder
 
 OUTPUT_SUFFIXES = (".tif", ".tiff", ".csv", ".json")  # data files the output folder must not hold besides ours
@@ -42,12 +52,14 @@ class Binner(Task, CameraSettings, OutputFolder):
 
     A pool of ``n_patches`` distinct patches with at least ``min_emitters`` localizations is drawn uniformly; each
     binned frame is the sum of ``bin_size`` distinct, non-overlapping pool patches minus ``camera_offset *
-    (bin_size - 1)`` and its labels are the union of its parts' localizations (patch-local nm).
+    (bin_size - 1)`` and its labels are the union of its parts' localizations (patch-local nm). With a target
+    density, each binned frame takes as many patches as its target needs instead of ``bin_size``.
     """
 
-    inputs = ("measurements",)
-    settings = ("pixel_size", "camera_offset", "patch_size", "n_patches", "n_binned", "bin_size", "min_emitters",
-                "seed", "reuse_patches", "output_dtype", "half_pixel", "max_attempts")
+    inputs = ("measurements", "target_density_from", "test_movie")
+    settings = ("pixel_size", "camera_offset", "patch_size", "n_patches", "n_binned", "bin_size", "target_density",
+                "target_spread", "min_emitters", "seed", "reuse_patches", "output_dtype", "half_pixel",
+                "max_attempts")
     outputs = ("output_folder", "output_name", "overwrite")
     actions = {"request_load": "load", "request_preview": "compose", "request_save": "save"}
 
@@ -70,7 +82,29 @@ class Binner(Task, CameraSettings, OutputFolder):
     )
     n_patches = param.Integer(default=200, bounds=(1, None), doc="Number of patches in the pool the sums draw from.")
     n_binned = param.Integer(default=100, bounds=(1, None), doc="Number of binned frames to produce.")
-    bin_size = param.Integer(default=10, bounds=(1, None), doc="Number of patches summed into one binned frame.")
+    bin_size = param.Integer(default=10, bounds=(1, None),
+                             doc="Number of patches summed into one binned frame (unless a target density is given).")
+    target_density = param.String(
+        default="",
+        doc="Target density of the binned frames in emitters per µm² of the binned frame, instead of bin_size: one "
+        "value (12) or a range low:high (5:20) over which the binned frames spread; empty = bin_size.",
+    )
+    target_spread = param.Selector(
+        default="even",
+        objects=list(SPREADS),
+        doc="How the binned frames' targets fill the target: even = evenly spaced over the range (from a test "
+        "movie: its mean density); test = following the test movie's per-frame densities (their quantiles).",
+    )
+    target_density_from = param.String(
+        default="",
+        doc="Localizations of a test movie whose measured density becomes the target (instead of target_density); "
+        "empty = none.",
+    )
+    test_movie = param.String(
+        default="",
+        doc="The movie of target_density_from (its image area and frame count); empty = from the localization "
+        "file's metadata.",
+    )
     min_emitters = param.Integer(
         default=2, bounds=(0, None), doc="Minimum localizations a patch needs to enter the pool."
     )
@@ -117,11 +151,19 @@ class Binner(Task, CameraSettings, OutputFolder):
     written_paths = param.List(default=[], constant=True, doc="Files written by the last save.")
     seed_used = param.Integer(default=None, allow_None=True, constant=True,
                               doc="Seed of the current pool (kept for redraws while the inputs stay the same).")
+    frame_targets = param.Array(default=None, allow_None=True, constant=True,
+                                doc="Target density (per µm²) of every binned frame of the plan; None with bin_size.")
+    notebook_settings = param.Dict(
+        default={}, constant=True,
+        doc="Deep-STORM notebook settings that fit the output: patch_size, num_patches_per_frame, upsampling_factor "
+        "(hr pixel ≈ localization precision), pixel_size (as the notebook reads it from the TIF).")
 
     def __init__(self, **params: Any):
         super().__init__(**params)
         self._index: GlobalIndex | None = None  # all localizations of `loaded`, concatenated
         self._reader: PatchReader | None = None  # pixels of the pool's patches (cached while saving)
+        self._test: TestDensity | None = None  # densities of the test movie (target_density_from)
+        self._precision: float | None = None  # median localization precision of the measurements (nm)
 
     # -- invalidation by declared dependencies ----------------------------------------------------------------
     @param.depends("measurements", "pixel_size", "half_pixel", watch=True)
@@ -133,18 +175,29 @@ class Binner(Task, CameraSettings, OutputFolder):
         self._reader = None
         self._update(pool=None, plan=None)
 
-    @param.depends("n_binned", "bin_size", "reuse_patches", "camera_offset", "output_dtype", watch=True)
+    @param.depends("n_binned", "bin_size", "reuse_patches", "camera_offset", "output_dtype", "target_density",
+                   "target_spread", watch=True)
     def _plan_settings_changed(self) -> None:
         self._update(plan=None)
 
+    @param.depends("target_density_from", "test_movie", watch=True)
+    def _test_changed(self) -> None:
+        self._test = None
+        self._update(plan=None)
+
+    @param.depends("plan", watch=True)
+    def _plan_changed(self) -> None:
+        if self.plan is None:
+            self._update(frame_targets=None)
+
     @param.depends("loaded", "pool", "plan", watch=True)
     def _publish_stats(self) -> None:
-        self._update(stats=self.statistics())
+        self._update(stats=self.statistics(), notebook_settings=self.suggested_notebook_settings())
 
     def _forget_inputs(self) -> None:
         for m in self.loaded:
             m.movie.close()
-        self._index = self._reader = None
+        self._index = self._reader = self._test = self._precision = None
         self._update(loaded=[], pixel_size_used=None, pool=None, plan=None, seed_used=None)
 
     def close(self) -> None:
@@ -179,12 +232,27 @@ class Binner(Task, CameraSettings, OutputFolder):
         if not self.loaded:
             ms, ps = load_measurements(self.measurements, self.pixel_size, self.half_pixel)
             self._index = GlobalIndex.build(ms, ps)
+            self._precision = localization_precision(self._index.extra, ps)
             self._update(loaded=ms, pixel_size_used=ps)
         return list(self.loaded)
 
     def _check_settings(self) -> None:
-        check_settings(self._load(), self.patch_size, self.n_patches, self.n_binned, self.bin_size,
-                       self.reuse_patches)
+        bin_size = 1 if self.targets_density else self.bin_size  # (with a target, the parts are chosen per frame)
+        check_settings(self._load(), self.patch_size, self.n_patches, self.n_binned, bin_size, self.reuse_patches)
+
+    @property
+    def targets_density(self) -> bool:
+        """True when binning to a target density (``target_density`` or ``target_density_from`` given)."""
+        return bool(self.target_density.strip() or self.target_density_from.strip())
+
+    def test_density(self) -> TestDensity | None:
+        """Per-frame densities of the test movie (``target_density_from``), measured once; None without one."""
+        if not self.target_density_from.strip():
+            return None
+        if self._test is None:
+            self._test = measure_test_density(self.target_density_from, self.test_movie.strip() or None,
+                                              self.pixel_size, self.half_pixel, self.pixel_size_used)
+        return self._test
 
     def _resolved_seed(self) -> int:
         if self.seed is not None:
@@ -234,8 +302,14 @@ class Binner(Task, CameraSettings, OutputFolder):
             drawn = self._draw()
             self._check_settings()
             rng = np.random.default_rng([int(drawn.seed), 1])
-            plan = compose_plan(drawn, self.patch_size, self.n_binned, self.bin_size, self.reuse_patches, rng)
-            self._update(plan=plan)
+            if not self.targets_density:
+                plan = compose_plan(drawn, self.patch_size, self.n_binned, self.bin_size, self.reuse_patches, rng)
+                self._update(plan=plan)
+                return self.plan
+            targets = frame_targets(self.n_binned, parse_target(self.target_density), self.test_density(),
+                                    self.target_spread, np.random.default_rng([int(drawn.seed), 2]))
+            plan = compose_to_targets(drawn, self.patch_size, self.pixel_size_used, targets, self.reuse_patches, rng)
+            self._update(frame_targets=targets, plan=plan)
         return self.plan
 
     # -- views of the current plan ------------------------------------------------------------------------------
@@ -269,19 +343,35 @@ class Binner(Task, CameraSettings, OutputFolder):
 
     def statistics(self) -> dict:
         """Statistics so far (see :func:`~.summary.statistics`): per measurement, pool draw, binned frames."""
-        return statistics(self.loaded, self.pixel_size_used, self.pool, self.plan, self.patch_size)
+        return statistics(self.loaded, self.pixel_size_used, self.pool, self.plan, self.patch_size,
+                          self.frame_targets if self.plan is not None else None, self._test)
+
+    def suggested_notebook_settings(self, tif_path: str | Path | None = None) -> dict:
+        """The Deep-STORM notebook settings that fit the output (see :mod:`.notebook`); {} before loading."""
+        if not self.loaded:
+            return {}
+        return suggested_settings(self.patch_size, self.pixel_size_used, self._precision, tif_path)
 
     def summary_lines(self) -> list[str]:
-        """Human-readable statistics (for the CLI)."""
-        return summary_lines(self.statistics(), self.clipped_pixels, self.written_paths)
+        """Human-readable statistics and the suggested notebook settings (for the CLI)."""
+        return summary_lines(self.statistics(), self.clipped_pixels, self.written_paths,
+                             self.notebook_settings if self.loaded else None)
 
     def provenance(self) -> dict:
         """Parameters, inputs (path, size, mtime) and the parts of every binned frame (JSON-ready)."""
         plan = self.compose()  # provenance describes the current plan
         parameters = self.settings_record()
         parameters.update(pixel_size=self.pixel_size_used, seed=int(self.pool.seed), seed_given=self.seed)
-        return provenance_record(parameters, self.loaded, self.pool.table(), plan,
-                                 self.statistics().get("pool", {}))
+        pool_stats = {k: v for k, v in self.statistics().get("pool", {}).items() if k != "density_per_patch_per_um2"}
+        target = None
+        if self.targets_density:
+            test = self.test_density()
+            target = {"target_density": self.target_density, "target_spread": self.target_spread,
+                      "test": test.record() if test is not None else None,
+                      "rule": "per binned frame: patches along a random permutation of the pool until their "
+                      "emitters are nearest to target_density * (patch_size*pixel_size)^2"}
+        return provenance_record(parameters, self.loaded, self.pool.table(), plan, pool_stats, target,
+                                 self.frame_targets if target is not None else None)
 
     # -- saving -----------------------------------------------------------------------------------------------
     def output_paths(self) -> list[Path]:
@@ -298,6 +388,7 @@ class Binner(Task, CameraSettings, OutputFolder):
         """Raise before any work when the folder is a file or holds other data files, an output is an input (or
         its sidecar) or exists (without ``overwrite``); returns the targets."""
         targets = self.output_paths()
+        check_frame_count(self.n_binned, targets[0])
         folder = targets[0].parent
         if folder.exists() and not folder.is_dir():
             raise ParameterError("output folder is a file; choose a folder", folder, params=["output_folder"])
@@ -336,7 +427,7 @@ class Binner(Task, CameraSettings, OutputFolder):
             record = self.provenance()
             self._update(progress=3, status="writing binned frames")
             with atomic_group(targets, overwrite=self.overwrite) as (tmp_tif, tmp_csv, tmp_json):
-                self._reader.prefetch(plan.ravel())
+                self._reader.prefetch(plan[plan >= 0])
                 clipped = write_binned_tif(tmp_tif, self._reader, plan, self.camera_offset,
                                                     self.output_dtype, self.pixel_size_used, self._advance)
                 write_locs(labels, tmp_csv, format="deepstorm", overwrite=True)
@@ -346,6 +437,7 @@ class Binner(Task, CameraSettings, OutputFolder):
             self._update(
                 clipped_pixels=int(clipped),
                 written_paths=[str(t) for t in targets],
+                notebook_settings=self.suggested_notebook_settings(targets[0]),
                 status=f"wrote {len(plan)} binned frames ({len(labels)} localizations) to {targets[0].parent}",
             )
         if clipped:
