@@ -626,7 +626,9 @@ def test_picasso_pair_checked_before_writing(tmp_path):
 def test_chunked_csv_writer_matches_single_pass(tmp_path, monkeypatch):
     table = small_table(50, uncertainty=np.linspace(0, 1, 50))
     whole = write_locs(table, tmp_path / "whole.csv")[0].read_bytes()
-    monkeypatch.setattr(locformats, "_CSV_CHUNK_ROWS", 7)
+    from imagebinner.io import csv_writers
+
+    monkeypatch.setattr(csv_writers, "_CSV_CHUNK_ROWS", 7)
     chunked = write_locs(table, tmp_path / "chunked.csv")[0].read_bytes()
     assert chunked == whole
     assert len(whole.splitlines()) == 51

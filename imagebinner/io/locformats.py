@@ -9,37 +9,42 @@ the origin at the top-left *corner* of pixel (0, 0)); every writer takes one and
 * ``"thunderstorm"``: ThunderSTORM CSV, 2D and 3D (frames 1-based, corner convention)
 * ``"deepstorm"``: the ZeroCostDL4Mic DeepSTORM training CSV (unnamed index 1..N, frames 1-based)
 * ``"deepstorm-prediction"``: ``Localizations_<stem>_avg|max.csv`` written by the notebook (frames 1-based)
+* ``"decode"``, ``"smap"``: DECODE emitter HDF5 and SMAP ``*_sml.mat`` (:mod:`imagebinner.io.h5formats`)
+* ``"oni"``: ONI Nanoimager CSV export (column names in :mod:`imagebinner.io.oni_csv`)
+
+Large sorted inputs are converted chunk by chunk by :mod:`imagebinner.io.streaming`.
 """
 
 from __future__ import annotations
 
 import csv
-import os
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-from pyarrow import csv as pacsv
 
 from imagebinner.errors import FormatError
-from imagebinner.io import picasso_yaml
-from imagebinner.io.atomic import atomic_group, check_writable
+from imagebinner.io import h5formats, oni_csv, picasso_yaml
+from imagebinner.io.atomic import check_writable
+from imagebinner.io.csv_writers import (
+    CSV_WRITE_FORMATS,
+    DEEPSTORM_HEADER,
+    DEEPSTORM_PREDICTION_HEADER,
+    PIXEL_UNIT_FIELDS as _PIXEL_UNIT_FIELDS,
+    write_csv,
+)
+from imagebinner.io.h5formats import HDF5_FORMATS, is_hdf5
 from imagebinner.io.picasso_hdf5 import (
     PICASSO_LP_PLACEHOLDER_PX,
-    check_picasso_hdf5,
-    is_hdf5,
-    read_picasso,
-    write_picasso,
     picasso_record_array,
     picasso_sanity_report,
+    read_picasso,
+    write_picasso,
 )
-from imagebinner.io.table import OPTIONAL, LocMeta, LocTable
+from imagebinner.io.table import LocMeta, LocTable
 
-LOC_FORMATS = ("picasso", "picasso-csv", "thunderstorm", "deepstorm", "deepstorm-prediction")
-WRITE_FORMATS = ("deepstorm", "deepstorm-prediction", "thunderstorm", "picasso")
+CSV_FORMATS = ("picasso-csv", "thunderstorm", "deepstorm", "deepstorm-prediction", "oni")
+LOC_FORMATS = ("picasso", "picasso-csv", "thunderstorm", "deepstorm", "deepstorm-prediction", "decode", "smap", "oni")
+WRITE_FORMATS = ("deepstorm", "deepstorm-prediction", "thunderstorm", "picasso", "decode")
 
 FORMAT_TITLES = {
     "picasso": "Picasso HDF5 + YAML",
@@ -47,13 +52,27 @@ FORMAT_TITLES = {
     "thunderstorm": "ThunderSTORM CSV",
     "deepstorm": "DeepSTORM training CSV",
     "deepstorm-prediction": "DeepSTORM prediction CSV",
+    "decode": "DECODE emitter HDF5",
+    "smap": "SMAP localizations (*_sml.mat, MATLAB v7.3)",
+    "oni": "ONI Nanoimager CSV export",
 }
 
 #: Frame value of the first movie page in each format.
-FRAME_BASE = {"picasso": 0, "picasso-csv": 0, "thunderstorm": 1, "deepstorm": 1, "deepstorm-prediction": 1}
-
-DEEPSTORM_HEADER = ",frame,x [nm],y [nm],Photon #,Sigma [nm]"
-DEEPSTORM_PREDICTION_HEADER = "frame,x [nm],y [nm],confidence [a.u]"
+FRAME_BASE = {
+    "picasso": 0,
+    "picasso-csv": 0,
+    "thunderstorm": 1,
+    "deepstorm": 1,
+    "deepstorm-prediction": 1,
+    "decode": 0,
+    "smap": 1,
+    "oni": oni_csv.FRAME_BASE,
+}
+RECOGNISED = (
+    "recognised: Picasso HDF5 (/locs), DECODE emitter HDF5 (/data/xyz, /data/frame_ix), SMAP *_sml.mat "
+    "(saveloc.loc), and CSV with headers frame, x [nm], y [nm] (ThunderSTORM, Picasso export, DeepSTORM) or "
+    f"{oni_csv.HEADER_HINT} (ONI Nanoimager)"
+)
 
 # CSV column name (lower case, after cleaning) -> canonical column. Everything else is carried under its own name.
 _CSV_STANDARD = {
@@ -72,8 +91,6 @@ _CSV_STANDARD = {
     "confidence [a.u.]": "confidence",
 }
 _INDEX_NAMES = ("", "unnamed: 0", "id")
-# Picasso fields in camera pixels that would be misleading in a nm-based CSV.
-_PIXEL_UNIT_FIELDS = {"sx", "sy", "lpx", "lpy", "std_x", "std_y", "x_px", "y_px", "picasso_frame"}
 
 
 # ================================================================================================ detection
@@ -87,14 +104,72 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     _check_exists(path)
     if is_hdf5(path):
-        check_picasso_hdf5(path)
-        return "picasso"
+        return h5formats.hdf5_format(path, RECOGNISED)
     header = _read_header(path)
     fmt = _format_from_header(header.names, path)
     if fmt == "thunderstorm-family":
-        cols = _read_csv_columns(path, header, usecols=[n for n in ("id", "frame") if n in header.lower])
-        fmt = _thunderstorm_or_picasso(cols, header)
+        fmt = _thunderstorm_or_picasso(column_minima(path, header, ("id", "frame")), header)
     return fmt
+
+
+def column_minima(path: Path, header: "_Header", names: tuple[str, ...]) -> dict[str, float]:
+    """Smallest value of each named column present (read in blocks: bounded memory whatever the file size)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = [n for n in names if n in header.lower]
+    if not wanted or not header.has_data:
+        return {}
+    reader = _open_csv(path, header, wanted, path)
+    minima: dict[str, float] = {}
+    try:
+        for batch in reader:
+            for name, column in zip(wanted, batch.columns):
+                if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+                    continue
+                value = pc.min(column).as_py()
+                if value is not None and (name not in minima or value < minima[name]):
+                    minima[name] = value
+    except pa.ArrowInvalid:  # a type change between blocks: read the two columns whole instead
+        cols = _read_csv_columns(path, header, usecols=wanted)
+        return {k.lower(): float(np.nanmin(v)) for k, v in cols.items() if v.dtype.kind in "iuf" and len(v)}
+    return minima
+
+
+def _open_csv(path: Path, header: "_Header", usecols: list[str] | None, where: Path, block_size: int = 1 << 24):
+    """pyarrow's streaming CSV reader over the data rows (same options as the whole-file reader)."""
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+
+    names = _column_names(header, path)
+    if usecols is not None:
+        usecols = [names[header.lower.index(u.lower())] for u in usecols]
+    try:
+        return pacsv.open_csv(path, *_csv_options(header, names, usecols, block_size))
+    except pa.ArrowInvalid as exc:
+        raise FormatError(f"cannot parse CSV ({str(exc).splitlines()[0]})", where) from None
+
+
+def _column_names(header: "_Header", path: Path) -> list[str]:
+    names = [n if n else f"__unnamed_{i}" for i, n in enumerate(header.names)]
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise FormatError(f"duplicate column name(s) {dupes}", path)
+    return names
+
+
+def _csv_options(header: "_Header", names: list[str], usecols: list[str] | None, block_size: int) -> tuple:
+    from pyarrow import csv as pacsv
+
+    return (
+        pacsv.ReadOptions(skip_rows=1, column_names=names, block_size=block_size),
+        pacsv.ParseOptions(delimiter=header.delimiter),
+        pacsv.ConvertOptions(
+            include_columns=usecols,
+            strings_can_be_null=True,
+            null_values=["", "NaN", "nan", "NA", "null", "None"],
+        ),
+    )
 
 
 def _check_exists(path: Path) -> None:
@@ -149,12 +224,13 @@ def _read_header(path: Path) -> _Header:
 
 def _format_from_header(names: list[str], path: Path) -> str:
     lower = [n.lower() for n in names]
+    if oni_csv.is_oni_header(lower):
+        return "oni"
     missing = [c for c in ("frame", "x [nm]", "y [nm]") if c not in lower]
     if missing:
         shown = ", ".join(repr(n) for n in names[:12])
         raise FormatError(
-            f"unknown localization format: CSV header lacks {', '.join(missing)} (found {shown}); expected "
-            "Picasso HDF5, Picasso CSV export, ThunderSTORM CSV or DeepSTORM CSV",
+            f"unknown localization format: CSV header lacks {', '.join(missing)} (found {shown}); {RECOGNISED}",
             path,
         )
     unnamed_index = lower[0] in ("", "unnamed: 0")
@@ -167,11 +243,8 @@ def _format_from_header(names: list[str], path: Path) -> str:
     return "thunderstorm-family"
 
 
-def _thunderstorm_or_picasso(cols: dict[str, np.ndarray], header: _Header) -> str:
-    ids, frames = cols.get("id"), cols.get("frame")
-    if ids is not None and len(ids) and np.nanmin(ids) == 0:
-        return "picasso-csv"
-    if frames is not None and len(frames) and np.nanmin(frames) == 0:
+def _thunderstorm_or_picasso(minima: dict[str, float], header: _Header) -> str:
+    if minima.get("id") == 0 or minima.get("frame") == 0:
         return "picasso-csv"
     return "thunderstorm"
 
@@ -195,50 +268,58 @@ def read_locs(
         raise FormatError(f"pixel size must be a positive number of nm, got {pixel_size}", path)
     if format is not None and format not in LOC_FORMATS:
         raise FormatError(f"unknown format {format!r} (choose from {', '.join(LOC_FORMATS)})", path)
-    if format == "picasso" or (format is None and is_hdf5(path)):
+    if format in HDF5_FORMATS or (format is None and is_hdf5(path)):
         if not is_hdf5(path):
-            raise FormatError("not an HDF5 file, cannot read it as Picasso HDF5", path)
-        return read_picasso(path, pixel_size, half_pixel)
+            raise FormatError(f"not an HDF5 file, cannot read it as {FORMAT_TITLES[format]}", path)
+        fmt = format or h5formats.hdf5_format(path, RECOGNISED)
+        if fmt == "picasso":
+            return read_picasso(path, pixel_size, half_pixel)
+        return h5formats.read_hdf5_locs(path, fmt, pixel_size, half_pixel)
     if is_hdf5(path):
         raise FormatError(f"HDF5 file cannot be read as {format!r} (a CSV format)", path)
     header = _read_header(path)
     detected = _format_from_header(header.names, path) if format is None else format
     cols = _read_csv_columns(path, header)
     if detected == "thunderstorm-family":
-        detected = _thunderstorm_or_picasso(cols, header)
+        detected = _thunderstorm_or_picasso(_minima_of(cols), header)
     return _csv_to_table(cols, header, detected, path, pixel_size, half_pixel)
+
+
+def _minima_of(cols: dict[str, np.ndarray]) -> dict[str, float]:
+    out = {}
+    for name, values in cols.items():
+        if name.lower() in ("id", "frame") and values.dtype.kind in "iuf" and len(values):
+            out[name.lower()] = np.nanmin(values)
+    return out
 
 
 def _read_csv_columns(path: Path, header: _Header, usecols: list[str] | None = None) -> dict[str, np.ndarray]:
     """All (or some) columns of a CSV as NumPy arrays, keyed by cleaned header name (pyarrow's reader)."""
-    names = [n if n else f"__unnamed_{i}" for i, n in enumerate(header.names)]
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        raise FormatError(f"duplicate column name(s) {dupes}", path)
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+
+    names = _column_names(header, path)
     if usecols is not None:
         usecols = [names[header.lower.index(u.lower())] for u in usecols]
     if not header.has_data:
         return {n: np.empty(0) for n in (usecols or names)}
-    read_options = pacsv.ReadOptions(skip_rows=1, column_names=names, block_size=1 << 24)
-    parse_options = pacsv.ParseOptions(delimiter=header.delimiter)
-    convert_options = pacsv.ConvertOptions(
-        include_columns=usecols,
-        strings_can_be_null=True,
-        null_values=["", "NaN", "nan", "NA", "null", "None"],
-    )
     try:
-        table = pacsv.read_csv(path, read_options, parse_options, convert_options)
+        table = pacsv.read_csv(path, *_csv_options(header, names, usecols, 1 << 24))
     except pa.ArrowInvalid as exc:
         if "Empty CSV file" in str(exc):
             return {n: np.empty(0) for n in (usecols or names)}
         raise FormatError(f"cannot parse CSV ({str(exc).splitlines()[0]})", path) from None
     out: dict[str, np.ndarray] = {}
     for name in table.column_names:
-        out[name] = _arrow_to_numpy(table.column(name), name, path)
+        out[name] = arrow_to_numpy(table.column(name))
     return out
 
 
-def _arrow_to_numpy(column, name: str, path: Path) -> np.ndarray:
+def arrow_to_numpy(column) -> np.ndarray:
+    """A pyarrow column as NumPy (numbers as they are; nulls -> NaN; strings kept, checked only when used)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     typ = column.type
     if pa.types.is_null(typ):
         return np.full(len(column), np.nan)
@@ -304,13 +385,15 @@ def _csv_to_table(
     pixel_size: float | None,
     half_pixel: bool,
 ) -> LocTable:
-    if fmt not in LOC_FORMATS or fmt == "picasso":
+    if fmt not in CSV_FORMATS:
         raise FormatError(f"format {fmt!r} is not a CSV format", path)
     by_lower = {}
     for i, name in enumerate(header.names):
         key = name.lower()
         by_lower.setdefault(key, name if name else f"__unnamed_{i}")
-    for required in ("frame", "x [nm]", "y [nm]"):
+    standard = oni_csv.STANDARD if fmt == "oni" else _CSV_STANDARD
+    required_names = oni_csv.required_columns(by_lower) if fmt == "oni" else ("frame", "x [nm]", "y [nm]")
+    for required in required_names:
         if required not in by_lower:
             raise FormatError(
                 f"missing column {required!r} for {FORMAT_TITLES[fmt]} (found {', '.join(header.names)})", path
@@ -326,7 +409,7 @@ def _csv_to_table(
         if key == "frame" or key in _INDEX_NAMES or key.startswith("unnamed:"):
             continue  # index columns and ids are never reused (rows are renumbered on write)
         values = cols[col_name]
-        canonical = _CSV_STANDARD.get(key)
+        canonical = standard.get(key)
         if canonical in ("x", "y"):
             out[canonical] = _numeric(values, name, path, required=True)
         elif canonical is not None:
@@ -334,7 +417,7 @@ def _csv_to_table(
                 continue
             out[canonical] = _numeric(values, name, path).astype(np.float64, copy=False)
         else:
-            if key in ("sigma1 [nm]", "sigma2 [nm]"):
+            if key in ("sigma1 [nm]", "sigma2 [nm]") or key in oni_csv.SIGMA_PAIR:
                 sigma12.append(name)
             if name in out or not name:
                 continue
@@ -373,6 +456,8 @@ def _csv_conversion(fmt: str, pixel_size: float | None, half_pixel: bool) -> str
             )
         return f"{fmt} nm used unchanged (half_pixel=False: Picasso-export compatible, no +0.5 px); frame unchanged"
     base = FRAME_BASE[fmt]
+    if fmt == "oni":
+        return oni_csv.CONVERSION
     return f"{fmt}: x, y unchanged (nm, corner convention); frame - {base} ({base}-based -> 0-based)"
 
 
@@ -419,144 +504,28 @@ def write_locs(
     """Write ``table`` in ``format`` (from the extension when None); returns the written paths.
 
     Atomic (all files of one output are checked first and renamed into place together); refuses to replace an
-    existing file unless ``overwrite``. ``half_pixel`` and ``pixel_size`` matter for Picasso only.
+    existing file unless ``overwrite``. ``half_pixel`` and ``pixel_size`` matter for Picasso and DECODE only.
     """
     path = Path(path)
     fmt = format_for_output(path, format)
     targets = output_paths(path, fmt)
     check_writable(targets, overwrite)
-    if fmt == "deepstorm":
-        _write_deepstorm(table, targets[0], overwrite)
-    elif fmt == "deepstorm-prediction":
-        _write_deepstorm_prediction(table, targets[0], overwrite)
-    elif fmt == "thunderstorm":
-        _write_thunderstorm(table, targets[0], overwrite)
-    else:
+    if fmt in CSV_WRITE_FORMATS:
+        write_csv(table, fmt, targets[0], overwrite)
+    elif fmt == "picasso":
         write_picasso(table, targets[0], targets[1], overwrite, half_pixel, pixel_size)
+    else:
+        h5formats.write_hdf5_locs(table, targets[0], fmt, overwrite, half_pixel, pixel_size)
     return targets
-
-
-def _frames_out(table: LocTable, base: int) -> np.ndarray:
-    return table.frame + base
-
-
-def _write_arrow_csv(header: str, columns: dict[str, np.ndarray | None], n: int, target: Path, overwrite: bool) -> None:
-    """Header line written as given, then the rows with pyarrow's CSV writer (None / NaN -> empty field)."""
-    arrays = []
-    for values in columns.values():
-        if values is None:
-            arrays.append(pa.nulls(n, pa.float64()))
-        elif values.dtype.kind == "f" and not np.all(np.isfinite(values)):
-            arrays.append(pa.array(values, mask=~np.isfinite(values)))
-        else:
-            arrays.append(pa.array(values))
-    table = pa.Table.from_arrays(arrays, names=[f"c{i}" for i in range(len(arrays))])
-    with atomic_group([target], overwrite) as (tmp,):
-        with pa.OSFile(str(tmp), "wb") as sink:
-            sink.write((header + "\n").encode("utf-8"))
-            if n:
-                _write_csv_rows(table, sink)
-
-
-_CSV_CHUNK_ROWS = 1 << 19
-
-
-def _write_csv_rows(table, sink) -> None:
-    """Rows (no header) with pyarrow's CSV writer; large tables are formatted in row chunks on several threads
-    (pyarrow releases the GIL) and written in order, with at most a few chunks in memory."""
-    options = pacsv.WriteOptions(include_header=False, batch_size=1 << 14, quoting_style="needed")
-    n = table.num_rows
-    workers = min(4, os.cpu_count() or 1)
-    if n <= _CSV_CHUNK_ROWS or workers == 1:
-        pacsv.write_csv(table, sink, options)
-        return
-
-    def encode(start: int):
-        buffer = pa.BufferOutputStream()
-        pacsv.write_csv(table.slice(start, _CSV_CHUNK_ROWS), buffer, options)
-        return buffer.getvalue()
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: deque = deque()
-        for start in range(0, n, _CSV_CHUNK_ROWS):
-            pending.append(pool.submit(encode, start))
-            if len(pending) > workers:
-                sink.write(pending.popleft().result())
-        while pending:
-            sink.write(pending.popleft().result())
-
-
-def _optional(table: LocTable, name: str) -> np.ndarray | None:
-    return table[name] if name in table and np.any(np.isfinite(table[name])) else None
-
-
-def _write_deepstorm(table: LocTable, target: Path, overwrite: bool) -> None:
-    n = len(table)
-    columns = {
-        "": np.arange(1, n + 1, dtype=np.int64),
-        "frame": _frames_out(table, 1),
-        "x [nm]": table.x,
-        "y [nm]": table.y,
-        "Photon #": _optional(table, "photons"),
-        "Sigma [nm]": _optional(table, "sigma"),
-    }
-    _write_arrow_csv(DEEPSTORM_HEADER, columns, n, target, overwrite)
-
-
-def _write_deepstorm_prediction(table: LocTable, target: Path, overwrite: bool) -> None:
-    columns = {
-        "frame": _frames_out(table, 1),
-        "x [nm]": table.x,
-        "y [nm]": table.y,
-        "confidence [a.u]": _optional(table, "confidence"),
-    }
-    _write_arrow_csv(DEEPSTORM_PREDICTION_HEADER, columns, len(table), target, overwrite)
-
-
-_THUNDERSTORM_STANDARD = (
-    ("z", "z [nm]"),
-    ("sigma", "sigma [nm]"),
-    ("photons", "intensity [photon]"),
-    ("background", "offset [photon]"),
-    ("uncertainty", "uncertainty_xy [nm]"),
-    ("confidence", "confidence [a.u]"),
-)
-
-
-def _thunderstorm_layout(table: LocTable) -> dict[str, np.ndarray]:
-    n = len(table)
-    cols: dict[str, np.ndarray] = {
-        "id": np.arange(1, n + 1, dtype=np.int64),
-        "frame": _frames_out(table, 1),
-        "x [nm]": table.x,
-        "y [nm]": table.y,
-    }
-    for canonical, name in _THUNDERSTORM_STANDARD:
-        if canonical in table:
-            cols[name] = table[canonical]
-    taken = {c.lower() for c in cols}
-    for name in table.columns:
-        if name in ("frame", "x", "y") or name in OPTIONAL or name in _PIXEL_UNIT_FIELDS:
-            continue
-        if name.startswith("picasso_") or name.lower() in taken or name.lower() in _CSV_STANDARD:
-            continue
-        values = table[name]
-        if values.dtype.kind in "iuf" and '"' not in name and "," not in name and name.strip() == name and name:
-            cols[name] = values
-            taken.add(name.lower())
-    return cols
-
-
-def _write_thunderstorm(table: LocTable, target: Path, overwrite: bool) -> None:
-    cols = _thunderstorm_layout(table)
-    header = ",".join(f'"{name}"' for name in cols)
-    _write_arrow_csv(header, dict(cols), len(table), target, overwrite)
-
 
 
 __all__ = [
     "LOC_FORMATS",
+    "CSV_FORMATS",
     "WRITE_FORMATS",
+    "RECOGNISED",
+    "column_minima",
+    "arrow_to_numpy",
     "FORMAT_TITLES",
     "FRAME_BASE",
     "detect_format",

@@ -25,7 +25,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
 from imagebinner.errors import FormatError, ParameterError
 from imagebinner.io import picasso_yaml
@@ -120,6 +119,8 @@ class Movie:
         return picasso_yaml.pixel_size(docs, yaml_path)
 
     def _open_tif(self) -> float | None:
+        import tifffile
+
         try:
             tif = tifffile.TiffFile(self.path)
         except (tifffile.TiffFileError, ValueError, OSError, struct.error) as exc:
@@ -161,6 +162,8 @@ class Movie:
 
     def _open_pages_lazily(self, tif: tifffile.TiffFile, page0) -> bool:
         """Page-wise access without parsing every page; False when the pages are not uniform frames."""
+        import tifffile
+
         if tif.is_imagej:
             meta = tif.imagej_metadata or {}
             self._check_axis_counts([(a, int(meta.get(k, 1))) for a, k in zip("TZC", ("frames", "slices", "channels"))])
@@ -267,6 +270,8 @@ class Movie:
         k = self._check(k)
         if self._memmap is not None:
             return np.array(self._memmap[k], dtype=self.dtype)
+        import tifffile
+
         if self._tif is None:
             self._closed()
         with self._lock:
@@ -396,7 +401,7 @@ def open_movie(path: str | Path, pixel_size: float | None = None) -> Movie:
     return Movie(path, pixel_size=pixel_size)
 
 
-def _tif_pixel_size(tif: tifffile.TiffFile) -> float | None:
+def _tif_pixel_size(tif: "tifffile.TiffFile") -> float | None:
     """Pixel size in nm from the resolution tags, in the ImageJ ``unit`` when present, else in the TIF unit
     (cm or inch); None when not recorded (no tags, unit NONE, or 1 pixel per unit)."""
     page = tif.pages.first

@@ -11,7 +11,6 @@ import re
 import warnings
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from imagebinner import __version__
@@ -36,6 +35,8 @@ def is_hdf5(path: Path) -> bool:
 
 def check_picasso_hdf5(path: Path) -> None:
     """Raise FormatError unless the HDF5 file holds a compound ``/locs`` dataset."""
+    import h5py
+
     try:
         with h5py.File(path, "r") as h5:
             ds = h5.get("locs")
@@ -51,12 +52,33 @@ def check_picasso_hdf5(path: Path) -> None:
 
 def read_picasso(path: Path, pixel_size: float | None, half_pixel: bool) -> LocTable:
     """A Picasso HDF5 file and its YAML as the canonical table (pixel size from the YAML unless given)."""
+    import h5py
+
+    meta = picasso_meta(path, pixel_size, half_pixel)
+    with h5py.File(path, "r") as h5:
+        ds = h5["locs"]
+        fields = list(ds.dtype.names)
+        n = ds.shape[0] if ds.shape else 0
+        raw: dict[str, np.ndarray] = {name: np.empty(n, dtype=ds.dtype[name].newbyteorder("=")) for name in fields}
+        block = 1 << 21
+        for start in range(0, n, block):
+            chunk = ds[start : start + block]
+            for name in fields:
+                raw[name][start : start + len(chunk)] = chunk[name]
+    return LocTable(picasso_columns(raw, meta.pixel_size, half_pixel, path), meta, validate=False)
+
+
+def picasso_meta(path: Path, pixel_size: float | None, half_pixel: bool) -> LocMeta:
+    """Metadata of a Picasso file (YAML documents, pixel size, field of view, the conversion applied), with the
+    checks and warnings about the pixel size and the ``/locs`` fields; reads no localizations."""
+    import h5py
+
     check_picasso_hdf5(path)
     yaml_path = picasso_yaml.sidecar_path(path)
     if yaml_path.exists():
         docs = picasso_yaml.load_docs(yaml_path)
     elif pixel_size is not None:
-        warnings.warn(f"{yaml_path}: Picasso YAML not found; using the given pixel size {pixel_size} nm", stacklevel=3)
+        warnings.warn(f"{yaml_path}: Picasso YAML not found; using the given pixel size {pixel_size} nm", stacklevel=4)
         docs = []
     else:
         raise FormatError(
@@ -71,7 +93,7 @@ def read_picasso(path: Path, pixel_size: float | None, half_pixel: bool) -> LocT
             warnings.warn(
                 f"{path}: using the given pixel size {pixel_size} nm instead of Pixelsize = {yaml_ps} nm from "
                 f"{yaml_path.name}",
-                stacklevel=3,
+                stacklevel=4,
             )
         ps = float(pixel_size)
     elif yaml_ps is not None:
@@ -90,18 +112,38 @@ def read_picasso(path: Path, pixel_size: float | None, half_pixel: bool) -> LocT
             params=["pixel_size"],
         )
     with h5py.File(path, "r") as h5:
-        ds = h5["locs"]
-        fields = list(ds.dtype.names)
-        for required in ("frame", "x", "y"):
-            if required not in fields:
-                raise FormatError(f"/locs lacks the required field {required!r} (fields: {fields})", path)
-        n = ds.shape[0] if ds.shape else 0
-        raw: dict[str, np.ndarray] = {name: np.empty(n, dtype=ds.dtype[name].newbyteorder("=")) for name in fields}
-        block = 1 << 21
-        for start in range(0, n, block):
-            chunk = ds[start : start + block]
-            for name in fields:
-                raw[name][start : start + len(chunk)] = chunk[name]
+        fields = list(h5["locs"].dtype.names)
+    for required in ("frame", "x", "y"):
+        if required not in fields:
+            raise FormatError(f"/locs lacks the required field {required!r} (fields: {fields})", path)
+    height = picasso_yaml.lookup(docs, "Height")
+    width = picasso_yaml.lookup(docs, "Width")
+    n_frames = picasso_yaml.lookup(docs, "Frames")
+    if half_pixel:
+        conversion = (
+            f"picasso px (pixel centres at integers) -> nm corner convention: x_nm = (x_px + 0.5) * {ps:g}; "
+            "frame unchanged (0-based)"
+        )
+    else:
+        conversion = (
+            f"picasso px -> nm without the half-pixel shift (half_pixel=False, Picasso-export compatible): "
+            f"x_nm = x_px * {ps:g}; frame unchanged (0-based)"
+        )
+    return LocMeta(
+        pixel_size=ps,
+        image_shape=(int(height), int(width)) if height is not None and width is not None else None,
+        n_frames=int(n_frames) if n_frames is not None else None,
+        source_format="picasso",
+        source_path=str(path),
+        conversion=conversion,
+        picasso_yaml=tuple(docs),
+    )
+
+
+def picasso_columns(raw: dict[str, np.ndarray], ps: float, half_pixel: bool, path: Path) -> dict[str, np.ndarray]:
+    """Canonical columns from Picasso ``/locs`` fields (all rows or one chunk: every step is per row).
+
+    ``raw`` is consumed (its entries are popped)."""
     shift = 0.5 if half_pixel else 0.0
     out: dict[str, np.ndarray] = {}
     frames = raw.pop("frame")
@@ -113,7 +155,7 @@ def read_picasso(path: Path, pixel_size: float | None, half_pixel: bool) -> LocT
             warnings.warn(
                 f"{path}: {int(np.count_nonzero(floored != frames))} frame values are not integral (e.g. mean frames "
                 "of clustered molecules); frame = floor(value), the original values are kept as 'picasso_frame'",
-                stacklevel=3,
+                stacklevel=4,
             )
             out["picasso_frame"] = frames
         frames = floored
@@ -144,29 +186,7 @@ def read_picasso(path: Path, pixel_size: float | None, half_pixel: bool) -> LocT
         if name in out:
             name = f"picasso_{name}"
         out[name] = values
-    height = picasso_yaml.lookup(docs, "Height")
-    width = picasso_yaml.lookup(docs, "Width")
-    n_frames = picasso_yaml.lookup(docs, "Frames")
-    if half_pixel:
-        conversion = (
-            f"picasso px (pixel centres at integers) -> nm corner convention: x_nm = (x_px + 0.5) * {ps:g}; "
-            "frame unchanged (0-based)"
-        )
-    else:
-        conversion = (
-            f"picasso px -> nm without the half-pixel shift (half_pixel=False, Picasso-export compatible): "
-            f"x_nm = x_px * {ps:g}; frame unchanged (0-based)"
-        )
-    meta = LocMeta(
-        pixel_size=ps,
-        image_shape=(int(height), int(width)) if height is not None and width is not None else None,
-        n_frames=int(n_frames) if n_frames is not None else None,
-        source_format="picasso",
-        source_path=str(path),
-        conversion=conversion,
-        picasso_yaml=tuple(docs),
-    )
-    return LocTable(out, meta, validate=False)
+    return out
 
 
 # ================================================================================================== writing
@@ -318,6 +338,8 @@ def write_picasso(
         doc["Notes"] = "; ".join(notes)
     docs = [dict(d) for d in table.meta.picasso_yaml] + [doc]
     dropped, reasons = picasso_sanity_report(records, width, height)
+    import h5py
+
     with atomic_group([target, yaml_target], overwrite) as (tmp_h5, tmp_yaml):
         with h5py.File(tmp_h5, "w") as h5:
             h5.create_dataset("locs", data=records)

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
 from imagebinner.errors import ParameterError
 from imagebinner.io.atomic import atomic_path
@@ -83,6 +82,8 @@ class TifWriter:
         big = self.bigtiff
         if big is None:
             big = n * shape[0] * shape[1] * np.dtype(self.dtype).itemsize > BIGTIFF_THRESHOLD
+        import tifffile
+
         with tifffile.TiffWriter(self._tmp, bigtiff=big, imagej=not big) as tw:
             tw.write(
                 frames,
