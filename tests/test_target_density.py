@@ -167,7 +167,7 @@ def test_impossible_targets_fail_fast_with_the_reachable_range(known, tmp_path):
     with pytest.raises(ParameterError, match=r"out of reach: .* reach [\d.]+–[\d.]+ per µm²") as err:
         save(b)
     assert "\n" not in str(err.value) and not (tmp_path / "o").exists()
-    b = binner(known[:2], target_density="0.01:3")  # sparser than one patch
+    b = binner(known[:2], target_density="0.01:3")  # sparser than half the sparsest patch
     with pytest.raises(ParameterError, match="out of reach"):
         b.compose()
     for text in ("x", "5:", "20:5", "-3", "1:2:3"):
@@ -224,3 +224,30 @@ def test_a_one_frame_binned_movie_is_refused_before_any_work(known, tmp_path):
     assert "\n" not in str(err.value) and not (tmp_path / "o").exists() and not b.loaded
     b.n_binned = 2
     assert tifffile.imread(save(b)[0]).shape == (2, 16, 16)
+
+
+# -- the view of the target next to the result (model test, no browser) -------------------------------------------
+def test_target_density_view_shows_test_target_and_binned_boxes(known):
+    hv = pytest.importorskip("holoviews")
+    from imagebinner.views.binner_density import target_density_element, target_density_plot
+
+    hv.extension("bokeh")
+    test_movie, test_locs = known[2]
+    b = binner(known[:2], target_density_from=test_locs, test_movie=test_movie, target_spread="test", n_binned=60)
+    empty = target_density_element(b)
+    assert set(empty.BoxWhisker.I.dimension_values("group")) == {"(no target or plan yet)"}
+    dmap = target_density_plot(b)
+    b.compose()
+    element = dmap[()]
+    boxes = element.BoxWhisker.I
+    groups, values = boxes.dimension_values("group"), boxes.dimension_values("density")
+    stats = b.stats
+    for name, expected in (("test movie", stats["test"]["density_per_frame_per_um2"]),
+                           ("target", b.frame_targets), ("binned frames", achieved(b))):
+        np.testing.assert_allclose(np.sort(values[groups == name]), np.sort(expected))
+    assert element.get(1).y == pytest.approx(stats["target"]["mean_target"])
+    figure = hv.render(element, backend="bokeh")
+    assert "target mean" in figure.title.text and "reached" in figure.title.text
+    b.target_density_from = ""  # a stale plan: the binned and target boxes go
+    b.target_density = "3"
+    assert set(dmap[()].BoxWhisker.I.dimension_values("group")) <= {"test movie", "(no target or plan yet)"}

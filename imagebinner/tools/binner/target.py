@@ -133,7 +133,8 @@ def frame_area_um2(patch_size: int, pixel_size: float) -> float:
 def reachable_range(pool: Pool, patch_size: int, pixel_size: float, conflicts: dict | None = None
                     ) -> tuple[float, float]:
     """Densities (per µm²) a binned frame of this pool can reach: one sparsest patch, up to the densest set of
-    non-overlapping patches (greedy by emitters, largest first)."""
+    non-overlapping patches (greedy by emitters, largest first). Targets down to half the sparsest patch are
+    served by it (nearest)."""
     conflicts = conflicts_of(pool, patch_size) if conflicts is None else conflicts
     order = np.argsort(-pool.n_locs, kind="stable").tolist()
     total = _fill(order, np.inf, pool.n_locs, conflicts)[1]
@@ -177,7 +178,8 @@ def compose_to_targets(pool: Pool, patch_size: int, pixel_size: float, targets: 
     conflicts = conflicts_of(pool, patch_size)
     low, high = reachable_range(pool, patch_size, pixel_size, conflicts)
     area = frame_area_um2(patch_size, pixel_size)
-    if targets.max() > high * (1 + 1e-9) or targets.min() < low * (1 - 1e-9):
+    # below the sparsest patch, one patch is still nearest down to half of it
+    if targets.max() > high * (1 + 1e-9) or targets.min() <= low / 2:
         raise ParameterError(
             f"target_density {targets.min():.4g}–{targets.max():.4g} per µm² is out of reach: binned frames of this "
             f"pool ({len(pool)} patches of {patch_size}x{patch_size} px) reach {low:.4g}–{high:.4g} per µm²; "

@@ -38,6 +38,7 @@ from imagebinner.tools.binner.target import (
     SPREADS,
     TestDensity,
     compose_to_targets,
+    emitters_per_frame,
     frame_targets,
     measure_test_density,
     parse_target,
@@ -335,6 +336,13 @@ class Binner(Task, CameraSettings, OutputFolder):
         k = int(pool_index["pool_index"]) if isinstance(pool_index, Mapping) else int(pool_index)
         self.draw_pool()
         return self._reader.image(k)
+
+    def emitters_per_binned_frame(self) -> np.ndarray:
+        """Emitters (labels) of every binned frame of the current plan (frames may hold different numbers of
+        parts: rows of ``plan`` are padded with -1); empty without a plan."""
+        if self.plan is None or self.pool is None:
+            return np.zeros(0, dtype=np.int64)
+        return emitters_per_frame(self.pool, self.plan)
 
     def binned_locs(self) -> Any:
         """Labels of all binned frames (LocTable: frame = 0-based binned frame number, patch-local nm)."""
