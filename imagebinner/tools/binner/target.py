@@ -193,9 +193,16 @@ def compose_to_targets(pool: Pool, patch_size: int, pixel_size: float, targets: 
             "raise n_patches or lower n_binned", params=["reuse_patches", "n_patches", "n_binned"])
     rows: list[list[int]] = []
     remaining = rng.permutation(len(pool)).tolist() if not reuse_patches else None
+    mean_locs = max(float(pool.n_locs.mean()), 1e-9)
     for j, goal in enumerate(goals.tolist()):
-        order = rng.permutation(len(pool)).tolist() if reuse_patches else remaining
-        chosen, total, reached = _fill(order, goal, pool.n_locs, conflicts)
+        if reuse_patches:
+            permutation = rng.permutation(len(pool))
+            head = int(4 * goal / mean_locs) + 64  # usually enough; the whole permutation when not
+            chosen, total, reached = _fill(permutation[:head].tolist(), goal, pool.n_locs, conflicts)
+            if not reached and head < len(pool):
+                chosen, total, reached = _fill(permutation.tolist(), goal, pool.n_locs, conflicts)
+        else:
+            chosen, total, reached = _fill(remaining, goal, pool.n_locs, conflicts)
         if reuse_patches and not reached:  # ran out along this order (overlaps): densest patches first
             chosen, total, reached = _fill(np.argsort(-pool.n_locs, kind="stable").tolist(), goal, pool.n_locs,
                                            conflicts)
