@@ -485,3 +485,33 @@ def test_the_committed_index_page_is_the_generated_one(tmp_path):
 
     generated = write_index(tmp_path, {name: title for name, (_m, _c, title) in PAGES.items()})
     assert (REPO / "dashboards" / "index.html").read_text() == generated.read_text()
+
+
+def _stylesheet_urls(model) -> set[str]:
+    from bokeh.models import ImportedStyleSheet
+
+    return {str(s.url) for s in model.select({"type": ImportedStyleSheet})}
+
+
+def test_component_stylesheets_never_fall_back_to_panels_cdn(monkeypatch):
+    """A model built or updated for a document that has no dist URL yet (a concurrent session's setup, a notebook
+    update) links Panel's stylesheets from the served ``static/`` folder, or inline in a notebook with inline
+    resources, never from cdn.holoviz.org (Panel's fallback, closed by apps.offline.local_stylesheets)."""
+    from bokeh.document import Document
+    from bokeh.settings import settings
+    from panel.io.resources import CDN_DIST
+
+    from imagebinner.apps.offline import local_stylesheets
+
+    local_stylesheets()
+    monkeypatch.setattr(settings, "resources", "server")
+    md = pn.pane.Markdown("one")
+    served = _stylesheet_urls(md.get_root(Document()))
+    assert served and all(u.startswith("static/extensions/panel/") for u in served), served
+    monkeypatch.setattr(pn.config, "inline", True)
+    md = pn.pane.Markdown("one")
+    model = md.get_root(Document())
+    md.object = "two"  # an update re-sends the pane's stylesheets (panel/pane/markup.py _update)
+    inline = _stylesheet_urls(model)
+    assert inline and all(u.startswith("data:text/css;base64,") for u in inline), inline
+    assert not any(CDN_DIST in u for u in served | inline)

@@ -45,3 +45,7 @@ __all__ = [
     "data_root", "find_measurement_pairs", "hv_pane", "in_session", "inside_root", "notify", "param_widget",
     "rebuilt_on", "session_arg", "warnings_as_notifications", "status_pane", "tool_widgets", "bounds_text", "out_of_bounds",
 ]
+
+from imagebinner.apps.offline import local_stylesheets  # noqa: E402
+
+local_stylesheets()  # every app, served or in a notebook: no component stylesheet linked from Panel's CDN
