@@ -10,7 +10,7 @@ from imagebinner.errors import ParameterError
 from imagebinner.io import LocMeta, LocTable, read_locs, write_tif
 from imagebinner.simulate.prediction import make_prediction_folder
 from imagebinner.tools.matching import match
-from imagebinner.tools.relocalize import Relocalize, find_maxima, relocalize_stack
+from imagebinner.tools.relocalize import Relocalize, find_maxima, notebook_default_l2, relocalize_stack
 
 L2 = 100.0
 
@@ -92,12 +92,18 @@ def test_relocalize_stack_reads_pages_lazily_and_converts_to_canonical(tmp_path)
     write_tif(tmp_path / "tagged.tif", pages, pixel_size=ps_hr, dtype="float32")
     tagged = relocalize_stack(tmp_path / "tagged.tif", local_average=True)
     assert len(tagged) == 3 and tagged.x[0] == pytest.approx(7 * ps_hr, abs=1e-3)
-    tool = Relocalize(stacked_path=str(path), pixel_size_hr=ps_hr, local_average=False)
+    tool = Relocalize(stacked_path=str(path), pixel_size_hr=ps_hr, local_average=False, l2_weighting_factor=L2)
     out = tool.run()
     assert len(out) == 3 and tool.progress == tool.n_steps == 3 and tool.result is out
     # the shared re-localization settings: a higher threshold keeps only the peaks above it × L2 (90 and 70 > 60)
-    strict = Relocalize(stacked_path=str(path), pixel_size_hr=ps_hr, local_average=False, relocalize_threshold=0.6)
+    strict = Relocalize(stacked_path=str(path), pixel_size_hr=ps_hr, local_average=False, relocalize_threshold=0.6,
+                        l2_weighting_factor=L2)
     assert strict.run().x.tolist() == [7 * ps_hr, 30 * ps_hr]
+    # without L2: the notebook's default automatic normalization for the upsampling (x8: 170.2 > 90 / 0.6 ...)
+    default = Relocalize(stacked_path=str(path), pixel_size_hr=ps_hr, local_average=False, relocalize_threshold=0.45,
+                         upsampling=8)
+    assert default.run().x.tolist() == [7 * ps_hr]  # 90 > 0.45 * 170.2 = 76.6 > 70
+    assert "170.2" in default.result.meta.conversion and "notebook default" in default.result.meta.conversion
     assert strict.settings_record()["relocalize_threshold"] == 0.6 and strict.result.meta.pixel_size is None
 
 
@@ -125,3 +131,47 @@ def test_relocalizing_the_simulated_stack_reproduces_the_csv(tmp_path, local_ave
     assert res.tp == len(csv)
     assert np.max(np.hypot(res.dx, res.dy)) < 1e-3  # float32 rounding in the stack only
     np.testing.assert_allclose(re_found["confidence"][res.pred_index], csv["confidence"][res.gt_index], rtol=1e-5)
+
+
+def test_notebook_default_l2_is_its_automatic_normalization_formula():
+    # section 3.2: 100 / sqrt(min(n_locs_per_patch, 7) * 8**2 / (u**2 * 20.28)), min = 7 at usual densities
+    for u, expected in ((4, 85.1), (8, 170.2), (16, 340.4)):
+        assert notebook_default_l2(u) == pytest.approx(expected, abs=0.05)
+        assert notebook_default_l2(u) == pytest.approx(100 / np.sqrt(7 * 64 / (u**2 * 20.28)))
+
+
+def test_maxima_hand_computed_ties_borders_and_neighbourhoods():
+    img = np.zeros((7, 8), np.float32)
+    img[0, 0] = 5.0  # corner: outside the image never wins
+    img[3, 3] = img[3, 4] = 4.0  # a tie: both equal their neighbourhood maximum, both detected
+    img[5, 6] = 3.0  # 2 px from the tie: a maximum of 3x3, not of 5x5 (the tie is within 2 px)
+    img[6, 7] = 1.0  # corner, next to the 3.0: not a maximum
+    rows, cols, conf = find_maxima(img, 0.01, 10.0, local_average=False, neighborhood_size=3)
+    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0), (3, 3), (3, 4), (5, 6)]  # row-major as tf.where
+    assert conf.tolist() == pytest.approx([0.5, 0.4, 0.4, 0.3])
+    rows, cols, _ = find_maxima(img, 0.01, 10.0, local_average=False, neighborhood_size=5)
+    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0), (3, 3), (3, 4)]
+    # neighbourhood 1: every pixel above the threshold
+    assert len(find_maxima(img, 0.01, 10.0, local_average=False, neighborhood_size=1)[0]) == 5
+    # an even neighbourhood pads like TensorFlow's 'same' pooling: the window reaches one pixel right/down
+    # (offsets 0..1 for 2): the 1.0 at (6, 7) does not see the 3.0 up-left of it and counts (it would not with
+    # offsets -1..0, the other possible choice)
+    rows, cols, _ = find_maxima(img, 0.01, 10.0, local_average=False, neighborhood_size=2)
+    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0), (3, 3), (3, 4), (5, 6), (6, 7)]
+    # local averaging at the border: zeros outside; the tie's CoG is half a pixel towards the twin
+    rows, cols, conf = find_maxima(img, 0.01, 10.0, local_average=True, neighborhood_size=3)
+    assert (rows[0], cols[0], conf[0]) == (0.0, 0.0, pytest.approx(0.5))
+    assert (rows[1], cols[1]) == (3.0, pytest.approx(3.5)) and (rows[2], cols[2]) == (3.0, pytest.approx(3.5))
+    assert conf[1] == pytest.approx(0.8)
+    # the threshold is compared in float32 like the notebook's layer: 0.1 * 30 rounds to the stored 3.0
+    one = np.zeros((3, 3), np.float32)
+    one[1, 1] = np.float32(0.1) * np.float32(30.0)
+    assert len(find_maxima(one, 0.1, 30.0, local_average=False)[0]) == 0  # not greater
+
+
+def test_neighborhood_size_is_a_setting_of_relocalize_and_the_review():
+    from imagebinner.tools.review import PredictionReview
+
+    assert "neighborhood_size" in Relocalize.settings and "neighborhood_size" in PredictionReview.settings
+    with pytest.raises(ValueError):
+        Relocalize(neighborhood_size=0)

@@ -160,7 +160,15 @@ def test_review_without_truth_and_from_the_stacked_density(measurement, tmp_path
         for k in range(m.n_frames):
             write_tif(frames / f"meas_frame{k + 1:05d}.tif", m.frame(k), pixel_size=PS)
         frame3 = m.frame(3)
-    review = PredictionReview(folder=str(measurement["pred"]), movie=str(frames), source="stacked").load()
+    # the simulated predictions used L2 = 100: the model folder's model_metadata.mat tells the review
+    from imagebinner.simulate.model import write_metadata
+
+    (tmp_path / "model").mkdir()
+    write_metadata(tmp_path / "model" / "model_metadata.mat", 0.2, 0.1, U, 100.0)
+    review = PredictionReview(folder=str(measurement["pred"]), movie=str(frames), source="stacked",
+                              model_folder=str(tmp_path / "model")).load()
+    assert review.l2_used == 100.0 and review.l2_source == "model_metadata.mat"
+    assert review.model_metadata["upsampling"] == U
     assert review.metrics == {} and review.sweep == {} and review.n_frames == N_FRAMES
     assert review.upsampling_used == U and np.array_equal(review.movie_frame(3), frame3)
     csv = read_locs(measurement["paths"]["localizations"])
@@ -259,7 +267,7 @@ def test_a_shared_setting_edited_once_changes_both_tools_the_cli_help_and_the_pr
     with pytest.raises(SystemExit):
         main(["review", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "--l2-weighting-factor L2_WEIGHTING_FACTOR Edited in one place: the L2 factor. (default: 100.0)" in help_text
+    assert "--l2-weighting-factor L2_WEIGHTING_FACTOR Edited in one place: the L2 factor." in help_text
     assert "--relocalize-threshold RELOCALIZE_THRESHOLD" in help_text and "(default: 0.3)" in help_text
     review = PredictionReview(folder=str(measurement["pred"]), source="stacked").load()
     assert review.result_summary()["settings"]["relocalize_threshold"] == 0.3
@@ -582,3 +590,25 @@ def test_threshold_range_spans_the_loaded_confidences(measurement):
     high = PredictionReview(folder=str(measurement["pred"]), threshold=float(conf.max()) + 1).load()
     assert high.threshold == conf.max() + 1 and len(high.filtered) == 0
     assert high.param.threshold.softbounds[1] == conf.max() + 1
+
+
+def test_l2_follows_the_setting_then_the_metadata_beside_then_the_notebook_default(measurement, tmp_path, capsys):
+    from imagebinner.simulate.model import write_metadata
+    from imagebinner.tools.relocalize import notebook_default_l2
+
+    folder = tmp_path / "p"
+    shutil.copytree(measurement["pred"], folder)
+    default = PredictionReview(folder=str(folder), source="stacked").load()
+    assert default.l2_used == pytest.approx(notebook_default_l2(U)) == pytest.approx(170.2, abs=0.05)
+    assert default.l2_source.startswith("notebook default automatic normalization for x8")
+    write_metadata(folder / "model_metadata.mat", 0.2, 0.1, 4, 100.0)  # beside the predictions (predict writes it)
+    beside = PredictionReview(folder=str(folder), source="stacked").load()
+    assert (beside.l2_used, beside.l2_source) == (100.0, "model_metadata.mat")
+    assert beside.upsampling_used == 4  # the metadata's upsampling replaces the derived one
+    assert len(beside.predictions) > len(default.predictions)  # a lower L2: more peaks above threshold x L2
+    given = PredictionReview(folder=str(folder), source="stacked", l2_weighting_factor=150.0).load()
+    assert (given.l2_used, given.l2_source) == (150.0, "l2_weighting_factor setting")
+    assert main(["review", str(measurement["pred"]), "--source", "stacked"]) == 0
+    assert "L2 weighting factor 170.21 (notebook default automatic normalization for x8" in capsys.readouterr().out
+    with pytest.raises(FormatError, match="model_metadata.mat: model metadata not found"):
+        PredictionReview(folder=str(folder), model_folder=str(tmp_path)).load()

@@ -66,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
         f"upsampling {s['upsampling'] if s['upsampling'] is not None else 'n/a'}"
     )
     print(f"{s['n_frames']} frames; {ps}")
+    if s["source"] == "stacked":
+        print(f"re-localized with L2 weighting factor {s['l2_weighting_factor_used']:.6g} ({s['l2_source']})")
+    elif s["model_metadata"]:
+        print(f"model metadata: {s['model_metadata']['path']} (L2 {s['model_metadata']['l2_weighting_factor']:g}, "
+              f"upsampling {s['model_metadata']['upsampling']})")
     print(f"predictions: {s['n_pred']} of {s['n_pred_total']} kept at confidence >= {s['threshold']:g}")
     if tool.truth is None:
         print("no ground truth given: no metrics (use --ground-truth)")

@@ -1,4 +1,4 @@
-"""Geometry of a prediction review: camera and hr pixel sizes, upsampling, image shapes, field area.
+"""Geometry of a prediction review: camera and hr pixel sizes, upsampling, image shapes, field area, the L2 factor.
 
 Deep-STORM hr images (``Predicted_``, ``Widefield_``, ``Predicted_stacked_``) are ``upsampling`` times the camera
 image in each direction, with pixel size ``camera pixel size / upsampling``. Whatever is not given is derived from
@@ -107,3 +107,16 @@ def resolve_geometry(
         camera_pixel_size=camera_ps,
         upsampling=u,
     )
+
+
+def resolve_l2(setting: float | None, metadata_l2: float | None, upsampling: int | None) -> tuple[float, str]:
+    """The L2 weighting factor of the re-localization and where it comes from: the setting, else the model's
+    ``model_metadata.mat`` ("Normalization factor"), else the notebook's default automatic normalization for the
+    upsampling (``100 / sqrt(7 · 64 / (u² · 20.28))`` ≈ 21.28·u; ×8 when the upsampling is unknown)."""
+    from imagebinner.tools.relocalize import resolve_l2 as default_for
+
+    if setting is not None:
+        return float(setting), "l2_weighting_factor setting"
+    if metadata_l2 is not None:
+        return float(metadata_l2), "model_metadata.mat"
+    return default_for(None, upsampling)

@@ -67,6 +67,19 @@ def open_test_movie(movie: str, folder: str, stem: str, exploded: bool, pixel_si
     return open_movie(path, pixel_size=pixel_size), str(path)
 
 
+def find_model_metadata(model_folder: str, folder: str):
+    """The model's ``model_metadata.mat``: from ``model_folder`` when given (an error when it lacks one), else the
+    copy beside the predictions (``imagebinner predict`` writes one), else None."""
+    from imagebinner.io.deepstorm_model import METADATA_NAME, read_metadata
+
+    if model_folder:
+        if not Path(model_folder).is_dir():
+            raise FormatError("model folder not found (or not a folder)", model_folder)
+        return read_metadata(Path(model_folder) / METADATA_NAME)
+    beside = Path(folder) / METADATA_NAME
+    return read_metadata(beside) if beside.is_file() else None
+
+
 def read_truth(
     path: str, format: str, pixel_size: float | None, half_pixel: bool, fallback_pixel_size: float | None
 ) -> LocTable:
@@ -88,15 +101,17 @@ def read_predictions(
     pixel_size_hr: float | None,
     upsampling: int | None,
     folder: str,
+    l2: float | None = None,
 ) -> LocTable:
     """All predictions of the found ``files``: the Localizations CSV (``source`` "localizations") or re-localized
-    from the stacked density ("stacked", with ``relocalizer``'s settings); exploded predictions as one table."""
+    from the stacked density ("stacked", with ``relocalizer``'s settings and ``l2`` when its own is empty);
+    exploded predictions as one table."""
     if files["exploded"] is not None:
-        pred = _read_exploded(files, source, relocalizer, pixel_size_hr, upsampling, folder)
+        pred = _read_exploded(files, source, relocalizer, pixel_size_hr, upsampling, folder, l2)
     elif source == "stacked":
         if files["stacked"] is None:
             raise FormatError(f"no Predicted_stacked_{files['stem']}.tif to re-localize from", folder)
-        pred = _relocalize(relocalizer, files["stacked"], pixel_size_hr, upsampling)
+        pred = _relocalize(relocalizer, files["stacked"], pixel_size_hr, upsampling, l2)
     else:
         if files["localizations"] is None:
             raise FormatError(
@@ -112,12 +127,13 @@ def read_predictions(
 
 
 def _relocalize(
-    relocalizer: RelocalizeSettings, path: Path, pixel_size_hr: float | None, upsampling: int | None
+    relocalizer: RelocalizeSettings, path: Path, pixel_size_hr: float | None, upsampling: int | None,
+    l2: float | None = None,
 ) -> LocTable:
     """Re-localize one stacked density; without an hr pixel size from the review's geometry or the TIF's tags the
     error names the review's settings that give one."""
     try:
-        return relocalizer.relocalize(path, pixel_size_hr, upsampling)
+        return relocalizer.relocalize(path, pixel_size_hr, upsampling, l2_weighting_factor=l2)
     except ParameterError as exc:
         if pixel_size_hr is not None or "pixel_size_hr" not in exc.params:
             raise
@@ -136,6 +152,7 @@ def _read_exploded(
     pixel_size_hr: float | None,
     upsampling: int | None,
     folder: str,
+    l2: float | None = None,
 ) -> LocTable:
     """One canonical table from the per-frame predictions: each file read once, its frame set to number − 1."""
     exploded, stem = files["exploded"], files["stem"]
@@ -156,7 +173,7 @@ def _read_exploded(
         if path is None:
             continue
         if role == "stacked":
-            table = _relocalize(relocalizer, path, pixel_size_hr, upsampling)
+            table = _relocalize(relocalizer, path, pixel_size_hr, upsampling, l2)
             n_pages = table.meta.n_frames
         else:
             table = read_locs(path, format="deepstorm-prediction")

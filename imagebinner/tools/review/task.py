@@ -27,9 +27,16 @@ from imagebinner.io.predictions import (
 from imagebinner.tools.base import Task
 from imagebinner.tools.matching import METRIC_NAMES, Matcher, suggest_thresholds, sweep_thresholds
 from imagebinner.tools.relocalize import RelocalizeSettings, Upsampling
-from imagebinner.tools.review.geometry import Geometry, derive_upsampling, resolve_geometry, truth_pixel_size
+from imagebinner.tools.review.geometry import (
+    Geometry,
+    derive_upsampling,
+    resolve_geometry,
+    resolve_l2,
+    truth_pixel_size,
+)
 from imagebinner.tools.review.status import MatchStatus, ThresholdIndex, kept_rows
 from imagebinner.tools.review.reading import (
+    find_model_metadata,
     frame_count,
     hr_images,
     open_test_movie,
@@ -54,7 +61,7 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
         "matching": ("tolerance", "n_thresholds", "histogram_bins"),
         "relocalization": RelocalizeSettings.relocalize_settings(),
     }
-    inputs = ("folder", "stem", "movie", "ground_truth", "ground_truth_format")
+    inputs = ("folder", "stem", "movie", "model_folder", "ground_truth", "ground_truth_format")
     settings = tuple(name for group in setting_groups.values() for name in group)
     outputs = ("output_path", "output_format", "overwrite")
     actions = {"request_load": "load", "request_save": "save"}
@@ -75,6 +82,12 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
         doc="Test movie (TIF or Picasso .raw) or a folder of its exploded frames <stem>_frame00001.tif, ...; "
         "optional (frame count, camera pixel size, field size); empty = <stem>.tif in the prediction folder if "
         "present.",
+    )
+    model_folder = param.String(
+        default="",
+        doc="The notebook's model folder (its model_metadata.mat gives the L2 factor and upsampling for "
+        "re-localization); empty = model_metadata.mat in the prediction folder if present (imagebinner predict "
+        "writes one), else the notebook's default automatic L2 for the upsampling.",
     )
     ground_truth = param.String(default="", doc="Ground-truth localizations in any supported format; optional.")
     ground_truth_format = param.Selector(
@@ -133,6 +146,14 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
     pixel_size_hr = param.Number(default=None, allow_None=True, constant=True, doc="Upsampled pixel size, nm.")
     camera_pixel_size = param.Number(default=None, allow_None=True, constant=True, doc="Camera pixel size used, nm.")
     upsampling_used = param.Integer(default=None, allow_None=True, constant=True, doc="Upsampling factor used.")
+    model_metadata = param.Dict(
+        default={}, constant=True,
+        doc="The model's model_metadata.mat (mean_test, std_test, upsampling, l2_weighting_factor, path), if found.",
+    )
+    l2_used = param.Number(
+        default=None, allow_None=True, constant=True, doc="L2 weighting factor of the re-localization, as used."
+    )
+    l2_source = param.String(default="", constant=True, doc="Where l2_used comes from (setting, metadata, default).")
     field_area_um2 = param.Number(default=None, allow_None=True, constant=True, doc="Field of view, µm².")
     metrics = param.Dict(default={}, constant=True, doc="Metrics at the current threshold (empty without truth).")
     frame_metrics = param.Dict(default={}, constant=True, doc="Per-frame metrics at the current threshold (arrays).")
@@ -176,14 +197,20 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
             files = find_prediction_files(self.folder, self.stem or None)
             self._advance()
             hr = hr_images(files)
+            metadata = find_model_metadata(self.model_folder, self.folder)
+            upsampling = self.upsampling if self.upsampling is not None else (
+                metadata.upsampling if metadata is not None else None)
             movie, movie_path = open_test_movie(
                 self.movie, self.folder, files["stem"], files["exploded"] is not None, self.pixel_size
             )
             try:
-                geometry, truth = self._geometry_and_truth(hr, movie)
+                geometry, truth = self._geometry_and_truth(hr, movie, upsampling)
                 self._advance()
+                l2, l2_source = resolve_l2(self.l2_weighting_factor,
+                                           metadata.l2_weighting_factor if metadata is not None else None,
+                                           geometry.upsampling)
                 pred = read_predictions(
-                    files, self.source, self, geometry.pixel_size_hr, geometry.upsampling, self.folder
+                    files, self.source, self, geometry.pixel_size_hr, geometry.upsampling, self.folder, l2
                 )
                 self._advance()
                 n_frames = frame_count(movie, hr.stacked_pages, pred, truth)
@@ -199,6 +226,9 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
                     movie.close()
                 raise
             results = self._loaded_results(files, movie_path, pred, truth, n_frames, geometry)
+            results.update(l2_used=l2, l2_source=l2_source, model_metadata={} if metadata is None else {
+                "mean_test": metadata.mean_test, "std_test": metadata.std_test, "upsampling": metadata.upsampling,
+                "l2_weighting_factor": metadata.l2_weighting_factor, "path": str(metadata.path)})
             self._advance()
             self._replace_movie(movie)
             self._found = files
@@ -234,13 +264,13 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
         self._advance()
         self._update(**results, loaded=True, status=self._summary(results["filtered"], pred, results["metrics"]))
 
-    def _geometry_and_truth(self, hr, movie) -> tuple[Geometry, LocTable | None]:
+    def _geometry_and_truth(self, hr, movie, upsampling: int | None) -> tuple[Geometry, LocTable | None]:
         """The sizes of the review and the ground truth (read with the camera pixel size known so far)."""
         movie_shape = movie.shape if movie is not None else None
         movie_ps = movie.pixel_size if movie is not None else None
         truth = None
         if self.ground_truth:
-            u = derive_upsampling(self.upsampling, hr.hr_shape, movie_shape, movie_ps, hr.pixel_size_hr)
+            u = derive_upsampling(upsampling, hr.hr_shape, movie_shape, movie_ps, hr.pixel_size_hr)
             truth = read_truth(self.ground_truth, self.ground_truth_format, self.pixel_size, self.half_pixel,
                                truth_pixel_size(movie_ps, hr.pixel_size_hr, u))
         geometry = resolve_geometry(
@@ -251,7 +281,7 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
             truth_shape=None if truth is None or truth.meta.image_shape is None else tuple(truth.meta.image_shape),
             truth_pixel_size=None if truth is None else truth.meta.pixel_size,
             pixel_size=self.pixel_size,
-            upsampling=self.upsampling,
+            upsampling=upsampling,
             where=self.folder,
         )
         return geometry, truth
@@ -446,6 +476,9 @@ class PredictionReview(Task, CameraSettings, Upsampling, RelocalizeSettings, Out
             "camera_pixel_size_nm": self.camera_pixel_size,
             "upsampling": self.upsampling_used,
             "field_area_um2": self.field_area_um2,
+            "l2_weighting_factor_used": self.l2_used,
+            "l2_source": self.l2_source,
+            "model_metadata": self.model_metadata,
             "settings": self.settings_record(),
         }
         if self.metrics:
