@@ -11,7 +11,7 @@ from imagebinner.tools.predict import Predict
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="run a trained ZeroCostDL4Mic Deep-STORM model on movies (onnxruntime, no TensorFlow)",
+        help="predict localizations in movies with a trained DeepSTORM model (ONNX)",
         description=Predict.description()
         + " Writes, per movie <stem>, the notebook's Localizations_<stem>_avg.csv (or _max.csv), Predicted_<stem>.tif"
         " and Widefield_<stem>.tif, plus Predicted_stacked_<stem>.tif (one density page per frame) and a copy of"
