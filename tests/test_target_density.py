@@ -208,6 +208,8 @@ def test_suggested_notebook_settings(known, tmp_path):
     tif = save(b)[0]
     assert b.notebook_settings["pixel_size"] == pytest.approx(100.0) == notebook_pixel_size(tif)
     assert b.notebook_settings["pixel_size_from"] == "the TIF's resolution tags"
+    recorded = json.loads((tmp_path / "o" / "binned.json").read_text())["outputs"]["notebook_settings"]
+    assert recorded == b.notebook_settings
     # the hr pixel nearest to the precision (log scale); the notebook's default 8 without a precision
     assert [upsampling_for(107, p) for p in (30, 20, 13, 10, 9, 5, None)] == [4, 4, 8, 8, 16, 16, 8]
     write_tif(tmp_path / "ps107.tif", np.zeros((2, 4, 4)), pixel_size=107.0)

@@ -439,13 +439,14 @@ class Binner(Task, CameraSettings, OutputFolder):
                 clipped = write_binned_tif(tmp_tif, self._reader, plan, self.camera_offset,
                                                     self.output_dtype, self.pixel_size_used, self._advance)
                 write_locs(labels, tmp_csv, format="deepstorm", overwrite=True)
+                notebook = self.suggested_notebook_settings(tmp_tif)  # as the notebook reads the written TIF
                 outputs = {"tif": targets[0].name, "csv": targets[1].name, "clipped_pixels": int(clipped),
-                           "n_labels": int(len(labels))}
+                           "n_labels": int(len(labels)), "notebook_settings": notebook}
                 tmp_json.write_text(provenance_text(with_outputs(record, outputs)))
             self._update(
                 clipped_pixels=int(clipped),
                 written_paths=[str(t) for t in targets],
-                notebook_settings=self.suggested_notebook_settings(targets[0]),
+                notebook_settings=notebook,
                 status=f"wrote {len(plan)} binned frames ({len(labels)} localizations) to {targets[0].parent}",
             )
         if clipped:
