@@ -174,13 +174,14 @@ def _assert_sweeps_equal(fast, naive):
         np.testing.assert_allclose(fast[k], naive[k], rtol=1e-10, atol=1e-9, equal_nan=True, err_msg=k)
 
 
-@pytest.mark.parametrize("dense_limit", [matching.DENSE_LIMIT, 0])
-def test_sweep_equals_naive_per_threshold_matching(monkeypatch, dense_limit):
-    monkeypatch.setattr(matching, "DENSE_LIMIT", dense_limit)  # 0: every component through the sparse solver
+@pytest.mark.parametrize("batch_limit", [matching.BATCH_LIMIT, 2, 0])
+def test_sweep_equals_naive_per_threshold_matching(monkeypatch, batch_limit):
+    # 2: larger components through scipy, 0: every component through scipy one prefix at a time
+    monkeypatch.setattr(matching, "BATCH_LIMIT", batch_limit)
     gt, pred = _crowded(11)
     matcher = Matcher(gt, pred, 100.0)
     # all three kinds of components occur: lone pairs, stars and general components
-    assert len(matcher._s_gi) > 0 and len(matcher._star_edges[0]) > 0 and len(matcher._general) > 0
+    assert len(matcher._s_gi) > 0 and len(matcher.stars[0]) > 0 and matcher.n_general > 0
     thresholds = np.r_[sweep_thresholds(pred["confidence"], 25), 1.0, 5.0]  # incl. a tie value and above all
     fast = matcher.sweep(thresholds)
     _assert_sweeps_equal(fast, naive_sweep(gt, pred, 100.0, thresholds))
@@ -217,7 +218,7 @@ def test_threshold_index_gives_the_matching_of_every_threshold_exactly():
 
     gt, pred = _crowded(5)
     matcher = Matcher(gt, pred, 100.0)
-    assert len(matcher._star_edges[0]) > 0 and len(matcher._general) > 0
+    assert len(matcher.stars[0]) > 0 and matcher.n_general > 0
     n = int(max(gt.frame.max(), pred.frame.max())) + 1
     index = ThresholdIndex(pred, matcher, n)
     for t in np.r_[sweep_thresholds(pred["confidence"], 13), 1.0, 0.05, 9.0]:
@@ -238,3 +239,101 @@ def test_threshold_index_gives_the_matching_of_every_threshold_exactly():
         per_frame = ref.per_frame(gt.counts_per_frame(n), np.bincount(pred.frame[pred["confidence"] >= t],
                                                                       minlength=n))
         assert np.array_equal(at.frame_metrics(gt.counts_per_frame(n))["tp"], per_frame["tp"])
+
+
+# -- the fast path's parts against plain references ------------------------------------------------------
+ties = st.lists(
+    st.tuples(st.integers(0, 2), st.integers(0, 8), st.integers(0, 8), st.sampled_from([0.2, 0.5, 0.5, 0.9])),
+    min_size=0, max_size=14,
+)
+
+
+@settings(max_examples=120, deadline=None)
+@given(ties, ties)
+def test_sweep_equals_scipy_per_frame_and_threshold_with_ties(gts, preds):
+    """Crowded frames on a 40 nm grid (tied distances, chains of ambiguous pairs) and tied confidences: at every
+    confidence, between them and beyond, the sweep and the single-threshold matching give the counts and the
+    squared error of scipy's assignment re-run from scratch per frame."""
+    gt = table([g[0] for g in gts], [40.0 * g[1] for g in gts], [40.0 * g[2] for g in gts])
+    pred = table([p[0] for p in preds], [40.0 * p[1] + 3 for p in preds], [40.0 * p[2] for p in preds],
+                 [p[3] for p in preds])
+    thresholds = np.array([0.0, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0])
+    matcher = Matcher(gt, pred, 100.0)
+    fast, naive = matcher.sweep(thresholds), naive_sweep(gt, pred, 100.0, thresholds)
+    for k in ("n_gt", "n_pred", "tp", "fp", "fn"):
+        assert np.array_equal(fast[k], naive[k]), k
+    np.testing.assert_allclose(fast["rmse_nm"], naive["rmse_nm"], rtol=1e-12, equal_nan=True)
+    for j, t in enumerate(thresholds):
+        res = matcher.match(t)
+        assert res.tp == naive["tp"][j]
+        assert len(set(res.pred_index.tolist())) == res.tp and len(set(res.gt_index.tolist())) == res.tp
+        assert np.all(pred["confidence"][res.pred_index] >= t)
+
+
+def test_prefix_assignments_equal_scipy_on_every_prefix():
+    from scipy.optimize import linear_sum_assignment
+
+    from imagebinner.tools.assignment import prefix_assignments_batched, unmatched_cost
+
+    rng = np.random.default_rng(1)
+    tol = 100.0
+    for trial in range(60):
+        n_b, n_r, n_g = int(rng.integers(1, 12)), int(rng.integers(1, 8)), int(rng.integers(1, 8))
+        n_rows = np.sort(rng.integers(1, n_r + 1, n_b))[::-1]
+        pts = rng.uniform(0, 160, (n_b, n_r + n_g, 2))
+        if trial % 2:
+            pts = np.round(pts / 40) * 40  # tied distances
+        d2 = ((pts[:, :n_r, None, :] - pts[:, None, n_r:, :]) ** 2).sum(-1)
+        cost = np.where(d2 <= tol * tol, d2, np.inf)
+        for b in range(n_b):
+            cost[b, n_rows[b]:] = np.inf
+        comp, k, row, col = prefix_assignments_batched(cost, n_rows, tol)
+        for b in range(n_b):
+            for kk in range(1, n_rows[b] + 1):
+                sub = cost[b, :kk]
+                r, c = linear_sum_assignment(np.where(np.isfinite(sub), sub, unmatched_cost(min(sub.shape), tol)))
+                ok = np.isfinite(sub[r, c])
+                sel = (comp == b) & (k == kk)
+                assert np.all(row[sel] < kk) and np.all(np.isfinite(sub[row[sel], col[sel]]))
+                assert len(set(row[sel].tolist())) == len(set(col[sel].tolist())) == sel.sum() == ok.sum()
+                assert sub[row[sel], col[sel]].sum() == pytest.approx(sub[r[ok], c[ok]].sum(), rel=1e-12, abs=1e-9)
+
+
+def test_candidate_pairs_equal_brute_force_on_cell_edges_and_odd_coordinates():
+    from imagebinner.tools.pairs import candidate_pairs
+
+    rng = np.random.default_rng(7)
+    n = 400
+    frame = rng.integers(3, 6, n)
+    x = np.r_[rng.choice([-100.0, 0.0, 100.0, 200.0, 300.0], n // 2), rng.uniform(-250, 350, n - n // 2)]
+    y = np.r_[rng.uniform(-250, 350, n // 2), rng.choice([-100.0, 0.0, 100.0, 200.0], n - n // 2)]
+    y[:100] = rng.choice([-100.0, 0.0, 100.0], 100)  # gt and predictions on the cell grid: exact distances of 100
+    x[n // 2: n // 2 + 100] = rng.choice([-100.0, 0.0, 100.0], 100)
+    gt = table(frame[: n // 2], x[: n // 2], y[: n // 2])
+    pred = table(frame[n // 2:], x[n // 2:], y[n // 2:])
+    gi, pi, d2, dx, dy = candidate_pairs(gt, pred, 100.0)
+    ddx = np.subtract.outer(gt.x, pred.x)
+    ddy = np.subtract.outer(gt.y, pred.y)
+    want = (ddx**2 + ddy**2 <= 100.0**2) & np.equal.outer(gt.frame, pred.frame)
+    assert sorted(zip(gi.tolist(), pi.tolist())) == sorted(zip(*np.nonzero(want)))
+    assert np.array_equal(dx, pred.x[pi] - gt.x[gi]) and np.array_equal(d2, dx * dx + dy * dy)
+    assert np.any(d2 == 100.0**2)  # pairs exactly at the tolerance are candidates
+
+
+def test_components_equal_scipy_connected_components():
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from imagebinner.tools.pairs import bipartite_components
+
+    rng = np.random.default_rng(3)
+    n_g, n_p, n_e = 300, 280, 420
+    g = np.r_[np.arange(n_g), rng.integers(0, n_g, n_e - n_g)]
+    p = np.r_[rng.integers(0, n_p, n_g), rng.integers(0, n_p, n_e - n_g)]
+    p[:n_p] = np.arange(n_p)  # every node has an edge
+    label = bipartite_components(g, p, n_g, n_p)
+    graph = coo_matrix((np.ones(n_e), (g, p + n_g)), shape=(n_g + n_p, n_g + n_p))
+    _, ref = connected_components(graph, directed=False)
+    ref = ref[:n_g]
+    # the same partition of the ground-truth nodes
+    assert len(set(zip(label.tolist(), ref.tolist()))) == len(set(label.tolist())) == len(set(ref.tolist()))

@@ -15,28 +15,26 @@ Definitions (see docs/review.md and the spec, section 8):
   matched pairs (NaN when TP = 0); efficiency E = 100 − sqrt((100 − 100·Jaccard)² + α²·RMSE²) with α = 1 nm⁻¹, in %
   (NaN when RMSE is NaN).
 
-Speed: the candidate pairs are found once with a KD-tree (frames separated by a coordinate offset larger than the
-tolerance), then split into edges that are alone in their component (1 ground truth × 1 prediction, the vast
-majority), stars (one ground truth or one prediction: the best kept edge wins) and general components (solved with
-``linear_sum_assignment`` on a small dense matrix). For a threshold sweep, a component's result depends only on
-how many of its predictions are kept (its predictions sorted by confidence); it is re-solved only when that number
-changes between consecutive thresholds. Every state is solved exactly as a from-scratch matching would, so the sweep
-equals :func:`naive_sweep` exactly (up to the floating-point summation order of RMSE and bias).
+Speed (no scipy on this path): the candidate pairs come from a grid of tolerance-sized cells
+(:mod:`imagebinner.tools.pairs`), then split into edges alone in their component (1 ground truth × 1 prediction, the
+vast majority: sorted by confidence with suffix sums), stars (one ground truth or one prediction: the nearest kept
+edge wins, so each edge has a threshold interval in which it is chosen) and general components. A general
+component's result depends only on how many of its predictions are kept (ranked by confidence); every such state is
+solved once, all components at a time (:mod:`imagebinner.tools.assignment`), each exactly as a from-scratch matching
+would be. So any threshold and the sweep are lookups, and the sweep equals :func:`naive_sweep` (scipy's assignment per
+frame and threshold): counts exactly, sums up to floating-point summation order (and, where several optimal matchings
+tie in Σd², the bias may come from another of them).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix, csr_matrix
-from scipy.sparse.csgraph import connected_components, min_weight_full_bipartite_matching
-from scipy.spatial import cKDTree
 
-from imagebinner.errors import ParameterError
 from imagebinner.io.table import LocTable
+from imagebinner.tools.assignment import BATCH_LIMIT, prefix_assignments_batched, prefix_assignments_scipy
+from imagebinner.tools.pairs import bipartite_components, candidate_pairs
 
 EFFICIENCY_ALPHA = 1.0  # nm^-1, lateral (Sage et al. 2019; DECODE)
 METRIC_NAMES = (
@@ -146,91 +144,17 @@ class MatchResult:
         return out
 
 
-# -- candidate pairs ---------------------------------------------------------------------------------------
-def candidate_pairs(gt: LocTable, pred: LocTable, tolerance: float) -> tuple[np.ndarray, ...]:
-    """All (gt row, pred row) pairs in the same frame within ``tolerance`` nm.
-
-    Returns ``gi, pi, d2, dx, dy`` (dx = pred − gt), sorted by ``(gi, pi)``; distances are exact (recomputed from the
-    original coordinates).
-    """
-    if not tolerance > 0 or not math.isfinite(tolerance):
-        raise ParameterError(f"tolerance must be a positive number of nm, got {tolerance}")
-    empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0))
-    if len(gt) == 0 or len(pred) == 0:
-        return empty
-    x0 = min(gt.x.min(), pred.x.min())
-    span = max(gt.x.max(), pred.x.max()) - x0
-    stride = span + 4.0 * tolerance + 1.0  # frames are separated by more than the tolerance along x
-    ag = np.column_stack([(gt.x - x0) + gt.frame * stride, gt.y])
-    ap = np.column_stack([(pred.x - x0) + pred.frame * stride, pred.y])
-    tg = cKDTree(ag, balanced_tree=False, compact_nodes=False)
-    tp = cKDTree(ap, balanced_tree=False, compact_nodes=False)
-    # a little slack for rounding of the shifted coordinates; the exact test follows
-    found = tg.sparse_distance_matrix(tp, tolerance * (1 + 1e-9) + 1e-3, output_type="ndarray")
-    gi = found["i"].astype(np.int64)
-    pi = found["j"].astype(np.int64)
-    same = gt.frame[gi] == pred.frame[pi]
-    gi, pi = gi[same], pi[same]
-    dx = pred.x[pi] - gt.x[gi]
-    dy = pred.y[pi] - gt.y[gi]
-    d2 = dx * dx + dy * dy
-    ok = d2 <= tolerance * tolerance
-    gi, pi, d2, dx, dy = gi[ok], pi[ok], d2[ok], dx[ok], dy[ok]
-    order = np.lexsort((pi, gi))
-    return gi[order], pi[order], d2[order], dx[order], dy[order]
-
-
-def solve_dense(d2: np.ndarray, allowed: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
-    """Optimal assignment (max pairs, then min Σd²) on a small dense matrix; returns matched (row, col) indices."""
-    n = min(d2.shape)
-    large = (n + 1) * tolerance * tolerance + 1.0  # more than any sum of allowed costs
-    cost = np.where(allowed, d2, large)
-    rows, cols = linear_sum_assignment(cost)
-    keep = allowed[rows, cols]
-    return rows[keep], cols[keep]
-
-
-DENSE_LIMIT = 250_000  # components with more (gt × pred) cells are solved on a sparse graph
-
-
-def solve_sparse(
-    rows: np.ndarray, cols: np.ndarray, d2: np.ndarray, shape: tuple[int, int], tolerance: float
-) -> np.ndarray:
-    """Same objective as :func:`solve_dense` for large components: returns the indices of the matched edges.
-
-    Every ground truth gets a private dummy partner of cost ``large`` so a full matching always exists; minimising
-    Σd² + (unmatched)·large gives the most pairs, then the least Σd².
-    """
-    n_g, n_p = shape
-    large = (min(shape) + 1) * tolerance * tolerance + 1.0
-    # +1 keeps zero distances as explicit entries (sparse zeros would mean "no edge"); subtracted again below
-    data = np.r_[d2 + 1.0, np.full(n_g, large)]
-    r = np.r_[rows, np.arange(n_g)]
-    c = np.r_[cols, n_p + np.arange(n_g)]
-    graph = csr_matrix((data, (r, c)), shape=(n_g, n_p + n_g))
-    g_idx, p_idx = min_weight_full_bipartite_matching(graph)
-    real = p_idx < n_p
-    g_idx, p_idx = g_idx[real].astype(np.int64), p_idx[real].astype(np.int64)
-    # edge index of each matched (g, p): edges are unique per (g, p); look up through a sorted key
-    key = rows.astype(np.int64) * n_p + cols
-    order = np.argsort(key)
-    return order[np.searchsorted(key[order], g_idx * n_p + p_idx)]
-
-
-@dataclasses.dataclass
-class _General:
-    gt: np.ndarray  # gt rows
-    pred: np.ndarray  # pred rows, sorted by confidence descending
-    conf: np.ndarray  # their confidences (descending)
-    edges: tuple  # (gt local, pred rank, d2, dx, dy) of the candidate pairs
-    dense: tuple | None  # (d2, dx, dy, allowed) dense (n_gt, n_pred) matrices for small components
-
-
+# -- the matcher ------------------------------------------------------------------------------------------
 class Matcher:
     """Candidate pairs and components computed once; exact matching for any confidence threshold and sweeps.
 
     ``Matcher(gt, pred, tolerance)``; ``match(threshold)`` keeps predictions with ``confidence >= threshold``
     (all of them when ``threshold`` is None or the table has no confidence column).
+
+    After construction every result is a lookup: isolated edges are sorted by confidence (suffix sums), each star
+    edge has the threshold interval ``lo < t <= hi`` in which it is chosen, and every state ``(component, k)`` of
+    every general component (its ``k`` most confident predictions kept) is solved once
+    (:mod:`imagebinner.tools.assignment`): its pairs are tagged with the state ``offset[c] + k − 1``.
     """
 
     def __init__(self, gt: LocTable, pred: LocTable, tolerance: float = 100.0):
@@ -246,102 +170,111 @@ class Matcher:
         deg_g = np.bincount(gi, minlength=self.n_gt)
         deg_p = np.bincount(pi, minlength=self.n_pred)
         single = (deg_g[gi] == 1) & (deg_p[pi] == 1)
-        # isolated edges: sorted by confidence for O(log n) sums at any threshold
-        s_conf = self.confidence[pi[single]]
-        order = np.argsort(s_conf, kind="stable")
-        self._s_gi, self._s_pi = gi[single][order], pi[single][order]
-        self._s_conf = s_conf[order]
-        self._s_d2, self._s_dx, self._s_dy = d2[single][order], dx[single][order], dy[single][order]
+        self.confidence_order = np.argsort(self.confidence, kind="stable")
+        self._conf_sorted = self.confidence[self.confidence_order]
+        # isolated edges: sorted by confidence for O(log n) sums at any threshold (one edge per prediction)
+        edge_of = np.full(self.n_pred, -1, np.int64)
+        edge_of[pi[single]] = np.flatnonzero(single)
+        order = edge_of[self.confidence_order]
+        order = order[order >= 0]
+        self._s_gi, self._s_pi = gi[order], pi[order]
+        self._s_conf = self.confidence[self._s_pi]
+        self._s_d2, self._s_dx, self._s_dy = d2[order], dx[order], dy[order]
         self._s_cum = [
             np.concatenate([[0.0], np.cumsum(v[::-1])])[::-1] for v in (self._s_d2, self._s_dx, self._s_dy)
         ]  # suffix sums: _s_cum[k][i] = sum over entries i..end
-        # the rest: connected components
         rest = ~single
         rg, rp, rd2, rdx, rdy = gi[rest], pi[rest], d2[rest], dx[rest], dy[rest]
-        self._star_edges = None
-        self._general: list[_General] = []
+        e0 = np.empty(0)
+        self.stars = (np.empty(0, np.int64), np.empty(0, np.int64), e0, e0, e0, e0)  # gi, pi, lo, hi, dx, dy
+        self.n_general = 0
+        self._g_conf, self._g_start = e0, np.empty(0, np.int64)
+        self.states = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
+                       e0, e0, 0)
         if len(rg):
             ug, g_local = np.unique(rg, return_inverse=True)
             up, p_local = np.unique(rp, return_inverse=True)
-            n_nodes = len(ug) + len(up)
-            graph = coo_matrix(
-                (np.ones(len(rg), np.int8), (g_local, p_local + len(ug))), shape=(n_nodes, n_nodes)
-            )
-            _, labels = connected_components(graph, directed=False)
-            comp = labels[g_local]
-            comp_g = np.bincount(labels[: len(ug)])  # gt nodes per component
-            comp_p = np.bincount(labels[len(ug) :], minlength=len(comp_g))
+            g_comp = bipartite_components(g_local, p_local, len(ug), len(up))
+            comp = g_comp[g_local]
+            n_comp = int(comp.max()) + 1
+            comp_g = np.bincount(g_comp, minlength=n_comp)  # gt nodes per component
+            p_comp = np.zeros(len(up), np.int64)
+            p_comp[p_local] = comp
+            comp_p = np.bincount(p_comp, minlength=n_comp)
             star = (comp_g[comp] == 1) | (comp_p[comp] == 1)
-            self._star_edges = (comp[star], rg[star], rp[star], rd2[star], rdx[star], rdy[star])
+            self.stars = self._star_intervals(comp[star], rg[star], rp[star], rd2[star], rdx[star], rdy[star])
             gen = ~star
             if np.any(gen):
-                self._general = self._build_general(comp[gen], rg[gen], rp[gen], rd2[gen], rdx[gen], rdy[gen])
-        self._cache: dict[tuple[int, int], tuple] = {}
-        # per-general-component sorted confidences, concatenated, for vectorised kept counts
-        if self._general:
-            self._g_conf = np.concatenate([c.conf for c in self._general])
-            self._g_start = np.cumsum([0] + [len(c.conf) for c in self._general])[:-1]
-        self._conf_sorted = np.sort(self.confidence)
+                self._build_general(comp[gen], rg[gen], rp[gen], rd2[gen], rdx[gen], rdy[gen])
 
-    def _build_general(self, comp, gi, pi, d2, dx, dy) -> list[_General]:
-        order = np.argsort(comp, kind="stable")
-        comp, gi, pi, d2, dx, dy = comp[order], gi[order], pi[order], d2[order], dx[order], dy[order]
-        bounds = np.flatnonzero(np.diff(comp)) + 1
-        out = []
-        for s, e in zip(np.r_[0, bounds], np.r_[bounds, len(comp)]):
-            g_rows, g_loc = np.unique(gi[s:e], return_inverse=True)
-            p_rows, p_loc = np.unique(pi[s:e], return_inverse=True)
-            conf = self.confidence[p_rows]
-            by_conf = np.argsort(-conf, kind="stable")
-            rank = np.empty_like(by_conf)
-            rank[by_conf] = np.arange(len(by_conf))
-            shape = (len(g_rows), len(p_rows))
-            edges = (g_loc, rank[p_loc], d2[s:e], dx[s:e], dy[s:e])
-            dense = None
-            if shape[0] * shape[1] <= DENSE_LIMIT:
-                mats = []
-                for v in edges[2:]:
-                    m = np.zeros(shape)
-                    m[g_loc, rank[p_loc]] = v
-                    mats.append(m)
-                allowed = np.zeros(shape, bool)
-                allowed[g_loc, rank[p_loc]] = True
-                dense = (*mats, allowed)
-            out.append(_General(g_rows, p_rows[by_conf], conf[by_conf], edges, dense))
-        return out
+    def _star_intervals(self, comp, gi, pi, d2, dx, dy) -> tuple[np.ndarray, ...]:
+        """A star (one ground truth or one prediction) matches its nearest kept edge (ties: the lowest prediction
+        row): in (component, d², pred row) order edge j is chosen for max(conf of the edges before it) < t <=
+        conf of its prediction. Returns ``gi, pi, lo, hi, dx, dy`` of the edges chosen at some threshold (lo NaN:
+        no lower bound)."""
+        order = np.lexsort((pi, d2, comp))
+        comp, gi, pi, dx, dy = comp[order], gi[order], pi[order], dx[order], dy[order]
+        hi = self.confidence[pi]
+        levels, level = np.unique(hi, return_inverse=True)
+        span = len(levels) + 2
+        c = comp.astype(np.int64) * span
+        running = np.maximum.accumulate(c + level.astype(np.int64) + 1)  # running max per component
+        prev = np.r_[0, running[:-1]] - c - 1
+        first = np.r_[True, comp[1:] != comp[:-1]] if len(comp) else np.empty(0, bool)
+        lo = np.where(first | (prev < 0), np.nan, levels[np.clip(prev, 0, max(len(levels) - 1, 0))])
+        live = np.isnan(lo) | (hi > lo)
+        return gi[live], pi[live], lo[live], hi[live], dx[live], dy[live]
 
-    # -- solving ---------------------------------------------------------------------------------------------
-    def _solve_general(self, c: int, k: int) -> tuple:
-        key = (c, k)
-        hit = self._cache.get(key)
-        if hit is None:
-            comp = self._general[c]
-            if comp.dense is not None:
-                d2, dx, dy, allowed = comp.dense
-                r, q = solve_dense(d2[:, :k], allowed[:, :k], self.tolerance)
-                hit = (comp.gt[r], comp.pred[q], dx[r, q], dy[r, q])
-            else:
-                g_loc, p_rank, d2, dx, dy = comp.edges
-                sel = np.flatnonzero(p_rank < k)
-                used_g, g_new = np.unique(g_loc[sel], return_inverse=True)
-                picked = sel[
-                    solve_sparse(g_new, p_rank[sel], d2[sel], (len(used_g), k), self.tolerance)
-                ]
-                hit = (comp.gt[g_loc[picked]], comp.pred[p_rank[picked]], dx[picked], dy[picked])
-            self._cache[key] = hit
-        return hit
+    def _build_general(self, comp, gi, pi, d2, dx, dy) -> None:
+        """Number the components' nodes (predictions ranked by confidence, descending, ties by row) and solve every
+        state of every component."""
+        comp = np.unique(comp, return_inverse=True)[1].astype(np.int64)
+        n_comp = int(comp.max()) + 1
+        self.n_general = n_comp
+        gkey, g_local = np.unique(comp * self.n_gt + gi, return_inverse=True)
+        g_comp = gkey // max(self.n_gt, 1)
+        g_first = np.searchsorted(g_comp, np.arange(n_comp))
+        g_local = g_local - g_first[comp]
+        n_g = np.bincount(g_comp, minlength=n_comp)
+        pkey, p_local = np.unique(comp * self.n_pred + pi, return_inverse=True)
+        p_comp, p_row = pkey // max(self.n_pred, 1), pkey % max(self.n_pred, 1)
+        by_rank = np.lexsort((p_row, -self.confidence[p_row], p_comp))  # p_comp is sorted already
+        rank = np.empty(len(pkey), np.int64)
+        p_first = np.searchsorted(p_comp, np.arange(n_comp))
+        rank[by_rank] = np.arange(len(pkey)) - p_first[p_comp[by_rank]]
+        n_p = np.bincount(p_comp, minlength=n_comp)
+        self._g_conf = self.confidence[p_row[by_rank]]  # per component, descending
+        self._g_start = p_first
+        offset = np.r_[0, np.cumsum(n_p)[:-1]].astype(np.int64)
+        n_states = int(n_p.sum())
+        e_rank, e_g = rank[p_local], g_local
+        state, edge = _solve_states(comp, e_rank, e_g, d2, n_g, n_p, offset, self.tolerance)
+        by = np.argsort(state, kind="stable")
+        state, edge = state[by], edge[by]
+        self.states = (offset, state, gi[edge], pi[edge], dx[edge], dy[edge], n_states)
+        w = dx[edge], dy[edge]
+        self._state_sums = (
+            np.bincount(state, minlength=n_states),
+            np.bincount(state, weights=w[0] ** 2 + w[1] ** 2, minlength=n_states),
+            np.bincount(state, weights=w[0], minlength=n_states),
+            np.bincount(state, weights=w[1], minlength=n_states),
+        )
 
-    def _general_kept_counts(self, threshold: float) -> np.ndarray:
+    # -- lookups --------------------------------------------------------------------------------------------
+    def general_kept_counts(self, threshold: float) -> np.ndarray:
+        """Per general component: how many of its predictions have ``confidence >= threshold``."""
         kept = (self._g_conf >= threshold).astype(np.int64)
         return np.add.reduceat(kept, self._g_start) if len(kept) else np.zeros(0, np.int64)
 
-    def _star_pairs(self, threshold: float) -> tuple[np.ndarray, ...]:
-        comp, gi, pi, d2, dx, dy = self._star_edges
-        keep = self.confidence[pi] >= threshold
-        comp, gi, pi, d2, dx, dy = comp[keep], gi[keep], pi[keep], d2[keep], dx[keep], dy[keep]
-        order = np.lexsort((pi, d2, comp))  # per component the nearest kept edge (ties: lowest pred row)
-        first = order[np.r_[True, comp[order][1:] != comp[order][:-1]]] if len(order) else order
-        return gi[first], pi[first], dx[first], dy[first]
+    def active_states(self, threshold: float) -> np.ndarray:
+        """The state of each general component that has predictions kept at ``threshold``."""
+        counts = self.general_kept_counts(threshold)
+        on = counts > 0
+        return self.states[0][on] + counts[on] - 1
+
+    def _star_on(self, threshold: float) -> np.ndarray:
+        lo, hi = self.stars[2], self.stars[3]
+        return (hi >= threshold) & ~(lo >= threshold)
 
     def n_pred_kept(self, threshold: float | None) -> int:
         if threshold is None:
@@ -353,12 +286,14 @@ class Matcher:
         t = -np.inf if threshold is None else float(threshold)
         i0 = np.searchsorted(self._s_conf, t, side="left")
         parts = [(self._s_gi[i0:], self._s_pi[i0:], self._s_dx[i0:], self._s_dy[i0:])]
-        if self._star_edges is not None:
-            parts.append(self._star_pairs(t))
-        if self._general:
-            counts = self._general_kept_counts(t)
-            for c in np.flatnonzero(counts):
-                parts.append(self._solve_general(int(c), int(counts[c])))
+        on = self._star_on(t)
+        sg, sp, _, _, sdx, sdy = self.stars
+        parts.append((sg[on], sp[on], sdx[on], sdy[on]))
+        _, state, ggi, gpi, gdx, gdy, n_states = self.states
+        active = np.zeros(n_states + 1, bool)
+        active[self.active_states(t)] = True
+        sel = active[state]
+        parts.append((ggi[sel], gpi[sel], gdx[sel], gdy[sel]))
         gi, pi, dx, dy = (np.concatenate([p[j] for p in parts]) for j in range(4))
         return MatchResult(
             gt_index=gi.astype(np.int64),
@@ -377,41 +312,64 @@ class Matcher:
         n = len(thr)
         tp = np.zeros(n, np.int64)
         sums = np.zeros((3, n))
-        # isolated edges: suffix sums
-        i0 = np.searchsorted(self._s_conf, thr, side="left")
+        i0 = np.searchsorted(self._s_conf, thr, side="left")  # isolated edges: suffix sums
         tp += len(self._s_conf) - i0
         for k in range(3):
             sums[k] += self._s_cum[k][i0]
-        # stars: vectorised per threshold
-        if self._star_edges is not None:
-            for j, t in enumerate(thr):
-                _, _, dx, dy = self._star_pairs(t)
-                tp[j] += len(dx)
-                sums[:, j] += (np.sum(dx * dx + dy * dy), np.sum(dx), np.sum(dy))
-        # general components: re-solve only those whose kept count changes between consecutive thresholds
-        if self._general:
-            n_comp = len(self._general)
-            state_tp = np.zeros(n_comp, np.int64)
-            state_sums = np.zeros((3, n_comp))
-            prev = np.zeros(n_comp, np.int64)
-            for j in np.argsort(thr, kind="stable"):
-                counts = self._general_kept_counts(thr[j])
-                for c in np.flatnonzero(counts != prev):
-                    k = int(counts[c])
-                    if k == 0:
-                        state_tp[c] = 0
-                        state_sums[:, c] = 0.0
-                    else:
-                        _, _, dx, dy = self._solve_general(int(c), k)
-                        state_tp[c] = len(dx)
-                        state_sums[:, c] = (np.sum(dx * dx + dy * dy), np.sum(dx), np.sum(dy))
-                prev = counts
-                tp[j] += state_tp.sum()
-                sums[:, j] += state_sums.sum(axis=1)
+        _, _, _, _, sdx, sdy = self.stars
+        star_w = (sdx * sdx + sdy * sdy, sdx, sdy)
+        for j, t in enumerate(thr):
+            on = self._star_on(t)
+            tp[j] += int(on.sum())
+            for k in range(3):
+                sums[k, j] += star_w[k][on].sum()
+            if self.n_general:
+                active = self.active_states(t)
+                tp[j] += int(self._state_sums[0][active].sum())
+                for k in range(3):
+                    sums[k, j] += self._state_sums[k + 1][active].sum()
         n_pred = len(self._conf_sorted) - np.searchsorted(self._conf_sorted, thr, side="left")
         out = {"threshold": thr}
         out.update(metrics_from_sums(tp, np.full(n, self.n_gt), n_pred, sums[0], sums[1], sums[2]))
         return out
+
+
+def _solve_states(comp, rank, g, d2, n_g, n_p, offset, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(state, edge index)`` of the matched edges of every state of every general component: components up to
+    :data:`BATCH_LIMIT` in size buckets solved together, larger ones with scipy."""
+    bucket_p = _bucket(n_p)
+    bucket_g = _bucket(n_g)
+    big = (n_p > BATCH_LIMIT) | (n_g > BATCH_LIMIT)
+    states, edges = [], []
+    edge_order = np.argsort(comp, kind="stable")
+    edge_start = np.r_[0, np.cumsum(np.bincount(comp, minlength=len(n_p)))]
+    for c in np.flatnonzero(big):
+        e = edge_order[edge_start[c]: edge_start[c + 1]]
+        k, picked = prefix_assignments_scipy(rank[e], g[e], d2[e], (int(n_p[c]), int(n_g[c])), tolerance)
+        states.append(offset[c] + k - 1)
+        edges.append(e[picked])
+    key = np.where(big, -1, bucket_p * 64 + bucket_g)
+    for b in np.unique(key[key >= 0]):
+        members = np.flatnonzero(key == b)
+        members = members[np.argsort(-n_p[members], kind="stable")]  # most rows first (prefix slices per row)
+        position = np.full(len(n_p), -1, np.int64)
+        position[members] = np.arange(len(members))
+        r, gg = int(bucket_p[members[0]]), int(bucket_g[members[0]])
+        in_b = position[comp] >= 0
+        pos, er, eg = position[comp[in_b]], rank[in_b], g[in_b]
+        cost = np.full((len(members), r, gg), np.inf)
+        cost[pos, er, eg] = d2[in_b]
+        edge_of = np.full((len(members), r, gg), -1, np.int64)
+        edge_of[pos, er, eg] = np.flatnonzero(in_b)
+        bc, k, row, col = prefix_assignments_batched(cost, n_p[members], tolerance)
+        states.append(offset[members[bc]] + k - 1)
+        edges.append(edge_of[bc, row, col])
+    return np.concatenate(states), np.concatenate(edges)
+
+
+def _bucket(n: np.ndarray) -> np.ndarray:
+    """Padded size of a component dimension: the next power of two (at least 1)."""
+    return (2 ** np.ceil(np.log2(np.maximum(n, 1)))).astype(np.int64)
 
 
 # -- conveniences -----------------------------------------------------------------------------------------
@@ -444,11 +402,33 @@ def suggest_thresholds(sweep: dict) -> dict:
 
 
 def naive_sweep(gt: LocTable, pred: LocTable, tolerance: float, thresholds: np.ndarray) -> dict:
-    """Reference: the full matching re-run from scratch for each threshold (slow; for tests and the benchmark)."""
-    rows = []
+    """Reference: for each threshold, every frame matched from scratch with ``scipy.optimize.linear_sum_assignment``
+    on its dense distance matrix (slow; for tests and the benchmark). Shares no code with :class:`Matcher`."""
+    from scipy.optimize import linear_sum_assignment
+
     conf = np.asarray(pred["confidence"], dtype=float)
+    gf, pf = gt.frame, pred.frame
+    frames = np.union1d(gf, pf)
+    rows = []
     for t in thresholds:
-        rows.append(Matcher(gt, pred.take(conf >= t), tolerance).match().metrics)
+        tp, sse, sdx, sdy = 0, 0.0, 0.0, 0.0
+        for f in frames:
+            g = np.flatnonzero(gf == f)
+            p = np.flatnonzero((pf == f) & (conf >= t))
+            if len(g) == 0 or len(p) == 0:
+                continue
+            dx = np.subtract.outer(pred.x[p], gt.x[g])
+            dy = np.subtract.outer(pred.y[p], gt.y[g])
+            d2 = dx * dx + dy * dy
+            allowed = d2 <= tolerance * tolerance
+            r, c = linear_sum_assignment(np.where(allowed, d2, (min(d2.shape) + 1) * tolerance**2 + 1.0))
+            keep = allowed[r, c]
+            r, c = r[keep], c[keep]
+            tp += len(r)
+            sse += float(d2[r, c].sum())
+            sdx += float(dx[r, c].sum())
+            sdy += float(dy[r, c].sum())
+        rows.append(metrics_from_sums(tp, len(gt), int(np.sum(conf >= t)), sse, sdx, sdy))
     out = {"threshold": np.asarray(thresholds, dtype=float)}
     for name in METRIC_NAMES:
         out[name] = np.array([r[name] for r in rows])

@@ -6,8 +6,8 @@ prediction an interval of thresholds ``lo < t <= hi`` in which it is a true posi
 ground truth a threshold ``hi`` up to which it is matched. Isolated edges (the vast majority) are sorted by (frame,
 confidence) with cumulative sums of their distances, so the per-frame true positives, squared errors and biases at a
 threshold are two binary searches per frame; stars are masked directly (few); general components (several of each)
-depend only on how many of their predictions are kept: every per-count solution is solved once when the index is
-built (the sweep's cached ones reused), so a threshold selects them with a mask. Results equal ``Matcher.match(t)`` exactly (tests check it).
+depend only on how many of their predictions are kept: the matcher solved every per-count state once, so a
+threshold selects them with a mask. Results equal ``Matcher.match(t)`` exactly (tests check it).
 """
 
 from __future__ import annotations
@@ -18,9 +18,21 @@ import numpy as np
 
 from imagebinner.io.table import LocTable
 from imagebinner.tools.matching import Matcher, metrics_from_sums
+from imagebinner.tools.pairs import sort_keys
 
 #: status codes of a prediction at a threshold
 DROPPED, TP, FP = 0, 1, 2
+
+
+def _levels(confidence: np.ndarray, order: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(confidence, return_inverse=True)``, from an ascending ``order`` of the confidences when known."""
+    if order is None:
+        order = np.argsort(confidence, kind="stable")
+    ordered = confidence[order]
+    new = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.empty(0, bool)
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.cumsum(new) - 1
+    return ordered[new], rank
 
 
 def _suffix_per_frame(keys: np.ndarray, cums: list[np.ndarray], n: int, stride: int, rank: int):
@@ -39,11 +51,10 @@ class ThresholdIndex:
         conf = np.asarray(pred["confidence"], dtype=float) if "confidence" in pred else np.full(len(pred), np.inf)
         self.confidence = np.where(np.isnan(conf), -np.inf, conf)
         # threshold t keeps the ranks >= searchsorted(levels, t)
-        self.levels, rank = np.unique(self.confidence, return_inverse=True)
+        self.levels, rank = _levels(self.confidence, None if matcher is None else matcher.confidence_order)
         self.stride = len(self.levels) + 1
         rank = rank.astype(np.int64)
         self._kept_keys = np.sort(pred.frame.astype(np.int64) * self.stride + rank)
-        self.n_solves = 0  # general-component states solved beyond the sweep's (once, when the index is built)
         if matcher is None:
             return
         m = matcher
@@ -55,65 +66,23 @@ class ThresholdIndex:
         gi, pi = m._s_gi, m._s_pi
         self.p_hi[pi] = self.confidence[pi]
         self.g_hi[gi] = self.confidence[pi]
-        keys = pred.frame[pi].astype(np.int64) * self.stride + rank[pi]
-        order = np.argsort(keys, kind="stable")
-        self._iso_keys = keys[order]
+        self._iso_keys, order = sort_keys(pred.frame[pi].astype(np.int64) * self.stride + rank[pi])
         dx, dy = m._s_dx[order], m._s_dy[order]
         self._iso_cums = [np.r_[0.0, np.cumsum(v)] for v in (dx * dx + dy * dy, dx, dy)]
-        empty = np.empty(0)
-        self._stars = (np.empty(0, np.int64), empty, empty, empty, empty)
-        if m._star_edges is not None and len(m._star_edges[0]):
-            self._stars = self._star_intervals(*m._star_edges)
-        self._states = self._general_states() if m._general else None
-
-    def _general_states(self) -> tuple[np.ndarray, ...]:
-        """Every solution of every general component (one per count k of kept predictions, the sweep's cached ones
-        reused), flattened: pairs tagged with their state; state (c, k) is ``offset[c] + k - 1``."""
-        m = self.matcher
-        sizes = np.array([len(c.conf) for c in m._general], np.int64)
-        offset = np.r_[0, np.cumsum(sizes)[:-1]]
-        parts, states = [], []
-        for c, size in enumerate(sizes):
-            for k in range(1, int(size) + 1):
-                if (c, k) not in m._cache:
-                    self.n_solves += 1
-                gi, pi, dx, dy = m._solve_general(c, k)
-                parts.append((gi, pi, dx, dy))
-                states.append(np.full(len(gi), offset[c] + k - 1, np.int64))
-        gi, pi, dx, dy = (np.concatenate([p[j] for p in parts]) for j in range(4))
-        return offset, np.concatenate(states), gi.astype(np.int64), pi.astype(np.int64), dx, dy, int(sizes.sum())
-
-    def _star_intervals(self, comp, gi, pi, d2, dx, dy) -> tuple[np.ndarray, ...]:
-        """At a threshold the first kept edge of a star in (component, d², pred row) order wins: edge j is chosen
-        for max(conf of the edges before it) < t <= conf of its prediction."""
-        order = np.lexsort((pi, d2, comp))
-        comp, gi, pi, dx, dy = comp[order], gi[order], pi[order], dx[order], dy[order]
-        hi = self.confidence[pi]
-        levels = np.searchsorted(self.levels, hi).astype(np.int64)
-        span = len(self.levels) + 2
-        running = np.maximum.accumulate(comp.astype(np.int64) * span + levels + 1)  # running max per component
-        prev = np.r_[0, running[:-1]] - comp.astype(np.int64) * span - 1
-        first = np.r_[True, comp[1:] != comp[:-1]]
-        lo = np.where(first | (prev < 0), np.nan, self.levels[np.clip(prev, 0, len(self.levels) - 1)])
-        live = np.isnan(lo) | (hi > lo)
-        pl, gl, lo, hi = pi[live], gi[live], lo[live], hi[live]
-        self.p_lo[pl], self.p_hi[pl] = lo, hi
-        g_hi = np.full(len(self.g_hi), -np.inf)
-        np.maximum.at(g_hi, gl, hi)
+        # stars: each chosen edge has its interval lo < t <= hi (from the matcher)
+        sg, sp, lo, hi, sdx, sdy = m.stars
+        self.p_lo[sp], self.p_hi[sp] = lo, hi
+        g_hi = np.full(n_g, -np.inf)
+        np.maximum.at(g_hi, sg, hi)
         touched = g_hi > -np.inf
         self.g_hi[touched] = g_hi[touched]
-        return self.pred.frame[pl].astype(np.int64), lo, hi, dx[live], dy[live]
+        self._stars = (pred.frame[sp].astype(np.int64), lo, hi, sdx, sdy)
 
     def _general(self, t: float) -> tuple[np.ndarray, ...]:
-        """The matched pairs of the general components at ``t``: a mask over their precomputed solutions."""
-        m = self.matcher
-        if self._states is None:
-            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0)
-        offset, state, gi, pi, dx, dy, n_states = self._states
-        counts = m._general_kept_counts(t)
+        """The matched pairs of the general components at ``t``: a mask over the matcher's solved states."""
+        _, state, gi, pi, dx, dy, n_states = self.matcher.states
         active = np.zeros(n_states + 1, bool)
-        on = counts > 0
-        active[offset[on] + counts[on] - 1] = True
+        active[self.matcher.active_states(t)] = True
         sel = active[state]
         gi, pi, dx, dy = gi[sel], pi[sel], dx[sel], dy[sel]
         order = np.argsort(pi)
