@@ -89,8 +89,8 @@ def settings_line(settings: dict[str, Any]) -> str:
     if not settings:
         return "notebook settings: unknown (no pixel size)"
     precision = settings["localization_precision"]
-    why = (f"hr pixel {settings['hr_pixel_size']:.3g} nm ≈ localization precision {precision:.3g} nm" if precision
-           else f"hr pixel {settings['hr_pixel_size']:.3g} nm; no localization precision known: the notebook's "
+    why = (f"hr pixel {settings['hr_pixel_size']:.3g} nm, the choice nearest to the localization precision "
+           f"{precision:.3g} nm" if precision else f"hr pixel {settings['hr_pixel_size']:.3g} nm; no localization precision known: the notebook's "
            "default")
     return (f"notebook settings: patch_size = {settings['patch_size']}, num_patches_per_frame = 1, "
             f"upsampling_factor = {settings['upsampling_factor']} ({why}), pixel_size = {settings['pixel_size']:g} nm "
