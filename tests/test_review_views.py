@@ -161,27 +161,48 @@ def test_without_truth_the_kept_predictions_are_coloured_crosses(demo):
     assert root.select_one({"type": ColorBar}).title == "confidence"
 
 
-def test_a_frame_step_updates_each_frame_plot_once_and_resends_no_series(review):
-    """Work counted per frame step: one render of marks and image per frame plot (one plot update each), the density
-    series none (only its frame marker moves); a threshold change renders the frame plots once each, no series."""
+def _changes(events) -> list[tuple[str, str, tuple | None]]:
+    """(model type, attribute, changed columns) of each document change event."""
+    return [(type(e.model).__name__, e.attr, tuple(e.cols) if getattr(e, "cols", None) else None) for e in events]
+
+
+def test_a_frame_step_writes_into_the_frame_plots_sources_and_resends_no_series(review):
+    """Work counted per frame step: the marks computed once and each frame image read once for both frame plots,
+    written straight into their data sources (the image column of each plot and its two mark layers: six data
+    changes, no other change to the frame plots), the density series not rebuilt (only its frame marker moves); a
+    threshold move re-sends the marks only (no image), and the series once."""
+    from bokeh.document import Document
+
     view = ReviewView(review)
-    root = _render(pn.Column(pn.pane.HoloViews(view.camera_plot()), pn.pane.HoloViews(view.stacked_plot()),
-                             pn.pane.HoloViews(view.density_plot())))
+    doc = Document()
+    root = pn.Column(pn.pane.HoloViews(view.camera_plot()), pn.pane.HoloViews(view.stacked_plot()),
+                     pn.pane.HoloViews(view.density_plot())).get_root(doc)
+    doc.add_root(root)
+    events: list = []
+    doc.on_change(events.append)
     before = (dict(view.calls), dict(view.summary.calls))
     view.frame = 7
     calls = {k: view.calls[k] - before[0].get(k, 0) for k in view.calls}
-    assert calls == {"marks": 2, "camera_image": 1, "stacked_image": 1, "frame_marker": 1}
+    assert calls == {"marks": 1, "camera_image": 1, "stacked_image": 1, "frame_marker": 1}
     assert dict(view.summary.calls) == before[1]  # the density series was not rebuilt
+    data = [c for c in _changes(events) if c[0] == "ColumnDataSource"]
+    assert sorted(data, key=str) == sorted([("ColumnDataSource", "data", ("image",))] * 2
+                                           + [("ColumnDataSource", "data", None)] * 4, key=str)
+    assert {c[0] for c in _changes(events)} <= {"ColumnDataSource", "Span", "figure"}  # (+ the density's marker)
     spans = [m for m in root.references() if type(m).__name__ == "Span"]
     assert any(s.location == 7 for s in spans)
-    before, before_summary = dict(view.calls), dict(view.summary.calls)
-    images = [cds.data["image"][0] for cds in _sources(root, BokehImage)]
+    images = {id(cds): cds.data["image"][0] for cds in _sources(root, BokehImage)}
     assert len(images) == 2
+    (camera,) = [a for a in images.values() if a.shape == review.image_shape]
+    np.testing.assert_array_equal(camera, review.movie_frame(7))
+    before, before_summary = dict(view.calls), dict(view.summary.calls)
+    events.clear()
     review.threshold = float(np.median(review.predictions["confidence"]))
     # the frames' images are not sent again (same frame: the plots keep their data)
-    assert all(cds.data["image"][0] is a for cds, a in zip(_sources(root, BokehImage), images))
+    assert all(cds.data["image"][0] is images[id(cds)] for cds in _sources(root, BokehImage))
+    assert not [c for c in _changes(events) if c[2] == ("image",)]
     assert {k: view.calls[k] - before.get(k, 0) for k in view.calls if view.calls[k] != before.get(k, 0)} == {
-        "marks": 2, "camera_image": 1, "stacked_image": 1}
+        "marks": 1}
     assert dict(view.summary.calls) == {**before_summary, "density_curves": before_summary["density_curves"] + 1}
 
 
@@ -396,3 +417,37 @@ def test_widefield_sum_is_drawn_on_the_camera_pixel_grid(review):
         # the block's corners (just inside the camera pixel) hold the same value: no half-pixel shift
         assert widefield[(j * ps + 0.1 * half, r * ps + 0.1 * half)] == pytest.approx(total[r, j], rel=1e-5)
         assert widefield[((j + 1) * ps - 0.1 * half, (r + 1) * ps - 0.1 * half)] == pytest.approx(total[r, j], rel=1e-5)
+
+
+def test_marks_written_by_a_step_equal_the_marks_holoviews_draws(review):
+    """The columns a step writes into the mark sources (marker, size, line width, colour of each class) are the ones
+    HoloViews' dim transforms make when it draws that frame itself: the glyphs show the same marks either way."""
+    review.threshold = float(np.quantile(review.predictions["confidence"], 0.4))  # some misses and positives
+    stepped, fresh = ReviewView(review), ReviewView(review)
+    stepped_root = _render(stepped.camera_plot())
+    stepped.frame = fresh.frame = 5  # (fresh: not rendered yet)
+    fresh_root = _render(fresh.camera_plot())
+    a, b = (sorted(_mark_sources(r), key=lambda s: "confidence" in s.data) for r in (stepped_root, fresh_root))
+    assert len(a) == len(b) == 2 and any(len(s.data["x"]) for s in a)
+    for pushed, drawn in zip(a, b):
+        assert set(pushed.data) >= set(drawn.data) and list(pushed.data["status"]) == list(drawn.data["status"])
+        for prop in ("marker", "size", "line_width", "line_color"):
+            assert _per_mark(pushed, stepped_root, prop) == _per_mark(drawn, fresh_root, prop), prop
+
+
+def _per_mark(source, root, prop: str) -> list:
+    """The value of a glyph property for each mark of ``source`` (a column, or a constant the glyph holds)."""
+    (renderer,) = [r for r in root.select({"type": GlyphRenderer}) if r.data_source is source]
+    value = getattr(renderer.glyph, prop)
+    n = len(source.data["x"])
+    if isinstance(value, dict) or hasattr(value, "field"):
+        field = value["field"] if isinstance(value, dict) else value.field
+        return [_plain(v) for v in source.data[field]]
+    return [_plain(value)] * n
+
+
+def _plain(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)

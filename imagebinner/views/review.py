@@ -23,6 +23,7 @@ import param
 from imagebinner.io import Movie, open_movie
 from imagebinner.tools.review import PredictionReview
 from imagebinner.tools.review.status import FP, TP
+from imagebinner.views.frame_sources import FrameSources, styled_columns
 from imagebinner.views.frames import (
     TRUTH_OPTS,
     empty_image,
@@ -110,11 +111,15 @@ class ReviewView(param.Parameterized):
         self._by_conf: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # x, y, -confidence sorted
         self._templates: dict[str, hv.Element] = {}  # the first image/marks of each layer, options applied once
         self._marks: tuple | None = None  # (frame, shown, match status) and the marks drawn for them
+        self._layers: tuple | None = None  # the same state and the mark layers' columns
+        self._sources = FrameSources()  # the rendered frame plots: a step writes into their data sources
         self._shown = None  # the review's predictions the state above belongs to
         self.calls: Counter = Counter()
         super().__init__(review=review, **params)
         self.summary = ReviewSummary(review)
         self._sync()
+        self.param.watch(self._push, ["frame", "shown"])
+        review.param.watch(self._push, ["match_status"])
 
     # -- state ------------------------------------------------------------------------------------------------
     @param.depends("review.predictions", watch=True)
@@ -128,7 +133,7 @@ class ReviewView(param.Parameterized):
         if self._stacked is not None:
             self._stacked.close()
         self._stacked, self._sums, self._clims, self._by_conf, self._templates = None, {}, {}, None, {}
-        self._marks = None
+        self._marks = self._layers = None
         if r.loaded:
             self._read_state(r)
         last = max(r.n_frames - 1, 0)
@@ -223,12 +228,31 @@ class ReviewView(param.Parameterized):
         marked true positive (×) or false positive (△), plus the ground truth: matched (○) or missed (□). Two layers
         (predictions, truth) whose ``status`` column picks each mark's look; hidden classes are left out here."""
         self._sync()
-        self.calls["marks"] += 1
+        state, layers = self._mark_layers()
+        if self._marks is not None and self._marks[0] == state:  # the other frame plot of this step
+            return self._marks[1]
+        out, options = [], None
+        for k, (key, data) in enumerate(layers):
+            first = self._templates.get(key)
+            if first is None:  # options applied once per layer and load; frames are clones
+                options = options or self.marks_options()
+                self._templates[key] = first = _points(data).opts(**options[k])
+                out.append(first)
+            else:
+                out.append(first.clone(data))
+        overlay = hv.Overlay(out)
+        self._marks = (state, overlay)
+        return overlay
+
+    def _mark_layers(self) -> tuple[tuple, list[tuple[str, dict[str, np.ndarray]]]]:
+        """The state (frame, shown classes, match status) and the columns of the mark layers (predictions, and the
+        truth with ground truth) for it; computed once per state (``calls["marks"]``)."""
         r = self.review
         status = r.match_status if r.loaded else None
         state = (self.frame, tuple(self.shown), id(status))
-        if self._marks is not None and self._marks[0] == state:  # the other frame plot of this step
-            return self._marks[1]
+        if self._layers is not None and self._layers[0] == state:
+            return self._layers
+        self.calls["marks"] += 1
         empty = np.empty(0)
         pred = (empty, empty, empty.astype(str), empty)
         truth = (empty, empty, empty.astype(str))
@@ -249,18 +273,34 @@ class ReviewView(param.Parameterized):
         layers = [("marks:predictions", _columns(*pred))]
         if self.has_truth:
             layers.append(("marks:truth", _columns(*truth)))
-        out, options = [], None
-        for k, (key, data) in enumerate(layers):
-            first = self._templates.get(key)
-            if first is None:  # options applied once per layer and load; frames are clones
-                options = options or self.marks_options()
-                self._templates[key] = first = _points(data).opts(**options[k])
-                out.append(first)
-            else:
-                out.append(first.clone(data))
-        overlay = hv.Overlay(out)
-        self._marks = (state, overlay)
-        return overlay
+        self._layers = (state, layers)
+        return self._layers
+
+    def _push(self, *_events) -> None:
+        """A frame step, a threshold move or a class toggle: the new marks (and the new frame's images) written into
+        the rendered frame plots' data sources, one change per source (no HoloViews plot update)."""
+        if not len(self._sources):
+            return
+        self._sync()
+        self._sources.push(self.frame, self._frame_data, self._styled_layers())
+        for figure in self._sources.figures():
+            self._show_swatches(figure)
+
+    def _styled_layers(self) -> list[dict]:
+        """The mark layers' columns as the frame plots' sources hold them (with each mark's style)."""
+        _state, layers = self._mark_layers()
+        return [styled_columns(data, CLASS_OPTS, "confidence" if key == "marks:predictions" else None)
+                for key, data in layers]
+
+    def _frame_data(self, kind: str) -> np.ndarray | None:
+        """The shown frame's image data of ``kind`` ("camera" or "stacked"), as the frame plots draw it."""
+        self.calls[f"{kind}_image"] += 1
+        r = self.review
+        if kind == "camera":
+            return r.movie_frame(self.frame) if r.loaded else None
+        if self._stacked is None or self.frame >= self._stacked.n_frames:
+            return None
+        return self._stacked.frame(self.frame)
 
     def marks_options(self) -> list[dict]:
         """The look of the two mark layers (applied once per load: frames are clones of the first marks):
@@ -305,7 +345,11 @@ class ReviewView(param.Parameterized):
             figure.add_layout(Legend(items=[LegendItem(label=n, renderers=[r]) for n, r in swatches.items()],
                                      click_policy="hide", orientation="horizontal", location="top_left"), "below")
             figure._ib_swatches = swatches
-        for name, renderer in swatches.items():
+        self._show_swatches(figure)
+
+    def _show_swatches(self, figure) -> None:
+        """The legend items of a frame plot follow ``shown``."""
+        for name, renderer in getattr(figure, "_ib_swatches", {}).items():
             if renderer.visible != (name in self.shown):
                 renderer.visible = name in self.shown
 
@@ -321,20 +365,24 @@ class ReviewView(param.Parameterized):
             self._frame_stream = hv.streams.Params(self, ["frame"])
         return [self._frame_stream] + [hv.streams.Params(obj, list(names)) for obj, names in extra]
 
-    def _frame_plot(self, image, shape) -> hv.DynamicMap:
-        """One DynamicMap per frame plot (image and marks in one overlay whose options are set once: a frame step is
-        one callback and one plot update); large frames keep the image apart so that it alone is rasterized."""
+    def _frame_plot(self, image, shape, kind: str) -> hv.DynamicMap:
+        """One DynamicMap per frame plot (image and marks in one overlay whose options are set once), rendered by
+        HoloViews once per load: a frame step, a threshold move or a class toggle writes the new marks and image
+        straight into the plot's data sources (:meth:`_push`). Large frames keep the image apart so that it alone
+        is rasterized, and stay with HoloViews' updates."""
         # the legend is made once by a hook (below the plot); HoloViews' own would be removed and re-added on
         # every update when placed outside (a walk of the page's whole model graph per frame step)
         overlay_opts = dict(show_legend=True, legend_position="top_left", legend_opts={"click_policy": "hide"},
                             hooks=[self._legend])
         streams = self._streams((self, ("shown",)), (self.review, ("predictions", "match_status")))
-        if is_large(shape):
+        if is_large(shape):  # HoloViews updates (the rasterized image follows the frame and the zoom)
             image_dm = hv.DynamicMap(lambda **_: image(), streams=self._streams((self.review, ("predictions",))),
                                      cache_size=1)
             marks_dm = hv.DynamicMap(lambda **_: self.marks(), cache_size=1, streams=streams)
             return (maybe_rasterize(image_dm, shape) * marks_dm).opts(hv.opts.Overlay(**overlay_opts))
         key = f"overlay:{id(image)}"
+        overlay_opts["hooks"] = [self._legend, self._sources.hook(kind, lambda: self.frame, self._styled_layers)]
+        streams = [hv.streams.Params(self.review, ["predictions"])]  # (a reload: the tab is rebuilt anyway)
 
         def both(**_) -> hv.Overlay:
             items = [image(), *self.marks()]
@@ -347,12 +395,12 @@ class ReviewView(param.Parameterized):
         return hv.DynamicMap(both, streams=streams, cache_size=1)
 
     def camera_plot(self) -> hv.DynamicMap:
-        """Widefield frame with the marks (a frame step updates the plot once)."""
-        return self._frame_plot(self.camera_image, self.review.image_shape)
+        """Widefield frame with the marks (a frame step writes into its data sources)."""
+        return self._frame_plot(self.camera_image, self.review.image_shape, "camera")
 
     def stacked_plot(self) -> hv.DynamicMap:
         """Predicted hr frame with the marks (large frames rasterized)."""
-        return self._frame_plot(self.stacked_image, self.review.hr_shape)
+        return self._frame_plot(self.stacked_image, self.review.hr_shape, "stacked")
 
     @param.depends("frame")
     def frame_marker(self) -> hv.VLine:
