@@ -35,6 +35,18 @@ MODELS_JS = """() => { const out = {markers: [], colorbars: [], legends: [], plo
     if (t === 'LegendItem' && m.label) out.legends.push(m.label.value);
     if (t === 'Figure' || t === 'Plot') out.plots += 1; }
   return out; }"""
+#: the mark layers' data sources in the page: each mark's class (``status`` column) and the marker its glyph draws it
+#: with (the glyph's ``marker`` column, or its constant marker)
+SOURCES_JS = """() => { const out = [];
+  for (const doc of Bokeh.documents) for (const m of doc.all_models) {
+    if (m.constructor.__name__ !== 'GlyphRenderer') continue;
+    const d = m.data_source.data, get = k => d instanceof Map ? d.get(k) : d[k];
+    const status = get('status'); if (!status) continue;
+    const mk = m.glyph.marker;
+    const markers = mk && mk.field ? Array.from(get(mk.field)) : Array.from(status, () => mk && mk.value);
+    out.push({status: Array.from(status), markers: markers, x: Array.from(get('x'))}); }
+  return out; }"""
+MARKERS = {"true positive": "x", "false positive": "triangle", "missed": "square", "matched truth": "circle"}
 #: true once the page shows at least two plots (the frames tab) and every plot view has finished painting
 DRAWN_JS = """() => { if (!window.Bokeh || !Bokeh.index) return false;
   const plots = [...Bokeh.index.all_views()].filter(v => ['Figure', 'Plot'].includes(v.model.constructor.__name__));
@@ -69,6 +81,27 @@ def _check_layers(page) -> dict:
     return models
 
 
+def _check_sources(page, app) -> set[str]:
+    """The page's mark sources hold the server's marks of the shown frame (each frame plot: its prediction and truth
+    layers), every mark drawn with its class's marker; returns the classes shown."""
+    _state, layers = app.view._mark_layers()
+    expected = sorted(sorted(map(str, data["status"])) for _key, data in layers)
+
+    def page_layers():
+        found = page.evaluate(SOURCES_JS)
+        return found, sorted({tuple(sorted(f["status"])) for f in found})
+
+    deadline = time.monotonic() + TIMEOUT / 1000
+    while (shown := page_layers())[1] != sorted({tuple(e) for e in expected}):
+        assert time.monotonic() < deadline, (shown[1], expected)
+        time.sleep(0.1)
+    found = shown[0]
+    assert len(found) == 2 * len(layers)  # both frame plots
+    for layer in found:
+        assert [MARKERS[s] for s in layer["status"]] == layer["markers"]
+    return {s for layer in found for s in layer["status"]}
+
+
 def test_review_opens_on_the_demo_steps_frames_and_moves_the_threshold(page, root):
     apps: list[ReviewApp] = []
     requests: list[str] = []
@@ -84,6 +117,7 @@ def test_review_opens_on_the_demo_steps_frames_and_moves_the_threshold(page, roo
     wait_until(lambda: app.view.frame == 1, page, timeout=TIMEOUT)
     page.locator("button.next").first.click()
     wait_until(lambda: app.view.frame == 2, page, timeout=TIMEOUT)
+    seen = _check_sources(page, app)  # the step's marks reached the page's data sources
     # the slider starts at the smallest confidence; moving it changes the kept predictions and the metrics
     lo = float(app.review.predictions["confidence"].min())
     assert app.threshold.start == lo and app.review.threshold == lo
@@ -94,6 +128,12 @@ def test_review_opens_on_the_demo_steps_frames_and_moves_the_threshold(page, roo
         page.keyboard.press("ArrowRight")
     wait_until(lambda: app.review.threshold > lo and app.review.metrics["n_pred"] < before, page, timeout=TIMEOUT)
     assert app.review.metrics["threshold"] == pytest.approx(app.review.threshold)
+    seen |= _check_sources(page, app)  # misses appear as the threshold drops predictions
+    for _ in range(3):  # (and on the next frames)
+        page.locator("button.next").first.click()
+        wait_until(lambda f=app.view.frame: app.view.frame == f + 1, page, timeout=TIMEOUT)
+        seen |= _check_sources(page, app)
+    assert seen == set(MARKERS), seen
     # the other tabs build when shown
     page.locator(".bk-tab", has_text="Density").click()
     wait_until(lambda: app.view.summary.calls["density_boxplot"] >= 1, page, timeout=TIMEOUT)
