@@ -13,7 +13,7 @@ import pytest
 import tifffile
 
 from imagebinner.cli import main as cli_main
-from imagebinner.errors import ParameterError
+from imagebinner.errors import ImageBinnerError, ParameterError
 from imagebinner.io import read_locs, write_tif
 from imagebinner.simulate import simulate_measurement, write_measurement
 from imagebinner.tools.binner import Binner
@@ -180,6 +180,16 @@ def test_impossible_targets_fail_fast_with_the_reachable_range(known, tmp_path):
     b = binner(known[:2], target_density="5", target_spread="test")
     with pytest.raises(ParameterError, match="give target_density_from"):
         b.compose()
+
+
+def test_the_test_movie_is_an_input_never_written_over(known, tmp_path):
+    test_movie, test_locs = known[2]
+    b = binner(known[:2], target_density_from=test_locs, test_movie=test_movie, output_name="m2",
+               output_folder=str(Path(test_movie).parent), overwrite=True)
+    before = Path(test_movie).read_bytes()
+    with pytest.raises(ImageBinnerError, match="is an input of this job"):
+        save(b)
+    assert Path(test_movie).read_bytes() == before and b.plan is None
 
 
 def test_cli_target_density_and_notebook_settings(known, tmp_path, capsys):

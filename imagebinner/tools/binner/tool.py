@@ -400,7 +400,8 @@ class Binner(Task, CameraSettings, OutputFolder):
         folder = targets[0].parent
         if folder.exists() and not folder.is_dir():
             raise ParameterError("output folder is a file; choose a folder", folder, params=["output_folder"])
-        check_outputs(targets, input_files(self.measurements), self.overwrite)
+        test_files = [Path(p) for p in (self.target_density_from, self.test_movie) if p.strip()]
+        check_outputs(targets, input_files(self.measurements) + test_files, self.overwrite)
         if folder.is_dir():
             others = sorted(
                 p.name for p in folder.iterdir()
