@@ -107,7 +107,7 @@ def test_simulated_table_with_chunk_boundaries_inside_frames(tmp_path, monkeypat
     csv_source.write_bytes(in_memory(source, csv_source, "thunderstorm"))
     for out_format in CSV_OUTPUTS:
         expected = in_memory(csv_source, tmp_path / f"mc_{out_format}.csv", out_format)
-        result, data = streamed(csv_source, tmp_path / f"sc_{out_format}.csv", out_format, block=700)
+        result, data = streamed(csv_source, tmp_path / f"sc_{out_format}.csv", out_format, chunk_rows=10, block=700)
         assert result.done and data == expected and result.rows_read == 520
 
 

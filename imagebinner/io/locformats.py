@@ -136,7 +136,7 @@ def column_minima(path: Path, header: "_Header", names: tuple[str, ...]) -> dict
     return minima
 
 
-def _open_csv(path: Path, header: "_Header", usecols: list[str] | None, where: Path, block_size: int = 1 << 24):
+def _open_csv(path: Path, header: "_Header", usecols: list[str] | None, where: Path, block_size: int = 1 << 20):
     """pyarrow's streaming CSV reader over the data rows (same options as the whole-file reader)."""
     import pyarrow as pa
     from pyarrow import csv as pacsv

@@ -28,10 +28,10 @@ from imagebinner.io.csv_writers import CSV_WRITE_FORMATS, arrow_table, csv_layou
 from imagebinner.io.table import LocMeta, LocTable
 
 #: rows per chunk read from Picasso HDF5; CSV blocks are sized in bytes (about the same number of rows)
-CHUNK_ROWS = 1 << 20
-CSV_BLOCK_BYTES = 1 << 26
+CHUNK_ROWS = 1 << 16
+CSV_BLOCK_BYTES = 1 << 20  # pyarrow's streaming reader keeps a few dozen blocks read ahead
 #: rows per slice handed to one formatting thread
-_ENCODE_ROWS = 1 << 18
+_ENCODE_ROWS = 1 << 16
 STREAM_INPUTS = ("picasso", *locformats.CSV_FORMATS)
 
 
@@ -84,7 +84,7 @@ def stream_convert(
     if in_format == "picasso":
         chunks = _picasso_chunks(source, pixel_size, half_pixel, chunk_rows)
     else:
-        chunks = _csv_chunks(source, in_format, pixel_size, half_pixel, csv_block_bytes)
+        chunks = _csv_chunks(source, in_format, pixel_size, half_pixel, csv_block_bytes, chunk_rows)
     result = StreamResult(True)
     try:
         with atomic_group([target], overwrite) as (tmp,):
@@ -193,7 +193,9 @@ def _picasso_chunks(path: Path, pixel_size, half_pixel: bool, chunk_rows: int) -
             yield LocTable(cols, meta, validate=False)
 
 
-def _csv_chunks(path: Path, fmt: str, pixel_size, half_pixel: bool, block_bytes: int) -> Iterator[LocTable]:
+def _csv_chunks(
+    path: Path, fmt: str, pixel_size, half_pixel: bool, block_bytes: int, chunk_rows: int
+) -> Iterator[LocTable]:
     import pyarrow as pa
 
     try:
@@ -204,10 +206,22 @@ def _csv_chunks(path: Path, fmt: str, pixel_size, half_pixel: bool, block_bytes:
         names = locformats._column_names(header, path)
     except FormatError as exc:
         raise _Abandon(str(exc)) from None
+    def convert(batches: list) -> LocTable:
+        table = pa.Table.from_batches(batches)
+        cols = {name: locformats.arrow_to_numpy(column) for name, column in zip(names, table.columns)}
+        return locformats._csv_to_table(cols, header, fmt, path, pixel_size, half_pixel)
+
     try:
-        for batch in reader:
-            cols = {name: locformats.arrow_to_numpy(column) for name, column in zip(names, batch.columns)}
-            yield locformats._csv_to_table(cols, header, fmt, path, pixel_size, half_pixel)
+        batches: list = []
+        n = 0
+        for batch in reader:  # small blocks (the reader reads ahead), converted together in chunks of rows
+            batches.append(batch)
+            n += batch.num_rows
+            if n >= chunk_rows:
+                yield convert(batches)
+                batches, n = [], 0
+        if batches:
+            yield convert(batches)
     except (FormatError, pa.ArrowInvalid) as exc:
         raise _Abandon(str(exc).splitlines()[0]) from None
 
