@@ -569,3 +569,30 @@ def test_writer_warnings_name_the_final_file_not_the_staging_folder(tmp_path):
     drops = [str(w.message) for w in caught if "Picasso will drop" in str(w.message)]
     assert drops and drops[0].startswith(str(tmp_path / "o" / "n_part1.hdf5"))
     assert not any("staging" in str(w.message) for w in caught)
+
+
+def test_exploded_frames_read_as_one_frame_stacks_like_the_notebook_reader(tmp_path):
+    """The notebook reads test movies with skimage's io.imread (tifffile) and unpacks (nFrames, M, N) = shape: a
+    one-frame ImageJ TIF reads back 2-D and fails there; the exploded frames (and one-frame split parts) read back as
+    (1, M, N) stacks, with the pixel size in the resolution tags in pixels per cm (what the notebook reads)."""
+    movie, locs = make_pair(tmp_path, "mov", "deepstorm", 3, seed=4)
+    Explode(movie=str(movie), locs=str(locs), output_folder=str(tmp_path / "o")).run()
+    Split(movie=str(movie), locs=str(locs), at=2, output_folder=str(tmp_path / "s")).run()
+    original = pixels(movie)
+    for path, page in ((tmp_path / "o" / "mov_frame00002.tif", original[1]), (tmp_path / "s" / "mov_part2.tif",
+                                                                             original[2])):
+        stack = tifffile.imread(path)  # what skimage.io.imread returns for a .tif
+        n_frames, m, n = stack.shape
+        assert n_frames == 1 and (m, n) == original.shape[1:] and stack.dtype == original.dtype
+        np.testing.assert_array_equal(stack[0], page)
+        with tifffile.TiffFile(path) as tif:
+            tags = tif.pages[0].tags
+            x = tags["XResolution"].value
+            assert tags["ResolutionUnit"].value == 3 and 0.01 * 1e9 / (x[0] / x[1]) == pytest.approx(PS)
+        with open_movie(path) as m1:
+            assert m1.n_frames == 1 and m1.pixel_size == pytest.approx(PS)
+    # the other (2-frame) part stays an ImageJ stack
+    assert tifffile.imread(tmp_path / "s" / "mov_part1.tif").shape == (2, *original.shape[1:])
+    # for contrast: a one-frame ImageJ TIF (what explode wrote before) reads back 2-D
+    write_tif(tmp_path / "imagej.tif", original[:1], pixel_size=PS)
+    assert tifffile.imread(tmp_path / "imagej.tif").ndim == 2

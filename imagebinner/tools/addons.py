@@ -12,7 +12,8 @@ Rules (docs/addons.md):
   by its last localized frame. Movies must agree in height, width and pixel size; pixel dtypes are promoted to the
   smallest of uint8/uint16/float32 that holds every input.
 * **Explode**: one movie + localization file per frame, frames without localizations included (header-only table);
-  every file's frames start at the first frame.
+  every file's frames start at the first frame. One-frame movies (every exploded frame, a split part of one frame)
+  are written so that the notebook's reader gives a ``(1, height, width)`` stack (:func:`write_single_frame`).
 
 Movies are streamed frame by frame into the output TIFs (memory stays bounded for movies larger than RAM). All
 outputs are checked before anything is written, written into a hidden staging folder beside them and moved into
@@ -72,6 +73,22 @@ def output_dtype(dtypes: Sequence[np.dtype]) -> tuple[str, bool]:
     if all(d == np.bool_ or (d.kind == "u" and d.itemsize <= 2) for d in dts):
         return "uint16", True
     return "float32", all(d in _LOSSLESS_IN_FLOAT32 for d in dts)
+
+
+def write_single_frame(path: Path, frame: np.ndarray, pixel_size: float | None, dtype: str) -> None:
+    """A one-frame movie the ZeroCostDL4Mic notebook can read: its ``io.imread`` (tifffile) must give a
+    ``(1, height, width)`` stack, since it unpacks ``(nFrames, M, N) = Images.shape``. An ImageJ TIF of one frame
+    reads back 2-D (ImageJ metadata are squeezed), so the frame is written as a tifffile "shaped" stack of shape
+    ``(1, height, width)`` (axes TYX in its JSON description), with the pixel size in the resolution tags in pixels
+    per cm (what the notebook's ``getPixelSizeTIFFmetadata`` reads) and ``photometric='minisblack'``."""
+    import tifffile
+
+    from imagebinner.io import to_output_dtype
+
+    data, _ = to_output_dtype(np.asarray(frame), dtype)
+    tags = {} if pixel_size is None else {"resolution": (1e7 / pixel_size, 1e7 / pixel_size),
+                                          "resolutionunit": "CENTIMETER"}
+    tifffile.imwrite(path, data[None], photometric="minisblack", metadata={"axes": "TYX"}, **tags)
 
 
 def _same_size(a: float, b: float) -> bool:
@@ -205,6 +222,12 @@ class _AddOn(Task, CameraSettings, OutputFolder):
         pixel_size: float | None,
         dtype: str,
     ) -> None:
+        if n_frames == 1:
+            first = next(frames)
+            for _ in frames:  # finish the generator (it advances the progress after each frame)
+                pass
+            write_single_frame(target, first, pixel_size, dtype)
+            return
         with TifWriter(target, pixel_size=pixel_size, dtype=dtype, overwrite=True) as writer:
             writer.write_stream(frames, n_frames)
 
