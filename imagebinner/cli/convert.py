@@ -12,7 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``convert`` subcommand."""
     parser = subparsers.add_parser(
         "convert",
-        help="convert localizations between Picasso, ThunderSTORM and DeepSTORM formats",
+        help="convert localizations between Picasso, ThunderSTORM, DeepSTORM, DECODE, SMAP and ONI formats",
         description=Convert.description(),
     )
     add_tool_options(parser, Convert, positional=["input_path"], required=[Convert.output_location()])
@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     if s["rows_dropped_outside_field"]:
         print(f"dropped outside the camera field: {s['rows_dropped_outside_field']}")
     print(f"conversion: {s['conversion']}")
+    if s.get("streamed"):
+        print("streamed in bounded chunks (input sorted by frame)")
+    elif s.get("note"):
+        print(f"converted in memory: {s['note']}")
     for path in s["written"]:
         print(f"wrote {path}")
     return 0

@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print format, frames, shape, dtype and pixel size of a movie, or format, number of "
         "localizations, frame range, pixel size, image shape and columns of a localization file.",
     )
-    parser.add_argument("path", metavar="PATH", help="Movie (.tif, .tiff, .raw) or localization file (.hdf5, .csv).")
+    parser.add_argument("path", metavar="PATH", help="Movie (.tif, .tiff, .raw) or localization file (.hdf5, .h5, _sml.mat, .csv).")
     add_param_options(parser, CameraSettings, ["pixel_size"])
     add_param_options(parser, Convert, ["input_format"])
     parser.set_defaults(func=run)
