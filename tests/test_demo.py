@@ -21,6 +21,8 @@ EXPECTED = [
     "measurement1/movie_locs.yaml",
     "measurement2/movie.tif",
     "measurement2/movie_locs.csv",
+    "model/best.weights.keras",
+    "model/model_metadata.mat",
     "prediction/Localizations_movie_avg.csv",
     "prediction/Predicted_movie.tif",
     "prediction/Widefield_movie.tif",
@@ -139,3 +141,26 @@ def test_make_demo_checks_every_output_first(tmp_path):
     paths = make_demo(tmp_path / "d", settings={"n_frames": 5}, overwrite=True)
     assert [m.loc_format for m in paths.measurements] == ["picasso", "thunderstorm"]
     assert all(f.exists() for f in paths.files)
+
+
+def test_predict_runs_on_the_demo_model_and_movie(demo_dir, tmp_path, capsys):
+    """The demo's model folder is a notebook model folder: ``imagebinner predict`` runs on it (here on the first 4
+    frames of the demo movie, to stay fast), and the review opens its output folder directly."""
+    from imagebinner.io import write_tif
+    from imagebinner.io.deepstorm_model import read_model
+    from imagebinner.tools.review import PredictionReview
+
+    model = read_model(demo_dir / "model")
+    assert (model.layout, model.metadata.upsampling, model.metadata.l2_weighting_factor) == ("keras3", 8, 100.0)
+    with open_movie(demo_dir / "measurement1" / "movie.tif") as movie:
+        write_tif(tmp_path / "movie.tif", np.stack([movie.frame(k) for k in range(4)]), pixel_size=movie.pixel_size)
+    assert main(["predict", str(demo_dir / "model"), str(tmp_path / "movie.tif"), "-o", str(tmp_path / "out"),
+                 "--threshold", "0.05"]) == 0
+    assert "4 frames" in capsys.readouterr().out
+    truth = read_locs(demo_dir / "measurement1" / "movie_locs.hdf5")
+    truth = truth.take(truth.frame < 4)
+    review = PredictionReview(folder=str(tmp_path / "out"), movie=str(tmp_path / "movie.tif"))
+    review.load()
+    assert review.upsampling_used == 8 and review.model_metadata["l2_weighting_factor"] == 100.0
+    assert len(review.predictions) > 0.5 * len(truth)
+    assert "imagebinner predict model measurement1/movie.tif" in (demo_dir / "README.txt").read_text()

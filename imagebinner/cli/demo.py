@@ -110,4 +110,7 @@ def run_main_job(paths, out_dir: Path, args: argparse.Namespace) -> list[Path]:
               f"F1 {m['f1']:.3f}, RMSE {m['rmse_nm']:.1f} nm")
     review.close()
     print(f"try: imagebinner review {folder} --movie {first.movie} --ground-truth {first.locs}")
+    if paths.model is not None:
+        print(f"and run the demo's Deep-STORM model folder locally (a spot detector at x8, about a second per frame "
+              f"on a CPU): imagebinner predict {paths.model} {first.movie} -o {out_dir / 'predicted'}")
     return written

@@ -1,4 +1,5 @@
-"""The demo folder: two simulated measurements, one with Picasso HDF5 + YAML, one with ThunderSTORM CSV locs."""
+"""The demo folder: two simulated measurements (Picasso HDF5 + YAML, ThunderSTORM CSV locs) and a small Deep-STORM
+model folder (``model/``: a spot detector built from known kernels, ×8) so ``imagebinner predict`` runs on it."""
 
 from __future__ import annotations
 
@@ -26,6 +27,16 @@ _DEMO_MEASUREMENTS = (
     ("measurement2", "movie_locs.csv", "thunderstorm"),
 )
 MOVIE_NAME = "movie.tif"
+MODEL_DIR = "model"
+#: the demo model: upsampling and L2 factor stored in its model_metadata.mat
+DEMO_MODEL = {"upsampling": 8, "l2": 100.0}
+
+
+def model_files(out_dir: Path) -> list[Path]:
+    """The files of the demo's model folder (the notebook's names: model_metadata.mat, best.weights.keras)."""
+    from imagebinner.io.deepstorm_model import METADATA_NAME, WEIGHT_NAMES
+
+    return [out_dir / MODEL_DIR / METADATA_NAME, out_dir / MODEL_DIR / WEIGHT_NAMES[0]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,10 +57,12 @@ class DemoPaths:
     out_dir: Path
     measurements: tuple[DemoMeasurement, ...]
     readme: Path
+    model: Path | None = None
 
     @property
     def files(self) -> list[Path]:
-        return [f for m in self.measurements for f in m.files] + [self.readme]
+        model = model_files(self.out_dir) if self.model is not None else []
+        return [f for m in self.measurements for f in m.files] + model + [self.readme]
 
 
 def _planned(out_dir: Path) -> list[tuple[str, Path, Path, str, list[Path]]]:
@@ -66,7 +79,7 @@ def _planned(out_dir: Path) -> list[tuple[str, Path, Path, str, list[Path]]]:
 def demo_files(out_dir: str | Path) -> list[Path]:
     """Every file :func:`make_demo` would write into ``out_dir``."""
     out_dir = Path(out_dir)
-    return [f for *_, files in _planned(out_dir) for f in files] + [out_dir / "README.txt"]
+    return [f for *_, files in _planned(out_dir) for f in files] + model_files(out_dir) + [out_dir / "README.txt"]
 
 
 def make_demo(out_dir: str | Path, seed: int = 0, overwrite: bool = False, settings: dict | None = None) -> DemoPaths:
@@ -84,7 +97,7 @@ def make_demo(out_dir: str | Path, seed: int = 0, overwrite: bool = False, setti
         raise ParameterError(f"seed must be a non-negative integer, got {seed!r}")
     plan = _planned(out_dir)
     readme = out_dir / "README.txt"
-    check_writable([*[f for *_, files in plan for f in files], readme], overwrite)
+    check_writable([*[f for *_, files in plan for f in files], *model_files(out_dir), readme], overwrite)
     values = {**DEMO_SETTINGS, **(settings or {})}
     written: list[Path] = []
     fresh = [f for f in demo_files(out_dir) if not f.exists()]
@@ -95,6 +108,7 @@ def make_demo(out_dir: str | Path, seed: int = 0, overwrite: bool = False, setti
             files = write_measurement(measurement, movie, locs, loc_format=fmt, overwrite=overwrite)
             written += files
             measurements.append(DemoMeasurement(name, movie, locs, fmt, tuple(files)))
+        model = _write_model(out_dir, written)
         readme_text = _readme(values, seed, measurements)
         from imagebinner.io import atomic_path
 
@@ -106,7 +120,17 @@ def make_demo(out_dir: str | Path, seed: int = 0, overwrite: bool = False, setti
             if f in fresh:
                 f.unlink(missing_ok=True)
         raise
-    return DemoPaths(out_dir, tuple(measurements), readme)
+    return DemoPaths(out_dir, tuple(measurements), readme, model)
+
+
+def _write_model(out_dir: Path, written: list[Path]) -> Path:
+    """The demo's model folder (:func:`imagebinner.simulate.model.detector_blocks`); its files join ``written``."""
+    from imagebinner.simulate.model import detector_blocks, write_model_folder
+
+    folder = out_dir / MODEL_DIR
+    written += model_files(out_dir)  # listed first: removed again if the writing fails half-way
+    blocks, prediction = detector_blocks(offset=0.05, scale=100.0)
+    return write_model_folder(folder, blocks, prediction, upsampling=DEMO_MODEL["upsampling"], l2=DEMO_MODEL["l2"])
 
 
 def _readme(values: dict, seed: int, measurements: list[DemoMeasurement]) -> str:
@@ -123,6 +147,13 @@ def _readme(values: dict, seed: int, measurements: list[DemoMeasurement]) -> str
         names = ", ".join(f.name for f in m.files)
         lines.append(f"  {m.name}/: {names}  (localizations: {m.loc_format})")
     lines += [
+        "",
+        f"{MODEL_DIR}/: a small ZeroCostDL4Mic Deep-STORM model folder (model_metadata.mat + best.weights.keras,",
+        f"upsampling {DEMO_MODEL['upsampling']}, L2 {DEMO_MODEL['l2']:g}): the notebook's architecture with hand-set "
+        "weights that detect isolated",
+        "spots (not a trained model). Run it like a trained one:",
+        f"  imagebinner predict {MODEL_DIR} measurement1/{MOVIE_NAME} -o predicted",
+        "  imagebinner review predicted --movie measurement1/movie.tif --ground-truth measurement1/movie_locs.hdf5",
         "",
         "Picasso files use Picasso's conventions (0-based frames, pixel units, pixel centres at integers);",
         "ThunderSTORM files use 1-based frames and nm with the origin at the image corner.",
