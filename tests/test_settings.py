@@ -12,6 +12,7 @@ from imagebinner.cli.common import add_tool_options, command_flags
 from imagebinner.tools.addons import Explode, Merge, Split
 from imagebinner.tools.binner import Binner
 from imagebinner.tools.convert import Convert
+from imagebinner.tools.predict import Predict
 from imagebinner.tools.review import PredictionReview
 
 # command -> (tool, flags of the command's own (repeated --movie/--locs pairs, --json output), params they stand for)
@@ -22,6 +23,7 @@ COMMANDS = {
     "merge": (Merge, set(), set()),
     "explode": (Explode, set(), set()),
     "review": (PredictionReview, {"json"}, set()),
+    "predict": (Predict, set(), set()),
 }
 
 
@@ -68,3 +70,17 @@ def test_one_edit_of_a_declaration_reaches_cli_gui_and_provenance():
     assert isinstance(widget, pn.widgets.IntSlider) and (widget.start, widget.end, widget.value) == (0, 9, 4)
     widget.value = 7
     assert tool.jitter == 7 and tool.settings_record()["jitter"] == 7
+
+
+def test_predict_and_relocalization_share_the_maxima_settings():
+    """neighborhood_size and local_average are declared once (MaximaSettings) for predict, re-localization and the
+    review; predict's movies are its positional MOVIE arguments."""
+    from imagebinner.tools.relocalize import MaximaSettings, Relocalize
+
+    for tool in (Predict, Relocalize, PredictionReview):
+        for name in ("neighborhood_size", "local_average"):
+            assert name in tool.user_params() and tool.param[name].doc == MaximaSettings.param[name].doc
+    sub = _subparser("predict")
+    args = sub.parse_args(["model", "a.tif", "b.tif", "-o", "out", "--neighborhood-size", "5", "--no-local-average"])
+    assert (args.model_folder, args.movies, args.output_folder) == ("model", ["a.tif", "b.tif"], "out")
+    assert (args.neighborhood_size, args.local_average) == (5, False)
