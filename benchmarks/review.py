@@ -12,8 +12,9 @@ Two cases, each written to files first, then reviewed by a fresh process (``pyth
 
 Files: ``Localizations_bench_avg.csv`` (the notebook's header ``frame,x [nm],y [nm],confidence [a.u]``, 1-based
 frames) and ``truth.csv`` (ThunderSTORM CSV, 1-based frames). Measured per case: wall time of the review process and
-its peak RSS (``resource.getrusage(RUSAGE_CHILDREN)`` of a wrapper process that runs only that review; medians of
-``--repeat`` runs), the figures the issue quotes as baseline (6.9 s, 0.7 GB on the issue's case), and a check that the
+its CPU time and peak RSS (``resource.getrusage(RUSAGE_CHILDREN)`` of a wrapper process that runs only that
+review; medians of ``--repeat`` runs); with ``--baseline-tree`` an older source tree's review runs interleaved with
+it (same files, same machine load) for side-by-side ratios, the figures the issue quotes as baseline (6.9 s, 0.7 GB on the issue's case), and a check that the
 reported sweep equals a naive re-matching (scipy ``linear_sum_assignment`` per frame, from scratch) at
 ``--naive-thresholds`` of the thresholds (in this process, not timed).
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -44,9 +46,10 @@ import resource, subprocess, sys, time, json
 t0 = time.perf_counter()
 res = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 wall = time.perf_counter() - t0
-peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 sys.stderr.write(res.stderr.decode()[-2000:])
-print(json.dumps({"rc": res.returncode, "wall_s": wall, "peak_kb": peak_kb, "out": res.stdout.decode()}))
+print(json.dumps({"rc": res.returncode, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+                  "peak_kb": usage.ru_maxrss, "out": res.stdout.decode()}))
 """
 
 
@@ -83,15 +86,26 @@ def write_case(folder: Path, truth: dict, pred: dict) -> tuple[Path, Path]:
     return pred_path, truth_path
 
 
-def review_process(folder: Path, truth_path: Path, n_thresholds: int) -> dict:
-    """One whole review process: wall time, peak RSS and its JSON output."""
+def review_process(folder: Path, truth_path: Path, n_thresholds: int, tree: str | None = None) -> dict:
+    """One whole review process: wall time, CPU time, peak RSS and its JSON output (``tree``: a source tree of
+    imagebinner to run instead of the installed one, e.g. an older commit for a side-by-side baseline)."""
     cmd = [sys.executable, "-m", "imagebinner.cli", "review", str(folder), "--ground-truth", str(truth_path),
            "--n-thresholds", str(n_thresholds), "--json"]
-    res = subprocess.run([sys.executable, "-c", _RUN, *cmd], capture_output=True, text=True, check=True)
+    env = dict(os.environ)
+    if tree:
+        env["PYTHONPATH"] = os.pathsep.join([tree, *filter(None, [env.get("PYTHONPATH")])])
+    # cwd: the data folder, so that ``-m`` does not put a source tree in the current folder first on the path
+    res = subprocess.run([sys.executable, "-c", _RUN, *cmd], capture_output=True, text=True, check=True, env=env,
+                         cwd=folder.parent)
     got = json.loads(res.stdout)
     if got["rc"] != 0:
         raise SystemExit(f"review failed ({got['rc']}): {res.stderr}")
-    return {"wall_s": got["wall_s"], "peak_mb": got["peak_kb"] / 1024.0, "summary": json.loads(got["out"])}
+    return {"wall_s": got["wall_s"], "cpu_s": got["cpu_s"], "peak_mb": got["peak_kb"] / 1024.0,
+            "summary": json.loads(got["out"])}
+
+
+def _median(runs: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
 
 
 def naive_check(truth: dict, pred: dict, summary: dict, tolerance: float, n_check: int) -> bool:
@@ -125,6 +139,9 @@ def main() -> None:
     ap.add_argument("--naive-thresholds", type=int, default=3, help="thresholds checked against naive re-matching")
     ap.add_argument("--cases", default="issue,dense")
     ap.add_argument("--keep", metavar="DIR", help="write the files here (and keep them) instead of a temp folder")
+    ap.add_argument("--baseline-tree", metavar="DIR",
+                    help="source tree of an older imagebinner (e.g. `git archive <commit> | tar -x -C DIR`): its "
+                         "review runs interleaved with this one, for ratios under the same machine load")
     args = ap.parse_args()
 
     figures: dict = {"n_gt": args.n, "n_pred": args.n, "n_frames": args.frames, "n_thresholds": args.n_thresholds,
@@ -137,25 +154,37 @@ def main() -> None:
             folder = root / case
             write_case(folder, truth, pred)
             t_write = time.perf_counter() - t0
-            runs = [review_process(folder, root / f"{case}_truth.csv", args.n_thresholds) for _ in range(args.repeat)]
-            wall = statistics.median(r["wall_s"] for r in runs)
-            peak = statistics.median(r["peak_mb"] for r in runs)
+            runs, base_runs = [], []
+            for _ in range(args.repeat):  # interleaved: both see the same load
+                runs.append(review_process(folder, root / f"{case}_truth.csv", args.n_thresholds))
+                if args.baseline_tree:
+                    base_runs.append(review_process(folder, root / f"{case}_truth.csv", args.n_thresholds,
+                                                    args.baseline_tree))
+            wall, cpu, peak = (_median(runs, k) for k in ("wall_s", "cpu_s", "peak_mb"))
             summary = runs[0]["summary"]
             equal = naive_check(truth, pred, summary, summary["tolerance_nm"], args.naive_thresholds)
-            out = {"wall_s": round(wall, 3), "peak_mb": round(peak, 1),
+            out = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "peak_mb": round(peak, 1),
                    "wall_runs_s": [round(r["wall_s"], 3) for r in runs], "write_files_s": round(t_write, 2),
                    "jaccard": summary["jaccard"], "tp": summary["tp"], "sweep_equals_naive": equal,
                    "goal_met": bool(wall <= GOAL["wall_s"] and peak <= GOAL["peak_mb"])}
+            text = ""
+            if base_runs:
+                bw, bc, bp = (_median(base_runs, k) for k in ("wall_s", "cpu_s", "peak_mb"))
+                same = all(base_runs[0]["summary"][k] == summary[k] for k in ("tp", "fp", "fn"))
+                out["side_by_side"] = {"tree": args.baseline_tree, "wall_s": round(bw, 3), "cpu_s": round(bc, 3),
+                                       "peak_mb": round(bp, 1), "speedup_wall": round(bw / wall, 2),
+                                       "speedup_cpu": round(bc / cpu, 2), "same_counts": same}
+                text = (f"; side by side with {args.baseline_tree}: {bw:.2f} s wall, {bc:.2f} s CPU, {bp:.0f} MB "
+                        f"(x{bw / wall:.2f} wall, x{bc / cpu:.2f} CPU; same TP/FP/FN: {same})")
             base = BASELINE.get(case)
             if base:
-                out["baseline"] = base
-                out["speedup"] = round(base["wall_s"] / wall, 2)
-                out["memory_ratio"] = round(peak / base["peak_mb"], 2)
+                out["issue_baseline"] = base
+                out["speedup_vs_issue_figure"] = round(base["wall_s"] / wall, 2)
             figures["cases"][case] = out
-            ratio = f"; x{out['speedup']} faster than the baseline {base['wall_s']} s" if base else ""
-            print(f"{case}: review process {wall:.2f} s wall (runs {out['wall_runs_s']}), peak {peak:.0f} MB, "
-                  f"Jaccard {summary['jaccard']:.4f}; goal <= {GOAL['wall_s']} s and <= {GOAL['peak_mb']:.0f} MB: "
-                  f"{'met' if out['goal_met'] else 'MISSED'}{ratio}; sweep equals naive: {equal}", flush=True)
+            print(f"{case}: review process {wall:.2f} s wall (runs {out['wall_runs_s']}), {cpu:.2f} s CPU, peak "
+                  f"{peak:.0f} MB, Jaccard {summary['jaccard']:.4f}; goal <= {GOAL['wall_s']} s and "
+                  f"<= {GOAL['peak_mb']:.0f} MB: {'met' if out['goal_met'] else 'MISSED'}; sweep equals naive: "
+                  f"{equal}{text}", flush=True)
     print(json.dumps(figures))
 
 
