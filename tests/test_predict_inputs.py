@@ -143,3 +143,32 @@ def test_every_error_is_an_imagebinner_error_naming_the_file(good, tmp_path):
     with pytest.raises(ImageBinnerError) as info:
         read_model(folder)
     assert info.value.path == folder / "best.weights.keras"
+
+
+def test_frames_are_read_batch_by_batch_never_the_whole_movie(good, tmp_path, monkeypatch):
+    from imagebinner.io.movie import Movie
+
+    calls = []
+    frames = Movie.frames
+    monkeypatch.setattr(Movie, "frames", lambda self, start=0, stop=None: calls.append((start, stop))
+                        or frames(self, start, stop))
+    monkeypatch.setattr(Movie, "read", lambda self: pytest.fail("the whole movie was read"))
+    tool = Predict(model_folder=str(good["dir"] / "model"), movies=[str(good["dir"] / "m.tif")],
+                   output_folder=str(tmp_path / "o"), batch_size=2)
+    seen = []
+    tool.param.watch(lambda e: seen.append(e.new), "progress")
+    tool.run()
+    assert calls == [(0, 2), (2, 3)]
+    assert seen[-3:] == [1, 2, 3] and tool.n_steps == 3  # progress: one step per frame
+
+
+def test_cuda_asked_without_a_cuda_provider_is_a_one_line_error(good, tmp_path):
+    from imagebinner.tools.predict.network import PROVIDERS, available_providers
+
+    if PROVIDERS["cuda"] in available_providers():
+        pytest.skip("onnxruntime has a CUDA provider here")
+    tool = Predict(model_folder=str(good["dir"] / "model"), movies=[str(good["dir"] / "m.tif")],
+                   output_folder=str(tmp_path / "o"), device="cuda")
+    with pytest.raises(ParameterError, match="device is 'cuda' but onnxruntime has no CUDA provider"):
+        tool.run()
+    assert not (tmp_path / "o").exists()
