@@ -172,3 +172,16 @@ def test_cuda_asked_without_a_cuda_provider_is_a_one_line_error(good, tmp_path):
     with pytest.raises(ParameterError, match="device is 'cuda' but onnxruntime has no CUDA provider"):
         tool.run()
     assert not (tmp_path / "o").exists()
+
+
+def test_a_constant_frame_is_counted_and_does_not_poison_the_sums(good, tmp_path):
+    frames = np.random.default_rng(3).poisson(100, (3, 4, 6)).astype(np.uint16)
+    frames[1] = 7
+    write_tif(tmp_path / "c.tif", frames, pixel_size=100.0)
+    tool = Predict(model_folder=str(good["dir"] / "model"), movies=[str(tmp_path / "c.tif")],
+                   output_folder=str(tmp_path / "o"))
+    tool.run()
+    assert tool.summary["movies"][0]["constant_frames"] == 1
+    import tifffile
+
+    assert np.isfinite(tifffile.imread(tmp_path / "o" / "Predicted_c.tif")).all()
