@@ -22,7 +22,8 @@ from imagebinner.errors import ImageBinnerError
 #: command -> (module under imagebinner.cli, the one-line help its module registers), in listing order
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("info", "describe a movie (TIF, Picasso .raw) or a localization file"),
-    "convert": ("convert", "convert localizations between Picasso, ThunderSTORM and DeepSTORM formats"),
+    "convert": ("convert",
+                "convert localizations between Picasso, ThunderSTORM, DeepSTORM, DECODE, SMAP and ONI formats"),
     "bin": ("bin", "sum random patches of measurements into a dense DeepSTORM training movie (TIF + CSV + JSON)"),
     "split": ("addons", "split a movie and its localizations at a frame into two parts"),
     "explode": ("addons", "explode a movie and its localizations into one movie + table per frame"),
