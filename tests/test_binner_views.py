@@ -24,7 +24,7 @@ from imagebinner.views.frames import MICRONS_ABOVE_NM, frame_image, hr_image  # 
 hv.extension("bokeh")
 
 #: the view methods behind the page's DynamicMaps (each call is one recomputed layer)
-CALLBACKS = ("input_frame", "input_marks", "input_series", "input_marker", "binned_overlay",
+CALLBACKS = ("input_frame", "input_marks", "input_layers", "input_series", "input_marker", "binned_overlay",
              "binned_series", "binned_marker", "density_boxes")
 
 
@@ -73,7 +73,8 @@ def _show_tab(app: BinnerApp, title: str) -> None:
 
 
 def test_a_frame_step_updates_one_frame_plot_and_the_marker_only(small_demo, calls):
-    """One player step = one recomputed frame (image, crosses and windows together), the density marker moved;
+    """One player step = the frame's crosses and windows computed once and written, with the frame's image column,
+    straight into the input plot's sources (three data changes, no HoloViews update), the density marker moved;
     the density curve and box plots are not recomputed or re-sent."""
     app = BinnerApp(measurements=_pairs(small_demo))
     app.binner.param.update(n_patches=30, n_binned=5, bin_size=3, seed=1)
@@ -84,13 +85,20 @@ def test_a_frame_step_updates_one_frame_plot_and_the_marker_only(small_demo, cal
     for frame in (5, 6, 7):
         events.clear()
         app.view.frame = frame  # (as the player does; its events are then batched by one_update, see below)
-        assert dict(calls) == {"input_frame": 1, "input_marker": 1}, frame
-        changed = [e.model for e in events if isinstance(e, ColumnDataChangedEvent)]
+        assert dict(calls) == {"input_layers": 1}, frame
+        changed = [e for e in events if isinstance(e, ColumnDataChangedEvent)]
         # image, crosses and part windows of the one input plot; no curve, box or binned-frame data
-        assert len(changed) == 3 and {id(m) for m in changed} <= sources
-        assert all(set(m.data) & {"image", "x", "left"} for m in changed)
+        assert len(changed) == 3 and {id(e.model) for e in changed} <= sources
+        assert all(set(e.model.data) & {"image", "x", "left"} for e in changed)
+        assert [e.cols for e in changed if "image" in e.model.data] == [["image"]]  # the image column only
         markers = [e for e in events if isinstance(e, ModelChangedEvent) and isinstance(e.model, Span)]
         assert [e.new for e in markers] == [frame]
+        others = {type(e.model).__name__ for e in events if not isinstance(e.model, (ColumnDataSource, Span))}
+        assert len(events) - len(others and [e for e in events if type(e.model).__name__ in others]) == 4
+        assert others <= {"Player"}  # (set from Python here, the player follows; from the page it is the source)
+        m = app.view.measurements[0]
+        crosses = [e.model for e in changed if "x" in e.model.data and "image" not in e.model.data]
+        np.testing.assert_array_equal(crosses[0].data["x"], m.table.x[m.offsets[frame]:m.offsets[frame + 1]])
         calls.clear()
     app.view.show_crosses = False  # a change of the shown layers is one update of each frame plot
     assert dict(calls) == {"input_frame": 1, "binned_overlay": 1}
@@ -98,7 +106,7 @@ def test_a_frame_step_updates_one_frame_plot_and_the_marker_only(small_demo, cal
 
 def test_a_player_step_is_one_batch_without_walking_the_page(small_demo, calls):
     """Through ``app.step`` (what a player step from the page does) the plots update the same data, and Bokeh does
-    not walk the page's model graph (each HoloViews refresh would otherwise end with one such walk)."""
+    not walk the page's model graph (a HoloViews refresh would end with one such walk: a step makes none)."""
     app = BinnerApp(measurements=_pairs(small_demo))
     doc, _ = _page(app)
     walks = []
@@ -109,14 +117,14 @@ def test_a_player_step_is_one_batch_without_walking_the_page(small_demo, calls):
     calls.clear()
     for frame in (3, 4):
         app.step(frame, doc=doc)
-        assert dict(calls) == {"input_frame": 1, "input_marker": 1}
+        assert dict(calls) == {"input_layers": 1}
         assert span.location == frame
         shown = app.view.measurements[0].movie.frame(frame)
         assert any(np.array_equal(np.asarray(cds.data["image"][0]), shown) for cds in images)
         calls.clear()
     assert walks == []
-    app.view.frame = 5  # without the batch: each refreshed plot walks the graph
-    assert len(walks) == 2
+    app.view.frame = 5  # without the batch: still no HoloViews refresh, no walk
+    assert walks == [] and span.location == 5
 
 
 def test_a_binned_frame_step_updates_its_plot_its_marker_and_the_part_window(small_demo, calls):
@@ -129,7 +137,7 @@ def test_a_binned_frame_step_updates_its_plot_its_marker_and_the_part_window(sma
     calls.clear()
     app.step(binned_frame=2)
     # the binned frame and its marker; the input player jumps to the part's source frame (one input update)
-    assert dict(calls) == {"binned_overlay": 1, "binned_marker": 1, "input_frame": 1, "input_marker": 1}
+    assert dict(calls) == {"binned_overlay": 1, "binned_marker": 1, "input_frame": 1, "input_layers": 1}
     assert (app.view.measurement, app.view.frame) == (part["measurement"], part["frame"])
 
 

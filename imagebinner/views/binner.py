@@ -3,10 +3,12 @@
 All coordinates are nm in the canonical corner convention: camera pixel ``j`` is centred at ``(j + 0.5)·ps``, a
 binned frame (one patch of ``P × P`` pixels) uses patch-local nm, exactly as its labels.
 
-One update per step: the input frame with its crosses and part windows is one ``@param.depends`` method returning
-an overlay, wrapped in one ``hv.DynamicMap`` (:meth:`BinnerView.input_plot`; a frame step refreshes that plot once,
-not once per layer); likewise the binned frame with its labels. The densities per frame (curves, box plots) do not
-depend on the shown frame: only a marker (``hv.VLine`` in its own DynamicMap) moves on a step.
+One update per step: the input frame with its crosses and part windows is one overlay drawn by HoloViews when the
+measurement, the plan or the shown layers change (:meth:`BinnerView.input_plot`); an input frame step writes the new
+frame's image column, crosses and windows straight into that plot's data sources and moves the density curve's frame
+marker (:class:`~imagebinner.views.frame_sources.FrameSources`: a few data changes, no HoloViews update). The binned
+frame with its labels is one DynamicMap. The densities per frame (curves, box plots) do not depend on the shown
+frame: only a marker moves on a step.
 
 The views depend on the Binner's result params (``loaded``, ``pool``, ``plan``, ``running``) and on their own
 selectors; nothing is refreshed by hand. A setting change resets the Binner's ``plan`` to None, so the binned views
@@ -25,6 +27,7 @@ import param
 from imagebinner.errors import ImageBinnerError
 from imagebinner.io import Movie, open_movie
 from imagebinner.tools.binner import BinnedFrame, Binner, Measurement
+from imagebinner.views.frame_sources import FrameSources
 from imagebinner.views.frames import (
     DENSITY_LABEL,
     crosses,
@@ -71,7 +74,9 @@ class BinnerView(param.Parameterized):
         self._clims: dict[str, tuple[float, float]] = {}
         self._binned_cache: dict[int, BinnedFrame] = {}
         self._binned_clim: tuple[np.ndarray | None, tuple[float, float]] = (None, (0.0, 1.0))
+        self._sources = FrameSources()  # the rendered input plots: a frame step writes into their data sources
         super().__init__(binner=binner, **params)
+        self.param.watch(self._push, ["frame"])
 
     # -- state derived from the binner's results ------------------------------------------------------------------
     @property
@@ -228,12 +233,30 @@ class BinnerView(param.Parameterized):
         """Rectangles of the shown binned frame's patches cut from the shown input frame."""
         return regions(self.part_boxes(self.measurement, self.frame))
 
-    @param.depends("measurement", "frame", "show_crosses", "binned_frame", "binner.loaded", "binner.plan",
-                   "binner.running")
+    @param.depends("measurement", "show_crosses", "binned_frame", "binner.loaded", "binner.plan", "binner.running")
     def input_frame(self) -> hv.Overlay:
-        """The shown input frame, its localizations and the windows of the shown binned frame's parts (one element,
-        so a step is one plot update)."""
-        return (self.input_image() * self.input_points() * self.input_regions()).opts(show_legend=False)
+        """The shown input frame, its localizations and the windows of the shown binned frame's parts (one element);
+        drawn by HoloViews when anything but the frame changes: a frame step writes into its sources (:meth:`_push`)."""
+        hook = self._sources.hook("input", lambda: (self.measurement, self.frame))
+        return (self.input_image() * self.input_points() * self.input_regions()).opts(show_legend=False, hooks=[hook])
+
+    def _push(self, *_events) -> None:
+        """An input frame step: the frame's image, crosses and part windows written into the rendered input plots'
+        data sources, the density's frame marker moved (no HoloViews update)."""
+        if len(self._sources):
+            self._sources.push((self.measurement, self.frame), self._input_frame_data,
+                               lambda kind: self.input_layers() if kind == "input" else [None], marker=float(self.frame))
+
+    def _input_frame_data(self, _kind: str) -> np.ndarray | None:
+        m = self._shown()
+        return None if m is None else self._movie(m).frame(min(self.frame, m.n_frames - 1))
+
+    def input_layers(self) -> list[dict]:
+        """The columns of the input plot's crosses and part windows for the shown frame, as their sources hold them."""
+        points = self.input_points()
+        boxes = np.asarray(self.part_boxes(self.measurement, self.frame), dtype=np.float64).reshape(-1, 4)
+        return [{"x": points.dimension_values("x"), "y": points.dimension_values("y")},
+                {"left": boxes[:, 0], "bottom": boxes[:, 1], "right": boxes[:, 2], "top": boxes[:, 3]}]
 
     @param.depends("measurement", "frame", "show_crosses", "binned_frame", "binner.loaded", "binner.plan",
                    "binner.running")
@@ -281,15 +304,17 @@ class BinnerView(param.Parameterized):
             return density_curve(np.zeros(1), np.zeros(1, dtype=np.int64))
         return density_curve(self.input_densities(m), m.locs_per_frame())
 
-    @param.depends("frame")
+    @param.depends("measurement", "binner.loaded")
     def input_marker(self) -> hv.VLine:
-        """The shown input frame on the density curve (the only layer a frame step moves)."""
+        """The shown input frame on the density curve (drawn with the curve; a frame step moves it, :meth:`_push`)."""
         return frame_marker(self.frame)
 
     def input_density(self) -> hv.Overlay:
-        """Localizations per µm² per frame of the shown measurement, with the shown frame marked (two DynamicMaps:
-        a frame step moves the marker only)."""
-        return hv.DynamicMap(self.input_series) * hv.DynamicMap(self.input_marker)
+        """Localizations per µm² per frame of the shown measurement, with the shown frame marked (a frame step moves
+        the marker only)."""
+        hook = self._sources.hook("density", lambda: (self.measurement, self.frame), image=False)
+        return (hv.DynamicMap(self.input_series) * hv.DynamicMap(self.input_marker)).opts(
+            hv.opts.Overlay(hooks=[hook]))
 
     @param.depends("binner.plan", "binner.running")
     def binned_series(self) -> hv.Curve:

@@ -63,59 +63,80 @@ def _style_from_columns(handles: Mapping) -> None:
 
 @dataclass(eq=False)
 class _Target:
-    """The sources of one rendered frame plot: its image (None when HoloViews keeps drawing it, e.g. rasterized) and
-    its mark layers in overlay order, and the frame its image shows."""
+    """One rendered plot: its kind, the data source of each layer (overlay order; the first is the image when
+    ``image`` is set), its frame markers (Bokeh ``Span``) and the frame its image shows."""
 
-    image: object | None
-    marks: list = field(default_factory=list)
-    frame: int | None = None
+    kind: str
+    sources: list = field(default_factory=list)
+    image: bool = False
+    spans: list = field(default_factory=list)
+    frame: object = None
 
 
 class FrameSources:
-    """The rendered frame plots of a view, by image kind ("camera", "stacked"); plots that are gone drop out."""
+    """The rendered frame plots of a view by kind (e.g. "camera", "stacked", "input"); plots that are gone (cleaned
+    up by Panel, garbage-collected) drop out."""
 
     def __init__(self) -> None:
-        self._plots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # HoloViews plot -> (kind, target)
+        self._plots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # HoloViews plot -> target
 
-    def hook(self, kind: str, frame: Callable[[], int], layers: Callable[[], list[dict]],
-             push_image: bool = True) -> Callable:
-        """A HoloViews hook of a frame overlay recording its sources (after each render by HoloViews); the mark
-        layers' sources get the full styled columns (``layers()``) and their glyphs read their style from them."""
+    def hook(self, kind: str, frame: Callable[[], object], layers: Callable[[str], list[dict | None]] | None = None,
+             image: bool = True) -> Callable:
+        """A HoloViews hook of an overlay plot recording its layers' sources and frame markers (after each render by
+        HoloViews, with the ``frame()`` the render drew). With ``layers`` (kind -> styled columns of the layers after
+        the image), mark layers (``Points``) get those full columns and their glyphs read their style from them."""
 
         def attach(plot, _element) -> None:
-            subplots = list(getattr(plot, "subplots", {}).items())
-            images = [sp for key, sp in subplots if key[0] == "Image"]
-            image = images[0].handles.get("source") if push_image and images else None
-            points = [sp for key, sp in subplots if key[0] == "Points" and "source" in sp.handles]
-            for sp, columns in zip(points, layers()):
-                if set(columns) - set(sp.handles["source"].data):  # (a constant style HoloViews left out)
-                    sp.handles["source"].data = dict(columns)
-                _style_from_columns(sp.handles)
-            self._plots[plot] = (kind, _Target(image, [sp.handles["source"] for sp in points], frame()))
+            subplots = list(getattr(plot, "subplots", {}).items()) or [((type(_element).__name__,), plot)]
+            drawn = [(key, sp) for key, sp in subplots if key[0] not in ("VLine", "HLine")]
+            sources = [sp.handles.get("source") for _key, sp in drawn]
+            has_image = image and bool(drawn) and drawn[0][0][0] == "Image"
+            if layers is not None:
+                marks = drawn[1:] if has_image else drawn
+                for (key, sp), columns in zip(marks, layers(kind)):
+                    if key[0] == "Points" and columns is not None and "source" in sp.handles:
+                        if set(columns) - set(sp.handles["source"].data):  # (a constant style HoloViews left out)
+                            sp.handles["source"].data = dict(columns)
+                        _style_from_columns(sp.handles)
+            spans = [sp.handles["glyph"] for key, sp in subplots if key[0] in ("VLine", "HLine")
+                     and "glyph" in sp.handles]
+            self._plots[plot] = _Target(kind, sources, has_image, spans, frame())
 
         return attach
 
     def __len__(self) -> int:
         return len(self._plots)
 
-    def push(self, frame: int, image_of: Callable[[str], np.ndarray | None], layers: list[dict]) -> int:
-        """Write ``layers`` (styled columns, overlay order) into every registered plot's mark sources and, where the
-        shown frame changed, the frame's image (``image_of(kind)``, computed once per kind). Returns the number of
-        sources changed."""
+    def push(self, frame: object, image_of: Callable[[str], np.ndarray | None],
+             layers: Callable[[str], list[dict | None]], marker: float | None = None) -> int:
+        """Write the new frame into every registered plot: where the shown ``frame`` changed, the image column (the
+        frame of ``image_of(kind)``, read once per kind); the layers' columns (``layers(kind)``: one dict per layer
+        after the image, None = unchanged); frame markers moved to ``marker``. Returns the number of models changed."""
         changed = 0
         images: dict[str, np.ndarray | None] = {}
-        for _plot, (kind, target) in list(self._plots.items()):
-            if target.image is not None and target.frame != frame:
-                if kind not in images:
-                    images[kind] = image_of(kind)
-                image = images[kind]
-                if image is not None and np.shape(target.image.data["image"][0]) == image.shape:
-                    target.image.data.update(image=[image])  # one column: x, y, dw, dh stay
+        columns: dict[str, list] = {}
+        for target in list(self._plots.values()):
+            kind, sources = target.kind, list(target.sources)
+            if target.image:
+                source = sources.pop(0)
+                if target.frame != frame:
+                    if kind not in images:
+                        images[kind] = image_of(kind)
+                    new = images[kind]
+                    if new is not None and source is not None and np.shape(source.data["image"][0]) == new.shape:
+                        source.data.update(image=[new])  # one column: x, y, dw, dh stay
+                        changed += 1
+            target.frame = frame
+            if kind not in columns:
+                columns[kind] = layers(kind)
+            for source, data in zip(sources, columns[kind]):
+                if source is not None and data is not None:
+                    source.data = dict(data)
                     changed += 1
-                target.frame = frame
-            for source, columns in zip(target.marks, layers):
-                source.data = dict(columns)
-                changed += 1
+            for span in target.spans:
+                if marker is not None and span.location != marker:
+                    span.location = marker
+                    changed += 1
         return changed
 
     def figures(self) -> list:

@@ -282,11 +282,12 @@ class ReviewView(param.Parameterized):
         if not len(self._sources):
             return
         self._sync()
-        self._sources.push(self.frame, self._frame_data, self._styled_layers())
+        styled = self._styled_layers()
+        self._sources.push(self.frame, self._frame_data, lambda _kind: styled)
         for figure in self._sources.figures():
             self._show_swatches(figure)
 
-    def _styled_layers(self) -> list[dict]:
+    def _styled_layers(self, _kind: str = "") -> list[dict]:
         """The mark layers' columns as the frame plots' sources hold them (with each mark's style)."""
         _state, layers = self._mark_layers()
         return [styled_columns(data, CLASS_OPTS, "confidence" if key == "marks:predictions" else None)
