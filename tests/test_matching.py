@@ -337,3 +337,24 @@ def test_components_equal_scipy_connected_components():
     ref = ref[:n_g]
     # the same partition of the ground-truth nodes
     assert len(set(zip(label.tolist(), ref.tolist()))) == len(set(label.tolist())) == len(set(ref.tolist()))
+
+
+grid_points = st.lists(st.tuples(st.integers(0, 1), st.integers(-6, 6), st.integers(-6, 6),
+                                 st.sampled_from([0.0, 1e-9, -1e-9, 0.5, 33.3])), min_size=1, max_size=25)
+
+
+@settings(max_examples=150, deadline=None)
+@given(grid_points, grid_points, st.sampled_from([100.0, 50.0, 0.7]))
+def test_candidate_pairs_equal_brute_force_at_exact_tolerance_distances(gts, preds, tol):
+    """Points on a grid of half the tolerance (distances of exactly the tolerance, cell edges) nudged by ±1e-9."""
+    from imagebinner.tools.pairs import candidate_pairs
+
+    def make(points):
+        return table([p[0] for p in points], [p[1] * tol / 2 + p[3] for p in points],
+                     [p[2] * tol / 2 - p[3] for p in points])
+
+    gt, pred = make(gts), make(preds)
+    gi, pi, d2, _, _ = candidate_pairs(gt, pred, tol)
+    dx, dy = np.subtract.outer(pred.x, gt.x), np.subtract.outer(pred.y, gt.y)
+    want = (dx * dx + dy * dy <= tol * tol) & np.equal.outer(pred.frame, gt.frame)
+    assert sorted(zip(pi.tolist(), gi.tolist())) == sorted(zip(*np.nonzero(want)))

@@ -1,9 +1,9 @@
 """Candidate pairs (same frame, within the tolerance) on a grid of tolerance-sized cells, and graph components.
 
 Both in plain numpy (no KD-tree, no sparse-graph import on the review's path): localizations are keyed by
-``(frame, cell row, cell column)`` with cells ``tolerance`` nm wide, the ground truth sorted by key once; each
-prediction's candidates lie in the 3 × 3 cells around its own, i.e. three runs of consecutive keys found with binary
-searches. Connected components of the bipartite candidate graph come from label propagation with pointer jumping.
+``(frame, cell row, cell column)`` with cells a little over ``2·tolerance`` wide, the ground truth sorted by key once;
+a prediction's disc of radius ``tolerance`` lies in the 2 × 2 cells on the side of the half cell it sits in, i.e. two
+runs of two consecutive keys found with binary searches. Connected components of the bipartite candidate graph come from label propagation with pointer jumping.
 """
 
 from __future__ import annotations
@@ -28,34 +28,58 @@ def candidate_pairs(gt: LocTable, pred: LocTable, tolerance: float) -> tuple[np.
     if not tolerance > 0 or not math.isfinite(tolerance):
         raise ParameterError(f"tolerance must be a positive number of nm, got {tolerance}")
     empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0))
-    g_rows = np.flatnonzero(np.isfinite(gt.x) & np.isfinite(gt.y))
-    p_rows = np.flatnonzero(np.isfinite(pred.x) & np.isfinite(pred.y))
-    if len(g_rows) == 0 or len(p_rows) == 0:
+    (gx, gy, gf, g_rows), (px, py, pf, p_rows) = _finite(gt), _finite(pred)
+    if len(gx) == 0 or len(px) == 0:
         return empty
-    gx, gy, gf = gt.x[g_rows], gt.y[g_rows], gt.frame[g_rows].astype(np.int64)
-    px, py, pf = pred.x[p_rows], pred.y[p_rows], pred.frame[p_rows].astype(np.int64)
     x0, y0 = min(gx.min(), px.min()), min(gy.min(), py.min())
     f0 = min(gf.min(), pf.min())
-    # cell indices shifted by one: the neighbours of every cell have indices >= 0 and < n
-    gcx, gcy = _cell(gx, x0, tolerance), _cell(gy, y0, tolerance)
-    pcx, pcy = _cell(px, x0, tolerance), _cell(py, y0, tolerance)
+    # cells a little wider than 2·tolerance: a prediction's disc lies in the 2 × 2 cells on the side of its half
+    # cell; indices shifted by one so that every neighbour index is >= 0
+    size = 2.0 * tolerance * (1.0 + 1e-6)
+    gcx, _ = _cell(gx, x0, size)
+    gcy, _ = _cell(gy, y0, size)
+    pcx, right = _cell(px, x0, size)
+    pcy, up = _cell(py, y0, size)
     nx = int(max(gcx.max(), pcx.max())) + 2
     ny = int(max(gcy.max(), pcy.max())) + 2
     n_frames = int(max(gf.max(), pf.max()) - f0) + 1
     if float(nx) * ny * n_frames >= 2.0**62:
         raise ParameterError(f"tolerance {tolerance} nm is too small for the field and frame range of the tables")
     gkey, gorder = sort_keys(((gf - f0) * ny + gcy) * nx + gcx)
-    prow, porder = sort_keys(((pf - f0) * ny + pcy) * nx + pcx)  # each prediction's own cell, sorted
-    px, py = px[porder], py[porder]  # sorted queries make the binary searches ~10x faster
+    # each prediction's first cell of its 2 × 2 block, sorted (sorted queries make the binary searches ~10x faster)
+    first, porder = sort_keys(((pf - f0) * ny + pcy - 1 + up) * nx + pcx - 1 + right)
+    px, py = px[porder], py[porder]
     parts = []
-    for dy in (-nx, 0, nx):  # the cell rows above, at and below
-        lo = np.searchsorted(gkey, prow + dy - 1, side="left")
-        hi = np.searchsorted(gkey, prow + dy + 1, side="right")
+    for row in (0, nx):  # the block's two cell rows, two cells each
+        lo = np.searchsorted(gkey, first + row, side="left")
+        hi = np.searchsorted(gkey, first + row + 1, side="right")
         parts.extend(_expand(lo, hi - lo, gorder, gx, gy, px, py, tolerance))
     if not parts:
         return empty
-    gi, pi, dx, dy_ = (np.concatenate([p[j] for p in parts]) for j in range(4))
-    return g_rows[gi], p_rows[porder[pi]], dx * dx + dy_ * dy_, dx, dy_
+    gi, pi, dx, dy = (np.concatenate([p[j] for p in parts]) for j in range(4))
+    pi = porder[pi]
+    if g_rows is not None:
+        gi = g_rows[gi]
+    if p_rows is not None:
+        pi = p_rows[pi]
+    return gi, pi, dx * dx + dy * dy, dx, dy
+
+
+def _finite(table: LocTable) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """``x, y, frame`` of the rows with finite coordinates, and those rows (None: every row)."""
+    x, y, f = table.x, table.y, table.frame.astype(np.int64, copy=False)
+    if np.isfinite(x).all() and np.isfinite(y).all():
+        return x, y, f, None
+    rows = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+    return x[rows], y[rows], f[rows], rows
+
+
+def _cell(v: np.ndarray, v0: float, size: float) -> tuple[np.ndarray, np.ndarray]:
+    """Cell index (shifted by one) and whether the value lies in the upper half of its cell."""
+    u = (v - v0) / size
+    cell = np.floor(u)
+    upper = (u - cell) >= 0.5
+    return cell.astype(np.int64) + 1, upper
 
 
 def sort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,10 +93,6 @@ def sort_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return packed >> bits, packed & ((1 << bits) - 1)
     order = np.argsort(keys, kind="stable")
     return keys[order], order
-
-
-def _cell(v: np.ndarray, v0: float, size: float) -> np.ndarray:
-    return np.floor((v - v0) / size).astype(np.int64) + 1
 
 
 def _expand(lo, count, order, gx, gy, px, py, tolerance: float):
