@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from scipy.special import erf
 
 from imagebinner.errors import ParameterError
 from imagebinner.io import LocMeta, LocTable, TifWriter, check_writable
@@ -149,6 +148,8 @@ class Measurement:
 
 def _pixel_fractions(pos: np.ndarray, sigma: np.ndarray, n_pixels: int, pixel_size: float) -> np.ndarray:
     """Fraction of a 1-D Gaussian (centre ``pos`` nm, width ``sigma`` nm) falling in each pixel [j·ps, (j+1)·ps)."""
+    from scipy.special import erf
+
     edges = np.arange(n_pixels + 1) * pixel_size
     cdf = 0.5 * (1.0 + erf((edges[None, :] - pos[:, None]) / (np.sqrt(2.0) * sigma[:, None])))
     return np.diff(cdf, axis=1)
