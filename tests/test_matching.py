@@ -358,3 +358,45 @@ def test_candidate_pairs_equal_brute_force_at_exact_tolerance_distances(gts, pre
     dx, dy = np.subtract.outer(pred.x, gt.x), np.subtract.outer(pred.y, gt.y)
     want = (dx * dx + dy * dy <= tol * tol) & np.equal.outer(pred.frame, gt.frame)
     assert sorted(zip(pi.tolist(), gi.tolist())) == sorted(zip(*np.nonzero(want)))
+
+
+def test_general_components_are_solved_in_a_few_batched_calls(monkeypatch):
+    """No Python call per component: thousands of general components go through one batched call per size
+    bucket, every prefix state included."""
+    calls = []
+    real = matching.prefix_assignments_batched
+
+    def counting(cost, n_rows, tolerance):
+        calls.append(len(n_rows))
+        return real(cost, n_rows, tolerance)
+
+    monkeypatch.setattr(matching, "prefix_assignments_batched", counting)
+    gt, pred = _crowded(2, n=20_000, frames=10, field=12_000.0)
+    matcher = Matcher(gt, pred, 100.0)
+    assert matcher.n_general > 1000
+    assert sum(calls) == matcher.n_general and len(calls) <= 16
+    assert matcher.states[-1] == sum(len(c) for c in np.split(matcher._g_conf, matcher._g_start[1:]))
+
+
+def test_matching_path_imports_no_scipy():
+    """The review's matching (pairs, components, every state, sweep, threshold index) runs without scipy (whose
+    import alone costs a good part of the whole-process budget)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from imagebinner.io import LocTable\n"
+        "from imagebinner.tools.matching import Matcher, sweep_thresholds\n"
+        "from imagebinner.tools.review.status import ThresholdIndex\n"
+        "rng = np.random.default_rng(0)\n"
+        "n = 3000; f = rng.integers(0, 5, n); x = rng.uniform(0, 3000, n); y = rng.uniform(0, 3000, n)\n"
+        "gt = LocTable({'frame': f, 'x': x, 'y': y})\n"
+        "pred = LocTable({'frame': f, 'x': x + rng.normal(0, 30, n), 'y': y, 'confidence': rng.random(n)})\n"
+        "m = Matcher(gt, pred, 100.0); m.sweep(sweep_thresholds(pred['confidence'], 50))\n"
+        "ThresholdIndex(pred, m, 5).at(0.5)\n"
+        "assert m.n_general > 0\n"
+        "print(sorted({k.split('.')[0] for k in sys.modules} & {'scipy', 'numba', 'pandas'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
