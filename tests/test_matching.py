@@ -390,7 +390,7 @@ def test_matching_path_imports_no_scipy():
         "from imagebinner.tools.matching import Matcher, sweep_thresholds\n"
         "from imagebinner.tools.review.status import ThresholdIndex\n"
         "rng = np.random.default_rng(0)\n"
-        "n = 3000; f = rng.integers(0, 5, n); x = rng.uniform(0, 3000, n); y = rng.uniform(0, 3000, n)\n"
+        "n = 3000; f = rng.integers(0, 5, n); x = rng.uniform(0, 8000, n); y = rng.uniform(0, 8000, n)\n"
         "gt = LocTable({'frame': f, 'x': x, 'y': y})\n"
         "pred = LocTable({'frame': f, 'x': x + rng.normal(0, 30, n), 'y': y, 'confidence': rng.random(n)})\n"
         "m = Matcher(gt, pred, 100.0); m.sweep(sweep_thresholds(pred['confidence'], 50))\n"
