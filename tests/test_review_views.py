@@ -451,3 +451,20 @@ def _plain(value):
         return float(value)
     except (TypeError, ValueError):
         return str(value)
+
+
+def test_a_review_large_enough_to_aggregate_compiles_datashader_at_load(review, monkeypatch):
+    """Predictions the all-frames view aggregates with datashader: its JIT runs while the review loads (once per
+    process), not on the first super-resolution render; smaller reviews (drawn as dots) do not pay for it."""
+    import imagebinner.views.frames as frames_mod
+    import imagebinner.views.review as review_mod
+
+    monkeypatch.setattr(frames_mod, "_WARM", [])
+    monkeypatch.setattr(review_mod, "RASTERIZE_ABOVE_POINTS", len(review.predictions))
+    ReviewView(review)
+    assert frames_mod._WARM == []
+    monkeypatch.setattr(review_mod, "RASTERIZE_ABOVE_POINTS", len(review.predictions) - 1)
+    ReviewView(review)
+    assert frames_mod._WARM == [True]
+    ReviewView(review)
+    assert frames_mod._WARM == [True]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -108,37 +109,64 @@ class FrameSources:
         return len(self._plots)
 
     def push(self, frame: object, image_of: Callable[[str], np.ndarray | None],
-             layers: Callable[[str], list[dict | None]], marker: float | None = None) -> int:
+             layers: Callable[[str], list[dict | None]], marker: float | None = None,
+             also: Callable[[object], None] | None = None) -> int:
         """Write the new frame into every registered plot: where the shown ``frame`` changed, the image column (the
         frame of ``image_of(kind)``, read once per kind); the layers' columns (``layers(kind)``: one dict per layer
-        after the image, None = unchanged); frame markers moved to ``marker``. Returns the number of models changed."""
-        changed = 0
+        after the image, None = unchanged); frame markers moved to ``marker``; ``also(figure)`` for anything else.
+        Computed now; written at once in the session's own thread (as HoloViews updates, events not held for the
+        document lock), else on the session's next tick. Returns the number of plots written."""
         images: dict[str, np.ndarray | None] = {}
         columns: dict[str, list] = {}
-        for target in list(self._plots.values()):
-            kind, sources = target.kind, list(target.sources)
-            if target.image:
-                source = sources.pop(0)
-                if target.frame != frame:
-                    if kind not in images:
-                        images[kind] = image_of(kind)
-                    new = images[kind]
-                    if new is not None and source is not None and np.shape(source.data["image"][0]) == new.shape:
-                        source.data.update(image=[new])  # one column: x, y, dw, dh stay
-                        changed += 1
-            target.frame = frame
+        writes: dict[object, list[Callable[[], None]]] = {}
+        for plot, target in list(self._plots.items()):
+            kind = target.kind
+            new = None
+            if target.image and target.frame != frame:
+                if kind not in images:
+                    images[kind] = image_of(kind)
+                new = images[kind]
             if kind not in columns:
                 columns[kind] = layers(kind)
-            for source, data in zip(sources, columns[kind]):
-                if source is not None and data is not None:
-                    source.data = dict(data)
-                    changed += 1
-            for span in target.spans:
-                if marker is not None and span.location != marker:
-                    span.location = marker
-                    changed += 1
-        return changed
+            target.frame = frame
+            figure = getattr(plot, "state", None)
+            doc = getattr(figure, "document", None)
+            writes.setdefault(doc, []).append(partial(_write, target, new, columns[kind], marker, also, figure))
+        for doc, work in writes.items():
+            _dispatch(doc, work)
+        return sum(len(w) for w in writes.values())
 
-    def figures(self) -> list:
-        """The Bokeh figures of the registered plots."""
-        return [plot.state for plot in list(self._plots.keys()) if getattr(plot, "state", None) is not None]
+
+def _write(target: _Target, image: np.ndarray | None, layers: list, marker: float | None,
+           also: Callable[[object], None] | None, figure) -> None:
+    """One plot's new frame written into its models (one change per data source)."""
+    sources = list(target.sources)
+    if target.image:
+        source = sources.pop(0)
+        if image is not None and source is not None and np.shape(source.data["image"][0]) == image.shape:
+            source.data.update(image=[image])  # one column: x, y, dw, dh stay
+    for source, data in zip(sources, layers):
+        if source is not None and data is not None:
+            source.data = dict(data)
+    for span in target.spans:
+        if marker is not None and span.location != marker:
+            span.location = marker
+    if also is not None and figure is not None:
+        also(figure)
+
+
+def _dispatch(doc, work: list[Callable[[], None]]) -> None:
+    """Run model writes for ``doc`` as Panel and HoloViews do: at once (events dispatched without waiting for the
+    document lock) in the session's own thread or without a server session, else on the session's next tick."""
+    from panel.io.document import unlocked
+    from panel.io.state import state
+
+    def run() -> None:
+        for write in work:
+            write()
+
+    if doc is not None and doc.session_context is not None and not state._unblocked(doc):
+        doc.add_next_tick_callback(run)
+        return
+    with unlocked():
+        run()

@@ -33,6 +33,7 @@ from imagebinner.views.frames import (
     image_clim,
     is_large,
     maybe_rasterize,
+    warm_rasterize,
 )
 from imagebinner.views.review_summary import ReviewSummary
 
@@ -152,6 +153,8 @@ class ReviewView(param.Parameterized):
         if r.n_frames and r.movie_frame(0) is not None:
             picks = np.unique(np.linspace(0, r.n_frames - 1, min(8, r.n_frames)).astype(int))
             self._clims["camera"] = image_clim([r.movie_frame(int(k)) for k in picks])
+        if len(r.predictions) > RASTERIZE_ABOVE_POINTS:  # the all-frames view aggregates: compile that once now
+            warm_rasterize()
         conf = np.asarray(r.predictions["confidence"], dtype=float)
         self._clims["confidence"] = (float(np.nanmin(conf)), float(np.nanmax(conf))) if len(conf) else (0.0, 1.0)
 
@@ -283,9 +286,7 @@ class ReviewView(param.Parameterized):
             return
         self._sync()
         styled = self._styled_layers()
-        self._sources.push(self.frame, self._frame_data, lambda _kind: styled)
-        for figure in self._sources.figures():
-            self._show_swatches(figure)
+        self._sources.push(self.frame, self._frame_data, lambda _kind: styled, also=self._show_swatches)
 
     def _styled_layers(self, _kind: str = "") -> list[dict]:
         """The mark layers' columns as the frame plots' sources hold them (with each mark's style)."""
