@@ -147,7 +147,8 @@ def test_batches_do_not_change_the_result_and_outputs_are_not_replaced(model_fol
         out = tmp_path / f"b{batch}"
         Predict(model_folder=str(model_folder), movies=[str(path)], output_folder=str(out), batch_size=batch,
                 local_average=False).run()
-        runs[batch] = (out / "Localizations_cells_max.csv").read_text(), tifffile.imread(out / "Predicted_stacked_cells.tif")
+        stacked = tifffile.imread(out / "Predicted_stacked_cells.tif")
+        runs[batch] = (out / "Localizations_cells_max.csv").read_text(), stacked
     assert runs[1][0] == runs[5][0]
     np.testing.assert_array_equal(runs[1][1], runs[5][1])
     again = Predict(model_folder=str(model_folder), movies=[str(path)], output_folder=str(tmp_path / "b1"))
@@ -155,3 +156,22 @@ def test_batches_do_not_change_the_result_and_outputs_are_not_replaced(model_fol
         again.run()
     again.overwrite = True
     again.run()
+
+
+def test_a_keras3_file_without_config_reads_by_keras_group_order(tmp_path, weights):
+    """Without config.json (epsilon unknown: Keras' default), the layers are Keras' container names in order:
+    conv2d, conv2d_1, ..., conv2d_7 (the 1x1 prediction) and batch_normalization, batch_normalization_1, ..."""
+    import zipfile
+
+    folder = write_model_folder(tmp_path / "m", *weights, upsampling=8, layout="keras3")
+    path = folder / "best.weights.keras"
+    with zipfile.ZipFile(path) as archive:
+        entries = {n: archive.read(n) for n in archive.namelist() if n != "config.json"}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    model = read_model(folder)
+    for got, want in zip(model.blocks, weights[0]):
+        np.testing.assert_array_equal(got.kernel, want.kernel)
+        np.testing.assert_array_equal(got.beta, want.beta)
+    np.testing.assert_array_equal(model.prediction_kernel, weights[1])

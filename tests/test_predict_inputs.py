@@ -44,7 +44,7 @@ def _bad_models(good, tmp_path: Path) -> dict[str, tuple[Path, str]]:
     out["missing metadata"] = (no_meta, r"model_metadata.mat: model metadata not found")
     no_weights = _model_copy(good, tmp_path, "no_weights")
     (no_weights / "best.weights.keras").unlink()
-    out["missing weights"] = (no_weights, r"no_weights: no weights in the model folder \(expected best.weights.keras or")
+    out["missing weights"] = (no_weights, r"no_weights: no weights in the model folder \(expected best.weights.keras")
     corrupt = _model_copy(good, tmp_path, "corrupt")
     (corrupt / "best.weights.keras").write_bytes(b"PK\x03\x04 not really a zip" * 10)
     out["corrupt weights"] = (corrupt, r"best.weights.keras: cannot read the weights")

@@ -48,7 +48,7 @@ class ConvBlock:
     epsilon: float
 
     def folded(self) -> tuple[np.ndarray, np.ndarray]:
-        """The conv folded with its batch norm: ``W' = W·γ/√(var+ε)``, ``b' = β − mean·γ/√(var+ε)`` (float64)."""
+        """The conv folded with its batch norm (float64): ``W' = W·γ/√(var+ε)``, ``b' = β − mean·γ/√(var+ε)``."""
         scale = self.gamma.astype(np.float64) / np.sqrt(self.moving_variance.astype(np.float64) + self.epsilon)
         weight = self.kernel.astype(np.float64) * scale
         bias = self.beta.astype(np.float64) - self.moving_mean.astype(np.float64) * scale

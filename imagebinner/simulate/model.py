@@ -181,7 +181,8 @@ def write_model_folder(
     layout: str = "keras3",
 ) -> Path:
     """Write a model folder as the notebook leaves it (``model_metadata.mat`` + the weight file of ``layout``:
-    "keras3" → ``best.weights.keras``, "keras2-model"/"keras2-weights" → ``weights_best.hdf5``); returns the folder."""
+    "keras3" → ``best.weights.keras``, "keras2-model"/"keras2-weights" → ``weights_best.hdf5``); returns the
+    folder."""
     if layout not in LAYOUTS:
         raise ParameterError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     folder = Path(folder)

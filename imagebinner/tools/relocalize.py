@@ -40,7 +40,7 @@ NOTEBOOK_MIN_EMITTERS = 7
 def notebook_default_l2(upsampling: int) -> float:
     """The notebook's automatic normalization (``Automatic_normalization = True``, section 3.2) for ``upsampling``:
     ``100 / sqrt(min(n_locs_per_patch, 7) · 8² / (u² · 20.28))`` with the expected locs per patch above the default
-    ``min_number_of_emitters_per_patch`` = 7 (always, at usual densities): ``100·u·sqrt(20.28 / 448) ≈ 21.28·u``."""
+    ``min_number_of_emitters_per_patch`` = 7 (always, at usual densities): ``100·u·sqrt(20.28 / 448)`` ≈ 21.28·u."""
     return 100.0 / math.sqrt(NOTEBOOK_MIN_EMITTERS * 8**2 / (int(upsampling) ** 2 * 20.28))
 
 
