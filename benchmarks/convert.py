@@ -2,7 +2,7 @@
 
 Runs ``imagebinner convert`` (streaming) and two naive scripts that read ``/locs`` whole with h5py and write the same
 DeepSTORM table with pandas ``DataFrame.to_csv`` or pyarrow ``csv.write_csv``, each as its own process under
-``/usr/bin/time -f "%e s %M KB"`` (wall seconds, peak RSS), and reports medians. Goal (issue 11): >= 8x pandas and
+``/usr/bin/time -f "%e s %M KB %U %S"`` (wall seconds, peak RSS, CPU seconds), and reports medians. Goal (issue 11): >= 8x pandas and
 <= 1.0x pyarrow wall time, peak memory <= 300 MB for 10^7 rows whatever the table size. Ends with one JSON line.
 
     .venv/bin/python benchmarks/convert.py [--rows 10000000] [--repeat 3] [--only imagebinner] [--keep DIR]
@@ -97,13 +97,13 @@ def naive(tool: str, source: Path, target: Path) -> None:
         pacsv.write_csv(pa.table({"": index, **cols}), target)
 
 
-def measure(argv: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one process, from GNU time."""
-    proc = subprocess.run(["/usr/bin/time", "-f", "%e s %M KB", *argv], capture_output=True, text=True, cwd=ROOT)
+def measure(argv: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds (user + system) of one process, from GNU time."""
+    proc = subprocess.run(["/usr/bin/time", "-f", "%e s %M KB %U %S", *argv], capture_output=True, text=True, cwd=ROOT)
     if proc.returncode:
         raise RuntimeError(f"{argv} failed: {proc.stderr[-2000:]}")
-    match = re.search(r"([\d.]+) s (\d+) KB\s*$", proc.stderr)
-    return float(match.group(1)), int(match.group(2)) / 1024
+    match = re.search(r"([\d.]+) s (\d+) KB ([\d.]+) ([\d.]+)\s*$", proc.stderr)
+    return float(match.group(1)), int(match.group(2)) / 1024, float(match.group(3)) + float(match.group(4))
 
 
 def commands(source: Path, folder: Path) -> dict[str, list[str]]:
@@ -150,8 +150,10 @@ def main() -> None:
             runs = [measure(argv) for _ in range(args.repeat)]
             wall = statistics.median(r[0] for r in runs)
             peak = statistics.median(r[1] for r in runs)
-            result[f"{name}_s"], result[f"{name}_peak_mb"] = wall, round(peak)
-            print(f"{name}: runs {[f'{w:.1f} s / {m:.0f} MB' for w, m in runs]} -> median {wall:.1f} s, {peak:.0f} MB")
+            cpu = statistics.median(r[2] for r in runs)
+            result[f"{name}_s"], result[f"{name}_peak_mb"], result[f"{name}_cpu_s"] = wall, round(peak), cpu
+            shown = [f"{w:.1f} s / {m:.0f} MB / cpu {c:.1f} s" for w, m, c in runs]
+            print(f"{name}: runs {shown} -> median {wall:.1f} s wall, {peak:.0f} MB, cpu {cpu:.1f} s")
         sizes = {p.name: p.stat().st_size for p in folder.glob("*.csv")}
         if "imagebinner.csv" in sizes and "pyarrow.csv" in sizes:
             result["same_values_as_pyarrow"] = _same_values(folder / "imagebinner.csv", folder / "pyarrow.csv")

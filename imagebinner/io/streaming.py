@@ -82,7 +82,7 @@ def stream_convert(
     if not can_stream(in_format, out_format):
         return StreamResult(False, f"{in_format} -> {out_format} is converted in memory")
     if in_format == "picasso":
-        chunks = _picasso_chunks(source, pixel_size, half_pixel, chunk_rows)
+        chunks = _picasso_chunks(source, pixel_size, half_pixel, chunk_rows, _PICASSO_FIELDS_USED.get(out_format))
     else:
         chunks = _csv_chunks(source, in_format, pixel_size, half_pixel, csv_block_bytes, chunk_rows)
     result = StreamResult(True)
@@ -169,7 +169,16 @@ def _drop_outside(table: LocTable, out_format: str, pixel_size, drop: bool, resu
     return table.take(~outside)
 
 
-def _picasso_chunks(path: Path, pixel_size, half_pixel: bool, chunk_rows: int) -> Iterator[LocTable]:
+#: the Picasso fields a DeepSTORM layout uses (the other fields would be converted and dropped); None: all fields
+_PICASSO_FIELDS_USED = {
+    "deepstorm": ("frame", "x", "y", "photons", "sx", "sy"),
+    "deepstorm-prediction": ("frame", "x", "y", "confidence"),
+}
+
+
+def _picasso_chunks(
+    path: Path, pixel_size, half_pixel: bool, chunk_rows: int, fields: tuple[str, ...] | None = None
+) -> Iterator[LocTable]:
     import h5py
 
     from imagebinner.io.picasso_hdf5 import picasso_columns, picasso_meta
@@ -185,7 +194,7 @@ def _picasso_chunks(path: Path, pixel_size, half_pixel: bool, chunk_rows: int) -
         n = ds.shape[0] if ds.shape else 0
         for start in range(0, n, chunk_rows):
             chunk = ds[start : start + chunk_rows]
-            raw = {name: chunk[name] for name in ds.dtype.names}
+            raw = {name: chunk[name] for name in ds.dtype.names if fields is None or name in fields}
             try:
                 cols = picasso_columns(raw, meta.pixel_size, half_pixel, path)
             except FormatError as exc:
