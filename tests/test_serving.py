@@ -515,3 +515,22 @@ def test_component_stylesheets_never_fall_back_to_panels_cdn(monkeypatch):
     inline = _stylesheet_urls(model)
     assert inline and all(u.startswith("data:text/css;base64,") for u in inline), inline
     assert not any(CDN_DIST in u for u in served | inline)
+
+
+def test_the_file_browser_is_rendered_when_first_opened(tree):
+    """The picker's card starts collapsed and empty (a page session renders no file browser it does not show);
+    opening it renders the browser and its buttons once."""
+    from bokeh.document import Document
+    from bokeh.models import Button as BokehButton
+
+    from imagebinner.apps.common import PathPicker
+
+    card = pn.panel(PathPicker({"movie": lambda path: None}))
+    doc = Document()
+    root = card.get_root(doc)
+    assert card.collapsed and not card.objects and not list(root.select({"type": BokehButton}))
+    card.collapsed = False
+    assert len(card.objects) == 2 and list(root.select({"type": BokehButton}))
+    objects = list(card.objects)
+    card.collapsed, card.collapsed = True, False
+    assert card.objects == objects  # built once

@@ -32,6 +32,7 @@ from imagebinner.apps.widgets import (
     PathListInput,
     bounds_text,
     hv_pane,
+    lazy_card,
     out_of_bounds,
     param_widget,
     rebuilt_on,
@@ -42,7 +43,7 @@ from imagebinner.apps.widgets import (
 __all__ = [
     "AUTO_LABEL", "BoundedFloatInput", "BoundedIntInput", "DATA_ENV", "DURATIONS_MS", "ITEM_SEPARATOR", "ROOT_ENV", "Job", "OptionalSelect", "PathListInput",
     "PathPicker", "RootedFileSelector", "browse_root", "check_path", "configure_notifications", "data_folder",
-    "data_root", "find_measurement_pairs", "hv_pane", "in_session", "inside_root", "notify", "param_widget",
+    "data_root", "find_measurement_pairs", "hv_pane", "in_session", "inside_root", "lazy_card", "notify", "param_widget",
     "rebuilt_on", "session_arg", "warnings_as_notifications", "status_pane", "tool_widgets", "bounds_text", "out_of_bounds",
 ]
 

@@ -201,5 +201,7 @@ class PathPicker(Viewer):
         setter(str(path))
 
     def __panel__(self):
-        return pn.Card(self.selector, pn.FlexBox(*self.buttons), title="Browse server files", collapsed=True,
-                       sizing_mode="stretch_width")
+        from imagebinner.apps.widgets import lazy_card
+
+        return lazy_card(lambda: (self.selector, pn.FlexBox(*self.buttons)), title="Browse server files",
+                         sizing_mode="stretch_width")

@@ -25,6 +25,7 @@ from imagebinner.apps.common import (
     data_root,
     find_measurement_pairs,
     hv_pane,
+    lazy_card,
     notify,
     rebuilt_on,
     session_arg,
@@ -232,8 +233,8 @@ class ReviewApp(Viewer):
             "### Prediction", self.inputs, self.progress, self.status,
             "### Threshold", self.threshold,
             "### Matching", self.matching,
-            pn.Card(self.relocalize, title="Re-localization (source = stacked)", collapsed=True,
-                    sizing_mode="stretch_width", margin=(5, 10)),
+            lazy_card(lambda: (self.relocalize,), title="Re-localization (source = stacked)",
+                      sizing_mode="stretch_width", margin=(5, 10)),
             "### Save", self.save_controls,
         ]
 

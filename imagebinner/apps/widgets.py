@@ -248,3 +248,16 @@ def rebuilt_on(parameter, make_plot, stretch: bool = True, **options):
     ``stretch=False`` for plots that size themselves (fixed frame height, width from the data aspect)."""
     return pn.panel(pn.bind(lambda _value: hv_pane(make_plot(), **options), parameter),
                     **({"sizing_mode": "stretch_width"} if stretch else {}))
+
+
+def lazy_card(make_objects, **card_params) -> pn.Card:
+    """A collapsed card whose content is built when it is first opened (a page session renders nothing it does not
+    show: the file browser and the re-localization settings cost a tenth of a review page's models)."""
+    card = pn.Card(collapsed=True, **card_params)
+
+    def opened(event) -> None:
+        if not event.new and not card.objects:
+            card.objects = list(make_objects())
+
+    card.param.watch(opened, "collapsed")
+    return card
