@@ -400,3 +400,11 @@ def test_matching_path_imports_no_scipy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_batches_split_into_chunks_give_the_same_sweep(monkeypatch):
+    gt, pred = _crowded(4, n=4000, frames=4, field=6000.0)
+    thresholds = sweep_thresholds(pred["confidence"], 20)
+    whole = Matcher(gt, pred, 100.0).sweep(thresholds)
+    monkeypatch.setattr(matching, "BATCH_CELLS", 1)  # one component per batched run
+    _assert_sweeps_equal(Matcher(gt, pred, 100.0).sweep(thresholds), whole)

@@ -355,16 +355,26 @@ def _solve_states(comp, rank, g, d2, n_g, n_p, offset, tolerance: float) -> tupl
         position = np.full(len(n_p), -1, np.int64)
         position[members] = np.arange(len(members))
         r, gg = int(bucket_p[members[0]]), int(bucket_g[members[0]])
-        in_b = position[comp] >= 0
-        pos, er, eg = position[comp[in_b]], rank[in_b], g[in_b]
-        cost = np.full((len(members), r, gg), np.inf)
-        cost[pos, er, eg] = d2[in_b]
-        edge_of = np.full((len(members), r, gg), -1, np.int64)
-        edge_of[pos, er, eg] = np.flatnonzero(in_b)
-        bc, k, row, col = prefix_assignments_batched(cost, n_p[members], tolerance)
-        states.append(offset[members[bc]] + k - 1)
-        edges.append(edge_of[bc, row, col])
+        in_b = np.flatnonzero(position[comp] >= 0)
+        in_b = in_b[np.argsort(position[comp[in_b]], kind="stable")]  # edges by member
+        pos = position[comp[in_b]]
+        step = max(1, BATCH_CELLS // (r * (r + gg)))  # members solved at once (bounds the padded arrays)
+        for s in range(0, len(members), step):
+            chunk = members[s: s + step]
+            lo, hi = np.searchsorted(pos, [s, s + len(chunk)])
+            e = in_b[lo:hi]
+            at = (pos[lo:hi] - s, rank[e], g[e])
+            cost = np.full((len(chunk), r, gg), np.inf)
+            cost[at] = d2[e]
+            edge_of = np.full((len(chunk), r, gg), -1, np.int64)
+            edge_of[at] = e
+            bc, k, row, col = prefix_assignments_batched(cost, n_p[chunk], tolerance)
+            states.append(offset[chunk[bc]] + k - 1)
+            edges.append(edge_of[bc, row, col])
     return np.concatenate(states), np.concatenate(edges)
+
+
+BATCH_CELLS = 2_000_000  # padded cells (components × rows × columns) solved in one batched run
 
 
 def _bucket(n: np.ndarray) -> np.ndarray:
