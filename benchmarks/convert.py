@@ -2,7 +2,8 @@
 
 Runs ``imagebinner convert`` (streaming) and two naive scripts that read ``/locs`` whole with h5py and write the same
 DeepSTORM table with pandas ``DataFrame.to_csv`` or pyarrow ``csv.write_csv``, each as its own process under
-``/usr/bin/time -f "%e s %M KB %U %S"`` (wall seconds, peak RSS, CPU seconds), and reports medians. Goal (issue 11): >= 8x pandas and
+``/usr/bin/time -f "%e s %M KB %U %S"`` (wall seconds, peak RSS, CPU seconds), the tools interleaved in every
+repeat, and reports medians. Goal (issue 11): >= 8x pandas and
 <= 1.0x pyarrow wall time, peak memory <= 300 MB for 10^7 rows whatever the table size. Ends with one JSON line.
 
     .venv/bin/python benchmarks/convert.py [--rows 10000000] [--repeat 3] [--only imagebinner] [--keep DIR]
@@ -144,15 +145,17 @@ def main() -> None:
         print(f"input {source} ({source.stat().st_size / 1e6:.0f} MB), {os.cpu_count()} cores "
               "(shared with other jobs: wall times are inflated)")
         result: dict = {"rows": args.rows}
-        for name, argv in commands(source, folder).items():
-            if name not in args.only:
-                continue
-            runs = [measure(argv) for _ in range(args.repeat)]
-            wall = statistics.median(r[0] for r in runs)
-            peak = statistics.median(r[1] for r in runs)
-            cpu = statistics.median(r[2] for r in runs)
+        todo = {name: argv for name, argv in commands(source, folder).items() if name in args.only}
+        runs: dict[str, list] = {name: [] for name in todo}
+        for _ in range(args.repeat):  # interleaved, so that the others' changing load hits every tool alike
+            for name, argv in todo.items():
+                runs[name].append(measure(argv))
+        for name, measured in runs.items():
+            wall = statistics.median(r[0] for r in measured)
+            peak = statistics.median(r[1] for r in measured)
+            cpu = statistics.median(r[2] for r in measured)
             result[f"{name}_s"], result[f"{name}_peak_mb"], result[f"{name}_cpu_s"] = wall, round(peak), cpu
-            shown = [f"{w:.1f} s / {m:.0f} MB / cpu {c:.1f} s" for w, m, c in runs]
+            shown = [f"{w:.1f} s / {m:.0f} MB / cpu {c:.1f} s" for w, m, c in measured]
             print(f"{name}: runs {shown} -> median {wall:.1f} s wall, {peak:.0f} MB, cpu {cpu:.1f} s")
         sizes = {p.name: p.stat().st_size for p in folder.glob("*.csv")}
         if "imagebinner.csv" in sizes and "pyarrow.csv" in sizes:
