@@ -164,3 +164,20 @@ def test_csv_layout_numbers_rows_from_first_index(tmp_path):
     table = LocTable({"frame": [0, 1], "x": [1.0, 2.0], "y": [3.0, 4.0]})
     header, cols = csv_writers.csv_layout(table, "deepstorm", first_index=11)
     assert header == csv_writers.DEEPSTORM_HEADER and cols[""].tolist() == [11, 12]
+
+
+def test_type_change_between_blocks_falls_back_quietly(tmp_path, monkeypatch):
+    """A column empty in the first block and numeric later cannot be streamed (pyarrow fixes types per first
+    block): the stream is abandoned and Convert writes the in-memory result without a warning."""
+    rows = [f"{i + 1},{i // 3 + 1},{i * 10.5},{i * 2.25}," + ("" if i < 200 else f"{i * 0.5}") for i in range(400)]
+    source = tmp_path / "late.csv"
+    source.write_text('"id","frame","x [nm]","y [nm]","offset [photon]"\n' + "\n".join(rows) + "\n")
+    result, _ = streamed(source, tmp_path / "s.csv", "thunderstorm", chunk_rows=50, block=1024)
+    assert not result.done and not result.loud and not (tmp_path / "s.csv").exists()
+    monkeypatch.setattr(streaming.stream_convert, "__defaults__", (50, 1024))
+    tool = Convert(input_path=str(source), output_path=str(tmp_path / "c.csv"), to="thunderstorm")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tool.run()
+    assert not tool.summary["streamed"]
+    assert (tmp_path / "c.csv").read_bytes() == in_memory(source, tmp_path / "m.csv", "thunderstorm")
