@@ -34,7 +34,7 @@ import numpy as np
 
 from imagebinner.io.table import LocTable
 from imagebinner.tools.assignment import BATCH_LIMIT, prefix_assignments_batched, prefix_assignments_scipy
-from imagebinner.tools.pairs import bipartite_components, candidate_pairs
+from imagebinner.tools.pairs import bipartite_components, candidate_pairs, sort_keys
 
 EFFICIENCY_ALPHA = 1.0  # nm^-1, lateral (Sage et al. 2019; DECODE)
 METRIC_NAMES = (
@@ -192,8 +192,8 @@ class Matcher:
         self.states = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int64),
                        e0, e0, 0)
         if len(rg):
-            ug, g_local = np.unique(rg, return_inverse=True)
-            up, p_local = np.unique(rp, return_inverse=True)
+            ug, g_local = _nodes(rg, self.n_gt)
+            up, p_local = _nodes(rp, self.n_pred)
             g_comp = bipartite_components(g_local, p_local, len(ug), len(up))
             comp = g_comp[g_local]
             n_comp = int(comp.max()) + 1
@@ -205,7 +205,9 @@ class Matcher:
             self.stars = self._star_intervals(comp[star], rg[star], rp[star], rd2[star], rdx[star], rdy[star])
             gen = ~star
             if np.any(gen):
-                self._build_general(comp[gen], rg[gen], rp[gen], rd2[gen], rdx[gen], rdy[gen])
+                general = (comp_g > 1) & (comp_p > 1)
+                self._build_general(general, g_comp, p_comp, up, g_local[gen], p_local[gen], comp[gen],
+                                    (rg[gen], rp[gen], rd2[gen], rdx[gen], rdy[gen]))
 
     def _star_intervals(self, comp, gi, pi, d2, dx, dy) -> tuple[np.ndarray, ...]:
         """A star (one ground truth or one prediction) matches its nearest kept edge (ties: the lowest prediction
@@ -225,32 +227,37 @@ class Matcher:
         live = np.isnan(lo) | (hi > lo)
         return gi[live], pi[live], lo[live], hi[live], dx[live], dy[live]
 
-    def _build_general(self, comp, gi, pi, d2, dx, dy) -> None:
-        """Number the components' nodes (predictions ranked by confidence, descending, ties by row) and solve every
-        state of every component."""
-        comp = np.unique(comp, return_inverse=True)[1].astype(np.int64)
-        n_comp = int(comp.max()) + 1
+    def _build_general(self, general, g_comp, p_comp, up, g_node, p_node, comp, edges) -> None:
+        """Number the general components (``general``: mask over all components) and their nodes (ground truths in
+        row order, predictions ranked by confidence, descending) and solve every state of every component."""
+        gi, pi, d2, dx, dy = edges
+        new_id = np.cumsum(general) - 1
+        n_comp = int(general.sum())
         self.n_general = n_comp
-        gkey, g_local = np.unique(comp * self.n_gt + gi, return_inverse=True)
-        g_comp = gkey // max(self.n_gt, 1)
-        g_first = np.searchsorted(g_comp, np.arange(n_comp))
-        g_local = g_local - g_first[comp]
-        n_g = np.bincount(g_comp, minlength=n_comp)
-        pkey, p_local = np.unique(comp * self.n_pred + pi, return_inverse=True)
-        p_comp, p_row = pkey // max(self.n_pred, 1), pkey % max(self.n_pred, 1)
-        by_rank = np.lexsort((p_row, -self.confidence[p_row], p_comp))  # p_comp is sorted already
-        rank = np.empty(len(pkey), np.int64)
-        p_first = np.searchsorted(p_comp, np.arange(n_comp))
-        rank[by_rank] = np.arange(len(pkey)) - p_first[p_comp[by_rank]]
-        n_p = np.bincount(p_comp, minlength=n_comp)
-        self._g_conf = self.confidence[p_row[by_rank]]  # per component, descending
+        comp = new_id[comp]
+        # gt nodes: local index = position among the nodes of their component
+        g_nodes = np.flatnonzero(general[g_comp])
+        g_sorted, order = sort_keys(new_id[g_comp[g_nodes]])
+        g_first = np.searchsorted(g_sorted, np.arange(n_comp))
+        g_index = np.zeros(len(g_comp), np.int64)
+        g_index[g_nodes[order]] = np.arange(len(g_nodes)) - g_first[g_sorted]
+        n_g = np.bincount(g_sorted, minlength=n_comp)
+        # prediction nodes: rank = position among the component's nodes by descending confidence
+        p_nodes = np.flatnonzero(general[p_comp])
+        desc = np.empty(self.n_pred, np.int64)
+        desc[self.confidence_order] = np.arange(self.n_pred - 1, -1, -1)  # 0 = most confident
+        keys, order = sort_keys(new_id[p_comp[p_nodes]] * max(self.n_pred, 1) + desc[up[p_nodes]])
+        p_sorted = keys // max(self.n_pred, 1)
+        p_first = np.searchsorted(p_sorted, np.arange(n_comp))
+        rank = np.zeros(len(p_comp), np.int64)
+        rank[p_nodes[order]] = np.arange(len(p_nodes)) - p_first[p_sorted]
+        n_p = np.bincount(p_sorted, minlength=n_comp)
+        self._g_conf = self.confidence[up[p_nodes[order]]]  # per component, descending
         self._g_start = p_first
         offset = np.r_[0, np.cumsum(n_p)[:-1]].astype(np.int64)
+        e_rank, e_g = rank[p_node], g_index[g_node]
         n_states = int(n_p.sum())
-        e_rank, e_g = rank[p_local], g_local
         state, edge = _solve_states(comp, e_rank, e_g, d2, n_g, n_p, offset, self.tolerance)
-        by = np.argsort(state, kind="stable")
-        state, edge = state[by], edge[by]
         self.states = (offset, state, gi[edge], pi[edge], dx[edge], dy[edge], n_states)
         w = dx[edge], dy[edge]
         self._state_sums = (
@@ -334,6 +341,14 @@ class Matcher:
         return out
 
 
+def _nodes(rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(rows, return_inverse=True)`` for row indices below ``n``, without sorting."""
+    mark = np.zeros(n, bool)
+    mark[rows] = True
+    node = np.cumsum(mark) - 1
+    return np.flatnonzero(mark), node[rows]
+
+
 def _solve_states(comp, rank, g, d2, n_g, n_p, offset, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
     """``(state, edge index)`` of the matched edges of every state of every general component: components up to
     :data:`BATCH_LIMIT` in size buckets solved together, larger ones with scipy."""
@@ -341,8 +356,9 @@ def _solve_states(comp, rank, g, d2, n_g, n_p, offset, tolerance: float) -> tupl
     bucket_g = _bucket(n_g)
     big = (n_p > BATCH_LIMIT) | (n_g > BATCH_LIMIT)
     states, edges = [], []
-    edge_order = np.argsort(comp, kind="stable")
-    edge_start = np.r_[0, np.cumsum(np.bincount(comp, minlength=len(n_p)))]
+    if big.any():
+        edge_order = np.argsort(comp, kind="stable")
+        edge_start = np.r_[0, np.cumsum(np.bincount(comp, minlength=len(n_p)))]
     for c in np.flatnonzero(big):
         e = edge_order[edge_start[c]: edge_start[c + 1]]
         k, picked = prefix_assignments_scipy(rank[e], g[e], d2[e], (int(n_p[c]), int(n_g[c])), tolerance)
