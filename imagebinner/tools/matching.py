@@ -372,12 +372,13 @@ def _solve_states(comp, rank, g, d2, n_g, n_p, offset, tolerance: float) -> tupl
         position[members] = np.arange(len(members))
         r, gg = int(bucket_p[members[0]]), int(bucket_g[members[0]])
         in_b = np.flatnonzero(position[comp] >= 0)
-        in_b = in_b[np.argsort(position[comp[in_b]], kind="stable")]  # edges by member
-        pos = position[comp[in_b]]
         step = max(1, BATCH_CELLS // (r * (r + gg)))  # members solved at once (bounds the padded arrays)
+        if len(members) > step:
+            in_b = in_b[np.argsort(position[comp[in_b]], kind="stable")]  # edges by member, for the chunks
+        pos = position[comp[in_b]]
         for s in range(0, len(members), step):
             chunk = members[s: s + step]
-            lo, hi = np.searchsorted(pos, [s, s + len(chunk)])
+            lo, hi = np.searchsorted(pos, [s, s + len(chunk)]) if len(members) > step else (0, len(in_b))
             e = in_b[lo:hi]
             at = (pos[lo:hi] - s, rank[e], g[e])
             cost = np.full((len(chunk), r, gg), np.inf)

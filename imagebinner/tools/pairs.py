@@ -129,4 +129,6 @@ def bipartite_components(g_local: np.ndarray, p_local: np.ndarray, n_g: int, n_p
         if np.array_equal(new, label):
             break
         label = new
-    return np.unique(label, return_inverse=True)[1].astype(np.int64)
+    used = np.zeros(n_g, bool)
+    used[label] = True
+    return (np.cumsum(used) - 1)[label]
