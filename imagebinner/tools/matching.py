@@ -7,7 +7,8 @@ Definitions (see docs/review.md and the spec, section 8):
 * **Matcher**: per frame, an optimal one-to-one assignment over the candidate pairs. "Optimal" is lexicographic:
   first the largest number of matched pairs, then, among those, the smallest sum of squared distances. This is what
   ``scipy.optimize.linear_sum_assignment`` gives on squared distances with out-of-reach pairs forbidden by a large
-  cost (then rejected), which is how it is computed here, on each connected component of the candidate graph.
+  cost (then rejected); here the same shortest-augmenting-path algorithm runs on each connected component of the
+  candidate graph (:mod:`imagebinner.tools.assignment`).
 * Counts: TP = matched pairs, FP = predictions − TP, FN = ground truth − TP.
 * precision = TP/(TP+FP) (NaN without predictions); recall = TP/(TP+FN) (NaN without ground truth);
   F1 = 2·TP/(2·TP+FP+FN) (= 2PR/(P+R); NaN when both sets are empty); Jaccard = TP/(TP+FP+FN) (NaN when both are
@@ -15,7 +16,7 @@ Definitions (see docs/review.md and the spec, section 8):
   matched pairs (NaN when TP = 0); efficiency E = 100 − sqrt((100 − 100·Jaccard)² + α²·RMSE²) with α = 1 nm⁻¹, in %
   (NaN when RMSE is NaN).
 
-Speed (no scipy on this path): the candidate pairs come from a grid of tolerance-sized cells
+Speed (no scipy on this path, no Python call per component): the candidate pairs come from a grid of cells
 (:mod:`imagebinner.tools.pairs`), then split into edges alone in their component (1 ground truth × 1 prediction, the
 vast majority: sorted by confidence with suffix sums), stars (one ground truth or one prediction: the nearest kept
 edge wins, so each edge has a threshold interval in which it is chosen) and general components. A general
