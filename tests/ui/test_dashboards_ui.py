@@ -18,8 +18,9 @@ from browser import console_errors  # noqa: E402
 pytestmark = [pytest.mark.ui, pytest.mark.usefixtures("panel_page")]
 TIMEOUT = 20_000  # ms, for every wait
 
-hv.extension("bokeh")
-pn.extension(notifications=True)
+from imagebinner.apps.pages import extensions  # noqa: E402
+
+extensions()  # as `imagebinner serve`: notifications, Bokeh, nothing fetched from off the machine (each file alone too)
 
 
 
