@@ -185,3 +185,26 @@ def test_a_constant_frame_is_counted_and_does_not_poison_the_sums(good, tmp_path
     import tifffile
 
     assert np.isfinite(tifffile.imread(tmp_path / "o" / "Predicted_c.tif")).all()
+
+
+def test_several_movies_and_runs_share_one_output_folder(good, tmp_path):
+    d, out = good["dir"], tmp_path / "out"
+    write_tif(tmp_path / "n.tif", np.random.default_rng(5).poisson(90, (2, 4, 6)).astype(np.uint16), pixel_size=100.0)
+    first = Predict(model_folder=str(d / "model"), movies=[str(d / "m.tif"), str(tmp_path / "n.tif")],
+                    output_folder=str(out))
+    first.run()
+    assert [s["frames"] for s in first.summary["movies"]] == [3, 2]
+    # a later run with the same model adds its files; the identical model_metadata.mat is left as it is
+    write_tif(tmp_path / "k.tif", np.random.default_rng(6).poisson(90, (2, 4, 6)).astype(np.uint16), pixel_size=100.0)
+    later = Predict(model_folder=str(d / "model"), movies=[str(tmp_path / "k.tif")], output_folder=str(out))
+    assert "model_metadata.mat" not in {Path(p).name for p in later.run()}
+    review = PredictionReview(folder=str(out), stem="n", source="stacked").load()
+    assert review.n_frames == 2 and review.l2_used == 80.0 and review.upsampling_used == 4
+    with pytest.raises(FormatError, match="several predictions in one folder"):
+        PredictionReview(folder=str(out)).load()
+    # another model's metadata is not replaced silently
+    other = write_model_folder(tmp_path / "other", *random_blocks(seed=9), upsampling=4, l2=60.0)
+    shutil.copy(tmp_path / "n.tif", tmp_path / "z.tif")
+    with pytest.raises(Exception, match="model_metadata.mat: exists already"):
+        Predict(model_folder=str(other), movies=[str(tmp_path / "z.tif")], output_folder=str(out)).run()
+    assert not (out / "Predicted_z.tif").exists()
