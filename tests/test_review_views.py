@@ -454,17 +454,15 @@ def _plain(value):
 
 
 def test_a_review_large_enough_to_aggregate_compiles_datashader_at_load(review, monkeypatch):
-    """Predictions the all-frames view aggregates with datashader: its JIT runs while the review loads (once per
-    process), not on the first super-resolution render; smaller reviews (drawn as dots) do not pay for it."""
-    import imagebinner.views.frames as frames_mod
+    """Predictions the all-frames view aggregates with datashader: the aggregation runs once, tiny, while the review
+    loads (datashader's JIT then, not on the first super-resolution render); smaller reviews (drawn as dots) do not
+    pay for it."""
     import imagebinner.views.review as review_mod
 
-    monkeypatch.setattr(frames_mod, "_WARM", [])
     monkeypatch.setattr(review_mod, "RASTERIZE_ABOVE_POINTS", len(review.predictions))
-    ReviewView(review)
-    assert frames_mod._WARM == []
+    assert ReviewView(review).calls["warm_aggregation"] == 0
     monkeypatch.setattr(review_mod, "RASTERIZE_ABOVE_POINTS", len(review.predictions) - 1)
-    ReviewView(review)
-    assert frames_mod._WARM == [True]
-    ReviewView(review)
-    assert frames_mod._WARM == [True]
+    view = ReviewView(review)
+    assert view.calls["warm_aggregation"] == 1
+    image = view.render_sr(width=16, height=16)  # the render itself is unchanged
+    assert np.nansum(image.dimension_values(2)) == len(review.filtered)

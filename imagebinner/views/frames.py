@@ -203,23 +203,6 @@ def maybe_rasterize(dmap: hv.DynamicMap, shape: tuple[int, int] | None,
                                                     **frame_size(shape), **axes)
 
 
-_WARM: list[bool] = []
-
-
-def warm_rasterize() -> None:
-    """Compile datashader's point aggregation once per process (numba JIT: seconds on first use) by rasterizing three
-    points as the all-frames view aggregates predictions (float64 x, y, counts): called while loading a review large
-    enough to need it, so its first super-resolution render is as fast as the next ones."""
-    if _WARM:
-        return
-    from holoviews.operation.datashader import rasterize
-
-    xy = np.array([0.0, 0.5, 1.0])
-    points = hv.Points((xy, xy), kdims=["x", "y"], datatype=["dictionary"])
-    rasterize(points, width=4, height=4, dynamic=False, x_range=(0.0, 1.0), y_range=(0.0, 1.0))
-    _WARM.append(True)
-
-
 def empty_image(label: str = "") -> hv.Image:
     """A 2×2 placeholder image (a DynamicMap must always return the same element type; 1×1 images have no
     sampling density and break when HoloViews clones them)."""

@@ -14,6 +14,7 @@ marker, nothing else. The all-frames render aggregates the kept predictions with
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 
 import holoviews as hv
@@ -33,7 +34,6 @@ from imagebinner.views.frames import (
     image_clim,
     is_large,
     maybe_rasterize,
-    warm_rasterize,
 )
 from imagebinner.views.review_summary import ReviewSummary
 
@@ -153,10 +153,19 @@ class ReviewView(param.Parameterized):
         if r.n_frames and r.movie_frame(0) is not None:
             picks = np.unique(np.linspace(0, r.n_frames - 1, min(8, r.n_frames)).astype(int))
             self._clims["camera"] = image_clim([r.movie_frame(int(k)) for k in picks])
-        if len(r.predictions) > RASTERIZE_ABOVE_POINTS:  # the all-frames view aggregates: compile that once now
-            warm_rasterize()
         conf = np.asarray(r.predictions["confidence"], dtype=float)
         self._clims["confidence"] = (float(np.nanmin(conf)), float(np.nanmax(conf))) if len(conf) else (0.0, 1.0)
+        if len(r.predictions) > RASTERIZE_ABOVE_POINTS:  # the all-frames view aggregates: compile that now
+            self._warm_aggregation()
+
+    def _warm_aggregation(self) -> None:
+        """Run the all-frames aggregation once, tiny, on the loaded predictions: datashader compiles its kernels
+        (numba, seconds, once per process and argument types) while the review loads, not on the first render."""
+        self.calls["warm_aggregation"] += 1
+        try:
+            self.render_sr(width=4, height=4)
+        except Exception as exc:  # noqa: BLE001 (a failed warm-up must not fail the load; the render reports it)
+            warnings.warn(f"review: the all-frames aggregation could not be prepared: {exc}", stacklevel=2)
 
     @property
     def has_truth(self) -> bool:
