@@ -1,0 +1,355 @@
+"""The Predict app: run a ZeroCostDL4Mic Deep-STORM model on movies, list the written files, preview one frame.
+
+Opens on the page's query parameters (``?model=model/&movie=a.tif&movie=b.tif&output=predicted``), the constructor's
+arguments, ``$IMAGEBINNER_DATA`` (a folder holding a model folder and movies), else the demo data (the demo model
+folder and the first demo movie, made once inside the data root); the output folder defaults to
+``<root>/imagebinner-predict``. Every path, input or output, goes through ``check_path`` before a run. The controls
+are generated from :class:`~imagebinner.tools.predict.Predict`'s declaration; Run is its ``request_run`` event, run
+in the job thread with the progress bar on the tool's ``progress``/``n_steps``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import numpy as np
+import panel as pn
+from panel.viewable import Viewer
+
+from imagebinner.apps.addons import DOWNLOAD_LIMIT, MAX_LISTED, _file_bytes, _relative, _size, _zip_bytes
+from imagebinner.apps.common import (
+    DATA_ENV,
+    Job,
+    check_path,
+    data_folder,
+    data_root,
+    hv_pane,
+    notify,
+    param_widget,
+    session_arg,
+    tool_widgets,
+)
+from imagebinner.errors import ImageBinnerError
+from imagebinner.tools.predict import Predict
+
+#: folder (inside the data root) receiving the predictions by default
+OUTPUT_DIR = "imagebinner-predict"
+#: the model folder's metadata file (how a model folder is recognised in a data folder)
+METADATA_NAME = "model_metadata.mat"
+#: clearer labels than the param names (the tooltips keep the full docs)
+LABELS = {
+    "model_folder": "Model folder",
+    "movies": "Movies",
+    "neighborhood_size": "Neighbourhood size",
+    "local_average": "Local averaging",
+    "pixel_size": "Camera pixel size [nm]",
+    "output_folder": "Output folder",
+    "request_run": "Run prediction",
+}
+
+
+# -- what the page opens on --------------------------------------------------------------------------------------
+def _model_in(folder: Path) -> str:
+    """The model folder of a data folder: the folder itself or its first sub-folder holding the metadata."""
+    if (folder / METADATA_NAME).is_file():
+        return str(folder)
+    found = sorted(p.parent for p in folder.glob(f"*/{METADATA_NAME}"))
+    return str(check_path(found[0], "model folder", kind="folder")) if found else ""
+
+
+def _movies_in(folder: Path) -> list[str]:
+    """The movies directly in a data folder (TIF or Picasso .raw, no prediction outputs), else those of its
+    measurement pairs (``<stem>.tif`` + ``<stem>_locs.*``)."""
+    from imagebinner.apps.common import find_measurement_pairs
+    from imagebinner.io.movie import MOVIE_SUFFIXES
+    from imagebinner.io.predictions import is_prediction_name
+
+    loose = [str(check_path(p, "movie")) for p in sorted(folder.iterdir())
+             if p.is_file() and p.suffix.lower() in MOVIE_SUFFIXES and not is_prediction_name(p.name)]
+    return loose or [movie for movie, _locs in find_measurement_pairs(folder)]
+
+
+def initial_inputs() -> dict[str, Any]:
+    """Model folder and movies from the query string, else ``$IMAGEBINNER_DATA``, else the demo data; a refused
+    path is a notification and leaves its input empty. ``output`` (query) names the output folder."""
+    args = pn.state.session_args or {}
+    found: dict[str, Any] = {}
+    output = session_arg("output", kind="any")
+    if output:
+        found["output_folder"] = output[0]
+    if "model" in args or "movie" in args:
+        model = session_arg("model", kind="folder", must_exist=True)
+        movies = session_arg("movie", kind="file", must_exist=True)
+        return {**found, **({"model_folder": model[0]} if model else {}), **({"movies": movies} if movies else {})}
+    if os.environ.get(DATA_ENV, "").strip():
+        folder = data_folder()  # refused (outside the root, missing): a notification, nothing prefilled
+        if folder is None:
+            return found
+        inputs = {"model_folder": _model_in(folder), "movies": _movies_in(folder)}
+        if not inputs["model_folder"]:
+            notify("warning", f"predict: no model folder ({METADATA_NAME}) in {folder}")
+        return {**found, **{k: v for k, v in inputs.items() if v}}
+    from imagebinner.apps.demo_data import demo_data
+    from imagebinner.simulate.demo import MODEL_DIR
+
+    try:
+        demo = demo_data()
+    except ImageBinnerError as exc:
+        notify("error", f"predict: no demo data: {exc}")
+        return found
+    model = demo.folder / MODEL_DIR
+    if not (model / METADATA_NAME).is_file():  # a demo folder made before the demo had a model
+        notify("warning", f"predict: the demo folder {demo.folder} has no model (remove it to remake it)")
+        return {**found, "movies": [demo.movie]}
+    return {"model_folder": str(model), "movies": [demo.movie], **found}
+
+
+# -- the results of a run ------------------------------------------------------------------------------------------
+def movie_outputs(entry: dict) -> dict[str, Path]:
+    """The files written for one movie (an entry of ``Predict.summary["movies"]``), by role."""
+    from imagebinner.io.predictions import PREDICTION_PATTERNS
+
+    roles: dict[str, Path] = {}
+    for path in map(Path, entry.get("written", [])):
+        for role, pattern in PREDICTION_PATTERNS.items():
+            if pattern.match(path.name):
+                roles.setdefault("localizations" if role.startswith("localizations") else role, path)
+                break
+    return roles
+
+
+def _ground_truth(movie: Path) -> Path | None:
+    """The movie's ``<stem>_locs.hdf5|.h5|.csv`` beside it, if any (the review's ground truth)."""
+    from imagebinner.io.discovery import LOCS_SUFFIXES
+
+    for suffix in LOCS_SUFFIXES:
+        locs = movie.with_name(f"{movie.stem}_locs{suffix}")
+        if locs.is_file():
+            return locs
+    return None
+
+
+def review_query(folder: str | Path, movie: str | Path | None = None) -> str:
+    """The review page's address for a prediction folder (paths relative to the data root): ``review?folder=...
+    &movie=...&truth=...`` (the movie's ``<stem>_locs`` file as ground truth when there is one)."""
+    query = {"folder": _relative(Path(folder))}
+    if movie:
+        query["movie"] = _relative(Path(movie))
+        truth = _ground_truth(Path(movie))
+        if truth is not None:
+            query["truth"] = _relative(truth)
+    return "review?" + urlencode(query)
+
+
+class PredictApp(Viewer):
+    """Run a trained Deep-STORM model on movies (Predict), then see the written files and one predicted frame.
+
+    In-process use: ``app.run()`` presses Run (``app.job.wait()`` waits for it), ``app.tool`` is the headless
+    :class:`Predict`, ``app.frame_plot(k)`` is the preview of frame ``k``.
+    """
+
+    def __init__(self, model_folder: str | None = None, movies: list[str] | None = None,
+                 output_folder: str | None = None, tool: Predict | None = None, **params: Any):
+        super().__init__(**params)
+        self.tool = tool or Predict()
+        self.job = Job()
+        given = {k: v for k, v in (("model_folder", model_folder), ("movies", movies),
+                                   ("output_folder", output_folder)) if v}
+        initial = given or ({} if tool is not None else initial_inputs())
+        if initial:
+            self.tool.param.update(**initial)
+        if not self.tool.output_folder or (tool is None and "output_folder" not in initial):
+            self.tool.output_folder = str(data_root() / OUTPUT_DIR)
+        self.tool.executor = self._execute
+        self._locs_cache: tuple[str, Any] | None = None
+        self._build_widgets()
+
+    def _build_widgets(self) -> None:
+        t = self.tool
+        paths = (*Predict.inputs, *Predict.outputs[:1])  # wide enough to show whole paths
+        self.controls = tool_widgets(
+            t, (*Predict.inputs, *Predict.settings, *Predict.outputs, *Predict.actions), labels=LABELS,
+            widgets={**{p: {"sizing_mode": "stretch_width"} for p in paths},
+                     **{event: {"disabled": self.job.param.busy} for event in Predict.actions}})
+        self.run_button = param_widget(self.controls, "request_run")
+        self.progress = pn.indicators.Progress(value=t.param.progress, max=t.param.n_steps, height=20,
+                                               sizing_mode="stretch_width",
+                                               visible=pn.bind(lambda running, status: running or bool(status),
+                                                               t.param.running, t.param.status))
+        self.status = pn.pane.HTML(pn.bind(self._status, t.param.status), sizing_mode="stretch_width")
+        self.files = pn.panel(pn.bind(self._files, t.param.written), sizing_mode="stretch_width")
+        self.review_link = pn.pane.Markdown(pn.bind(self._review_text, t.param.summary), sizing_mode="stretch_width")
+        self.frame = pn.widgets.IntSlider(label="Frame", start=0, end=1, value=0, visible=False,
+                                          sizing_mode="stretch_width")
+        t.param.watch(self._follow_run, "summary")
+        self.preview = pn.panel(pn.bind(self._preview, t.param.summary, self.frame.param.value_throttled),
+                                sizing_mode="stretch_width")
+
+    # -- running ----------------------------------------------------------------------------------------------
+    def run(self, threaded: bool = True) -> None:
+        """Press Run (as the button does): the paths checked, then ``Predict.run`` in the job thread."""
+        if threaded:
+            self.tool.param.trigger("request_run")  # what the button's click does
+        else:
+            self._execute("Predict", self.tool.run, threaded=False)
+
+    def confined(self) -> dict[str, Any]:
+        """The model folder, movies and output folder checked against the data root (relative = relative to the
+        root), as resolved path strings; raises :class:`ImageBinnerError` naming the refused path."""
+        t = self.tool
+        if not t.movies:
+            raise ImageBinnerError("no movie given")
+        out = check_path(t.output_folder, "output folder", kind="any", must_exist=False)
+        if out.exists() and not out.is_dir():
+            raise ImageBinnerError("output folder is a file", out)
+        return {"model_folder": str(check_path(t.model_folder, "model folder", kind="folder")),
+                "movies": [str(check_path(str(m), "movie")) for m in t.movies],
+                "output_folder": str(out)}
+
+    def _execute(self, label: str, work, threaded: bool = True) -> None:
+        """The tool's executor: every path checked on the server (a refusal is a notification, nothing runs), the
+        resolved paths used, then the action in the job thread."""
+        try:
+            values = self.confined()
+        except ImageBinnerError as exc:
+            notify("error", f"predict: {exc}")
+            return
+        self.tool.param.update(**{k: v for k, v in values.items() if getattr(self.tool, k) != v})
+        self.job.start(work, lambda written: f"predict: {self.tool.status or 'done'}", label="predict",
+                       threaded=threaded)
+
+    # -- results ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _status(status: str) -> str:
+        return (f'<div style="white-space: pre-wrap; overflow-wrap: anywhere">{html.escape(status)}</div>'
+                if status else "")
+
+    def downloads(self, paths: list) -> list[pn.widgets.FileDownload]:
+        """Download buttons of the written files (each built when clicked): one per file for the first
+        ``MAX_LISTED``, then one zip of all; files above ``DOWNLOAD_LIMIT`` stay on the server."""
+        paths = [Path(p) for p in paths]
+        sizes = {p: p.stat().st_size if p.exists() else 0 for p in paths}
+        buttons = [pn.widgets.FileDownload(callback=lambda p=p: _file_bytes(p), filename=p.name,
+                                           label=f"{p.name} ({_size(sizes[p])})", sizing_mode="stretch_width")
+                   for p in paths[:MAX_LISTED] if sizes[p] <= DOWNLOAD_LIMIT]
+        total = sum(sizes.values())
+        if len(paths) > 1 and total <= DOWNLOAD_LIMIT:
+            buttons.append(pn.widgets.FileDownload(
+                callback=lambda: _zip_bytes(paths), filename=f"predict-{len(paths)}-files.zip",
+                label=f"All {len(paths)} files as zip ({_size(total)})", color="primary",
+                sizing_mode="stretch_width"))
+        return buttons
+
+    def _files(self, paths: list) -> pn.Column:
+        if not paths:
+            return pn.Column(visible=False)
+        paths = [Path(p) for p in paths]
+        folders = sorted({_relative(p.parent) for p in paths})
+        where = f" in `{folders[0]}`" if len(folders) == 1 else ""
+        notes = []
+        if len(paths) > MAX_LISTED:
+            notes.append(f"{len(paths) - MAX_LISTED} more: " + ", ".join(p.name for p in paths[MAX_LISTED:][:3])
+                         + (", ..." if len(paths) > MAX_LISTED + 3 else ""))
+        large = [p for p in paths if p.exists() and p.stat().st_size > DOWNLOAD_LIMIT]
+        if large:
+            notes.append(f"{len(large)} file(s) above {_size(DOWNLOAD_LIMIT)} stay on the server (too large to send "
+                         "through the page): " + ", ".join(p.name for p in large[:3]))
+        return pn.Column(pn.pane.Markdown(f"**{len(paths)} file(s) written**{where}", margin=(5, 10, 0, 10)),
+                         pn.FlexBox(*self.downloads(paths)), *[pn.pane.HTML(self._status(n)) for n in notes],
+                         sizing_mode="stretch_width")
+
+    def review_url(self) -> str | None:
+        """The review page's address for the last run's output folder and its first movie (None before a run)."""
+        movies = self.tool.summary.get("movies") or []
+        if not movies:
+            return None
+        return review_query(Path(movies[0]["written"][0]).parent, movies[0]["movie"])
+
+    def _review_text(self, summary: dict) -> str:
+        url = self.review_url()
+        if url is None:
+            return ""
+        folder = _relative(Path(summary["movies"][0]["written"][0]).parent)
+        return (f"**Tune the post-processing** (threshold, neighbourhood, local averaging) and compare with the "
+                f"ground truth: [open the review on `{folder}`](./{url}) (served pages; in a notebook: "
+                f"`ReviewApp(folder=\"{folder}\")`).")
+
+    def _follow_run(self, *_event) -> None:
+        """After a run: the frame slider spans the first movie's frames."""
+        movies = self.tool.summary.get("movies") or []
+        n = int(movies[0]["frames"]) if movies else 0
+        self._locs_cache = None
+        self.frame.param.update(end=max(n - 1, 1), value=0, visible=n > 1)
+
+    def _locs(self, csv: Path):
+        """The localizations of a written CSV (canonical table, read once per run)."""
+        from imagebinner.io import read_locs
+
+        if self._locs_cache is None or self._locs_cache[0] != str(csv):
+            self._locs_cache = (str(csv), read_locs(csv, format="deepstorm-prediction"))
+        return self._locs_cache[1]
+
+    def frame_plot(self, frame: int = 0):
+        """Frame ``frame`` of the last run's first movie: the camera frame and its predicted density (hr), each
+        with that frame's localizations as crosses (nm; the review's pixel-centre conventions)."""
+        import holoviews as hv
+
+        from imagebinner.io import open_movie
+        from imagebinner.views.frames import crosses, frame_image, hr_image, image_clim
+
+        entry = (self.tool.summary.get("movies") or [None])[0]
+        if entry is None:
+            return None
+        files = movie_outputs(entry)
+        frame = min(max(int(frame), 0), int(entry["frames"]) - 1)
+        table = self._locs(files["localizations"])
+        rows = table.frame_rows(frame)
+        x, y = np.asarray(table["x"][rows]), np.asarray(table["y"][rows])
+        with open_movie(entry["movie"], pixel_size=entry["pixel_size"]) as movie:
+            raw = np.asarray(movie.frame(frame), dtype=np.float32)
+        with open_movie(files["stacked"]) as stacked:
+            density = np.asarray(stacked.frame(frame), dtype=np.float32)
+        n = len(x)
+        camera = frame_image(raw, entry["pixel_size"], clim=image_clim([raw]), label="camera frame")
+        hr = hr_image(density, entry["pixel_size_hr"], clim=image_clim([density]), label="predicted density")
+        marks = crosses(x, y, label="localizations")
+        title = f"frame {frame} ({n} localizations)"
+        return (camera.opts(title=f"camera, {title}") * marks
+                + hr.opts(title=f"prediction, {title}") * marks).opts(shared_axes=True).cols(2)
+
+    def _preview(self, summary: dict, frame: int | None):
+        if not summary.get("movies"):
+            return pn.pane.Markdown("*Press **Run prediction**: the written files and a predicted frame with its "
+                                    "localizations appear here.*")
+        try:
+            return hv_pane(self.frame_plot(frame or 0))
+        except (ImageBinnerError, OSError, KeyError) as exc:  # the outputs moved or were removed meanwhile
+            return pn.pane.Alert(f"No preview: {exc}", alert_type="warning")
+
+    def close(self) -> None:
+        """Drop what the app keeps of the last run (it holds no file open between callbacks); called when the
+        browser session ends."""
+        self._locs_cache = None
+
+    # -- layout -----------------------------------------------------------------------------------------------
+    @property
+    def sidebar(self) -> list:
+        return [pn.pane.Markdown(Predict.description()), self.controls, self.progress, self.status]
+
+    @property
+    def main(self) -> list:
+        return [pn.Column(self.files, self.review_link, self.frame, self.preview, sizing_mode="stretch_width")]
+
+    def __panel__(self):
+        return pn.Row(pn.Column(*self.sidebar, width=360), pn.Column(*self.main, sizing_mode="stretch_width"),
+                      sizing_mode="stretch_width")
+
+
+def template(app: PredictApp) -> pn.template.FastListTemplate:
+    """The served page: the model, movies and settings in the sidebar, the results in the main area."""
+    return pn.template.FastListTemplate(title="ImageBinner: predict", sidebar_width=380, sidebar=app.sidebar,
+                                        main=app.main)
