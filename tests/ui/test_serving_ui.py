@@ -124,27 +124,3 @@ def test_an_out_of_bounds_number_is_refused_with_its_bounds(page, server):
     _notification(page, "Bin size: 0 refused, must be ≥ 1").wait_for()
     page.wait_for_function("([el, kept]) => el.value === kept", arg=[box.element_handle(), kept], timeout=TIMEOUT)
 
-
-def test_ten_concurrent_review_sessions_load_everything_from_their_own_server(browser, server):
-    """Ten review pages opened at once (their sessions set up concurrently on the server) fetch nothing from off the
-    machine (Panel links component stylesheets from its CDN when a model is built for a document that does not yet
-    know the served stylesheet folder), log no console error, and each draws its frames."""
-    base, _root = server
-    context = browser.new_context(viewport={"width": 1500, "height": 1100})
-    try:
-        pages = [context.new_page() for _ in range(10)]
-        recorders = [Recorder(p) for p in pages]
-        for p in pages:
-            p.set_default_timeout(120_000)
-            p.goto(f"{base}/review", wait_until="commit")
-        for p in pages:
-            p.locator("canvas").first.wait_for(state="attached")
-        for p in pages:
-            p.wait_for_load_state("networkidle")
-        off = sorted({url for r in recorders for url in r.off_machine(base)})
-        assert not off, f"{len(off)} off-machine URLs, e.g. {off[:5]}"
-        errors = [e for r in recorders for e in r.errors]
-        assert not errors, errors[:5]
-        assert all(r.urls for r in recorders)
-    finally:
-        context.close()
