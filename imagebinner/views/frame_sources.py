@@ -1,11 +1,12 @@
-"""Frame steps written straight into a rendered frame plot's Bokeh data sources (no HoloViews update per step).
+"""Frame steps written straight into a drawn frame plot's Bokeh data sources (no HoloViews update per step).
 
-A frame plot (image and mark layers in one HoloViews overlay) is rendered once per load; its sources are registered
-by a plot hook (:meth:`FrameSources.hook`). A frame step, a threshold move or a class toggle then replaces the mark
-layers' columns (one data change per source) and, when the frame changed, the image column only: a step is a handful
-of data changes, not a HoloViews plot update (options, ranges, dim transforms, glyph updates per layer). The style
-columns are the ones HoloViews' dim transforms made for the first render (same names, same values), so the glyphs
-keep working unchanged.
+A frame plot (an image and its mark layers in one HoloViews overlay: the review's frames with their marks, the
+Binner's input frame with its crosses and part windows) is drawn by HoloViews when its data change as a whole (a load,
+another measurement); a plot hook (:meth:`FrameSources.hook`) registers its sources and frame markers. A frame step
+(and in the review a threshold move or a class toggle) then replaces the mark layers' columns (one data change per
+source), the image column only when the frame changed, and moves the frame markers: a handful of model changes, not
+a HoloViews plot update (options, ranges, dim transforms, glyph updates per layer). The review's style columns are the
+ones HoloViews' dim transforms make (same names, same values), so the glyphs keep working unchanged.
 """
 
 from __future__ import annotations
