@@ -101,3 +101,14 @@ def test_a_command_without_its_module_is_not_listed(monkeypatch):
     parser = build_parser("")
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert "later" not in action.choices and "bin" in action.choices
+
+
+def test_reading_a_csv_table_does_not_import_pandas(tmp_path):
+    """CSV columns are taken from pyarrow's buffers (its ``to_numpy`` imports pandas: 0.2-0.7 s of every CLI run)."""
+    path = tmp_path / "locs.csv"
+    path.write_text("frame,x [nm],y [nm],Intensity\n1,10.5,20.25,3\n2,30,40,5\n")
+    code = ("import sys, json; from imagebinner.io import read_locs; t = read_locs(sys.argv[1]); "
+            "print(json.dumps({'pandas': 'pandas' in sys.modules, 'x': t.x.tolist(), 'frame': t.frame.tolist()}))")
+    got = json.loads(subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                                    check=True).stdout)
+    assert got == {"pandas": False, "x": [10.5, 30.0], "frame": [0, 1]}
