@@ -8,52 +8,33 @@ Public API (everything above this layer imports from here)::
     open_movie(path, pixel_size=None) -> Movie;  write_tif(...);  TifWriter(...)
 """
 
-from imagebinner.io.atomic import (
-    atomic_group,
-    atomic_path,
-    check_outputs,
-    check_writable,
-    protected_inputs,
-    sidecars,
-)
-from imagebinner.io.discovery import find_measurement_pairs
-from imagebinner.io.locformats import (
-    LOC_FORMATS,
-    WRITE_FORMATS,
-    detect_format,
-    format_for_output,
-    output_paths,
-    read_locs,
-    write_locs,
-)
-from imagebinner.io.movie import MOVIE_SUFFIXES, Movie, file_signature, is_movie_path, open_movie
-from imagebinner.io.tif_writer import TifWriter, to_output_dtype, write_tif
-from imagebinner.io.table import LocMeta, LocTable, empty_table
+from __future__ import annotations
 
-__all__ = [
-    "LocMeta",
-    "LocTable",
-    "Movie",
-    "MOVIE_SUFFIXES",
-    "TifWriter",
-    "atomic_group",
-    "atomic_path",
-    "check_outputs",
-    "check_writable",
-    "find_measurement_pairs",
-    "protected_inputs",
-    "sidecars",
-    "empty_table",
-    "file_signature",
-    "is_movie_path",
-    "open_movie",
-    "to_output_dtype",
-    "write_tif",
-    "read_locs",
-    "write_locs",
-    "detect_format",
-    "format_for_output",
-    "output_paths",
-    "LOC_FORMATS",
-    "WRITE_FORMATS",
-]
+import importlib
+
+#: public name -> the io module that defines it (imported on first use: `imagebinner <cmd> --help` needs none of
+#: the readers' libraries)
+_WHERE = {
+    **dict.fromkeys(("atomic_group", "atomic_path", "check_outputs", "check_writable", "protected_inputs", "sidecars"),
+                    "atomic"),
+    "find_measurement_pairs": "discovery",
+    **dict.fromkeys(("LOC_FORMATS", "WRITE_FORMATS", "detect_format", "format_for_output", "output_paths",
+                     "read_locs", "write_locs"), "locformats"),
+    **dict.fromkeys(("MOVIE_SUFFIXES", "Movie", "file_signature", "is_movie_path", "open_movie"), "movie"),
+    **dict.fromkeys(("TifWriter", "to_output_dtype", "write_tif"), "tif_writer"),
+    **dict.fromkeys(("LocMeta", "LocTable", "empty_table"), "table"),
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'imagebinner.io' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"imagebinner.io.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
