@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from imagebinner.cli import ALL, COMMANDS, available_commands, build_parser, chosen_command, main
+from imagebinner.cli import ALL, COMMANDS, build_parser, chosen_command, main
 
 HEAVY = ("pandas", "pyarrow", "scipy", "h5py", "tifffile", "numba", "datashader", "panel", "holoviews", "bokeh",
          "onnxruntime", "onnx")
@@ -39,7 +39,7 @@ def _probe(argv: list[str]) -> dict:
 def test_top_level_help_lists_every_command_and_imports_no_command_module():
     got = _probe(["--help"])
     assert got["code"] == 0 and got["heavy"] == []
-    for name in available_commands():
+    for name in COMMANDS:
         assert f"    {name} " in got["help"], name
     code = "import sys, imagebinner.cli as c; c.build_parser(''); print(sorted(m for m in sys.modules if m.startswith('imagebinner.')))"
     loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -47,7 +47,7 @@ def test_top_level_help_lists_every_command_and_imports_no_command_module():
     assert loaded == ["imagebinner.cli", "imagebinner.cli.common", "imagebinner.errors"]
 
 
-@pytest.mark.parametrize("command", sorted(available_commands()))
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_command_help_imports_no_heavy_library(command):
     got = _probe([command, "--help"])
     assert got["code"] == 0 and f"usage: imagebinner {command}" in got["help"]
@@ -67,7 +67,7 @@ def test_listing_equals_what_each_module_registers():
     parser = build_parser(ALL)
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     registered = {c.dest: c.help for c in action._choices_actions}
-    listed = {name: help_line for name, (_, help_line) in available_commands().items()}
+    listed = {name: help_line for name, (_, help_line) in COMMANDS.items()}
     assert registered == listed
     assert list(action.choices) == list(listed)  # same order as the table
 
@@ -93,14 +93,6 @@ def test_unknown_command_and_version_exit_like_argparse(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--version"])
     assert exc.value.code == 0 and capsys.readouterr().out.startswith("imagebinner ")
-
-
-def test_a_command_without_its_module_is_not_listed(monkeypatch):
-    monkeypatch.setitem(COMMANDS, "later", ("not_written_yet", "a command still being written"))
-    assert "later" not in available_commands()
-    parser = build_parser("")
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert "later" not in action.choices and "bin" in action.choices
 
 
 def test_reading_a_csv_table_does_not_import_pandas(tmp_path):

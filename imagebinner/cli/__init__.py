@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 import warnings
 
@@ -36,15 +35,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 ALL = None  # build_parser(ALL): every command registered (tests, docs)
 
 
-def available_commands() -> dict[str, tuple[str, str]]:
-    """:data:`COMMANDS` whose module exists (a command whose module is not written yet is not listed)."""
-    return {name: entry for name, entry in COMMANDS.items() if _module_exists(entry[0])}
-
-
-def _module_exists(module: str) -> bool:
-    return importlib.util.find_spec(f"imagebinner.cli.{module}") is not None
-
-
 def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
     """The ``imagebinner`` parser. ``command`` names the subcommand that runs: only its module is imported and
     registered, the others are listed by name and help (``""``: none registered); :data:`ALL` registers every one."""
@@ -54,9 +44,8 @@ def build_parser(command: str | None = ALL) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"imagebinner {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands = available_commands()
-    chosen = None if command is ALL else commands.get(command, ("",))[0]
-    for name, (module, help_line) in commands.items():
+    chosen = None if command is ALL else COMMANDS.get(command, ("",))[0]
+    for name, (module, help_line) in COMMANDS.items():
         if name in sub.choices:
             continue  # registered with another command of its module
         if command is ALL or module == chosen:
