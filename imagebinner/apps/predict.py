@@ -63,14 +63,21 @@ def _model_in(folder: Path) -> str:
 
 def _movies_in(folder: Path) -> list[str]:
     """The movies directly in a data folder (TIF or Picasso .raw, no prediction outputs), else those of its
-    measurement pairs (``<stem>.tif`` + ``<stem>_locs.*``)."""
+    measurement pairs (``<stem>.tif`` + ``<stem>_locs.*``); the first of each file stem."""
     from imagebinner.apps.common import find_measurement_pairs
     from imagebinner.io.movie import MOVIE_SUFFIXES
     from imagebinner.io.predictions import is_prediction_name
 
     loose = [str(check_path(p, "movie")) for p in sorted(folder.iterdir())
              if p.is_file() and p.suffix.lower() in MOVIE_SUFFIXES and not is_prediction_name(p.name)]
-    return loose or [movie for movie, _locs in find_measurement_pairs(folder)]
+    movies = loose or [movie for movie, _locs in find_measurement_pairs(folder)]
+    by_stem: dict[str, str] = {}
+    for movie in movies:  # one movie per stem: two of one stem would write the same files (Predict refuses it)
+        by_stem.setdefault(Path(movie).stem, movie)
+    if len(by_stem) < len(movies):
+        notify("info", f"predict: {len(movies) - len(by_stem)} movie(s) left out: their names repeat another's "
+                       "(the outputs are named after the movie); run them into another output folder")
+    return list(by_stem.values())
 
 
 def initial_inputs() -> dict[str, Any]:
