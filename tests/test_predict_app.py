@@ -20,7 +20,7 @@ hv = pytest.importorskip("holoviews")
 from bokeh.document import Document  # noqa: E402
 from pyviz_comms import Comm  # noqa: E402
 
-from imagebinner.apps.common import DATA_ENV, ROOT_ENV, check_path  # noqa: E402
+from imagebinner.apps.common import DATA_ENV, ROOT_ENV, check_path, hv_pane  # noqa: E402
 from imagebinner.apps.predict import OUTPUT_DIR, PredictApp, movie_outputs, template  # noqa: E402
 from imagebinner.io import open_movie, read_locs  # noqa: E402
 from imagebinner.tools.predict import Predict  # noqa: E402
@@ -147,7 +147,16 @@ def test_run_writes_what_the_tool_writes_with_progress_downloads_preview_and_rev
         with open_movie(out / "Predicted_stacked_movie.tif") as stacked:
             np.testing.assert_array_equal(density.data["intensity"], stacked.frame(k))
         assert camera.data["intensity"].shape == (24, 24) and density.data["intensity"].shape == (192, 192)
+    with pn.param.param.edit_constant(app.frame):
+        app.frame.value_throttled = 2  # the slider released on frame 2: the preview shows it
+    (_camera, marks), _hr = (overlay.values() for overlay in app.preview.objects[0].object.values())
+    np.testing.assert_array_equal(marks.dimension_values("x"), locs["x"][locs.frame_rows(2)])
     assert movie_outputs(app.tool.summary["movies"][0])["stacked"] == out / "Predicted_stacked_movie.tif"
+    # frames above the rasterize limit are rasterized (to the plot's size: 2048² hr pixels are not sent as they are)
+    monkeypatch.setattr("imagebinner.views.frames.RASTERIZE_ABOVE_PIXELS", 24 * 24 * 4)
+    camera_plot, hr_plot = app.frame_plot(1)
+    assert isinstance(camera_plot, hv.Overlay) and isinstance(hr_plot, hv.DynamicMap)  # camera plain, hr rasterized
+    hv_pane(app.frame_plot(1)).get_root(Document(), comm=Comm())  # renders
     # the review page's address opens the review on these files (its own query parsing, paths inside the root)
     url = app.review_url()
     assert url.startswith("review?") and f"]({'./' + url})" in app.review_link.object
@@ -166,9 +175,15 @@ def test_run_writes_what_the_tool_writes_with_progress_downloads_preview_and_rev
     assert "failed" in app.job.message and "exists already" in app.job.message
     assert {p: p.stat().st_mtime_ns for p in written} == before
     app.tool.overwrite = True
+    with pn.param.param.edit_constant(app.frame):
+        app.frame.value_throttled = 2  # the slider released on frame 2
+    shown = (app.preview.objects[0], app.files.objects[0])
     app.run()
     app.job.wait(180)
     assert "failed" not in app.job.message and steps[-N_FRAMES:] == list(range(1, N_FRAMES + 1))
+    assert app.frame.value_throttled == 0  # the new run's preview starts at frame 0
+    # shown anew although the rerun's summary and file list equal the last ones (no param event)
+    assert app.preview.objects[0] is not shown[0] and app.files.objects[0] is not shown[1]
 
 
 @pytest.mark.parametrize("field, value, what", [

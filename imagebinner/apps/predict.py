@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 import panel as pn
+import param
 from panel.viewable import Viewer
 
 from imagebinner.apps.addons import DOWNLOAD_LIMIT, MAX_LISTED, _file_bytes, _relative, _size, _zip_bytes
@@ -188,13 +189,15 @@ class PredictApp(Viewer):
                                                visible=pn.bind(lambda running, status: running or bool(status),
                                                                t.param.running, t.param.status))
         self.status = pn.pane.HTML(pn.bind(self._status, t.param.status), sizing_mode="stretch_width")
-        self.files = pn.panel(pn.bind(self._files, t.param.written), sizing_mode="stretch_width")
-        self.review_link = pn.pane.Markdown(pn.bind(self._review_text, t.param.summary), sizing_mode="stretch_width")
+        # the results are shown after each run (a rerun may write files of the same names and an equal summary:
+        # no param event would say they are new)
+        self.files = pn.Column(sizing_mode="stretch_width")
+        self.review_link = pn.pane.Markdown("", sizing_mode="stretch_width")
         self.frame = pn.widgets.IntSlider(label="Frame", start=0, end=1, value=0, visible=False,
                                           sizing_mode="stretch_width")
-        t.param.watch(self._follow_run, "summary")
-        self.preview = pn.panel(pn.bind(self._preview, t.param.summary, self.frame.param.value_throttled),
-                                sizing_mode="stretch_width")
+        self.frame.param.watch(lambda event: self.show_frame(event.new), "value_throttled")
+        self.preview = pn.Column(sizing_mode="stretch_width")
+        self.refresh()
 
     # -- running ----------------------------------------------------------------------------------------------
     def run(self, threaded: bool = True) -> None:
@@ -226,8 +229,11 @@ class PredictApp(Viewer):
             notify("error", f"predict: {exc}")
             return
         self.tool.param.update(**{k: v for k, v in values.items() if getattr(self.tool, k) != v})
-        self.job.start(work, lambda written: f"predict: {self.tool.status or 'done'}", label="predict",
-                       threaded=threaded)
+        self.job.start(work, self._finished, label="predict", threaded=threaded)
+
+    def _finished(self, _written) -> str:
+        self.refresh()
+        return f"predict: {self.tool.status or 'done'}"
 
     # -- results ----------------------------------------------------------------------------------------------
     @staticmethod
@@ -276,21 +282,31 @@ class PredictApp(Viewer):
             return None
         return review_query(Path(movies[0]["written"][0]).parent, movies[0]["movie"])
 
-    def _review_text(self, summary: dict) -> str:
+    def _review_text(self) -> str:
         url = self.review_url()
         if url is None:
             return ""
-        folder = _relative(Path(summary["movies"][0]["written"][0]).parent)
+        folder = _relative(Path(self.tool.summary["movies"][0]["written"][0]).parent)
         return (f"**Tune the post-processing** (threshold, neighbourhood, local averaging) and compare with the "
                 f"ground truth: [open the review on `{folder}`](./{url}) (served pages; in a notebook: "
                 f"`ReviewApp(folder=\"{folder}\")`).")
 
-    def _follow_run(self, *_event) -> None:
-        """After a run: the frame slider spans the first movie's frames."""
+    def refresh(self) -> None:
+        """Show the last run's results (called when a run ends): the written files, the review's link, the frame
+        slider over the first movie's frames and its frame 0."""
         movies = self.tool.summary.get("movies") or []
         n = int(movies[0]["frames"]) if movies else 0
         self._locs_cache = None
+        self.files.objects = [self._files(self.tool.written)]
+        self.review_link.object = self._review_text()
         self.frame.param.update(end=max(n - 1, 1), value=0, visible=n > 1)
+        with param.parameterized.discard_events(self.frame), param.edit_constant(self.frame):
+            self.frame.value_throttled = 0
+        self.show_frame(0)
+
+    def show_frame(self, frame: int) -> None:
+        """Preview frame ``frame`` of the first movie (what the slider does)."""
+        self.preview.objects = [self._preview(frame)]
 
     def _locs(self, csv: Path):
         """The localizations of a written CSV (canonical table, read once per run)."""
@@ -306,7 +322,7 @@ class PredictApp(Viewer):
         import holoviews as hv
 
         from imagebinner.io import open_movie
-        from imagebinner.views.frames import crosses, frame_image, hr_image, image_clim
+        from imagebinner.views.frames import crosses, frame_image, hr_image, image_clim, is_large, maybe_rasterize
 
         entry = (self.tool.summary.get("movies") or [None])[0]
         if entry is None:
@@ -323,13 +339,19 @@ class PredictApp(Viewer):
         n = len(x)
         camera = frame_image(raw, entry["pixel_size"], clim=image_clim([raw]), label="camera frame")
         hr = hr_image(density, entry["pixel_size_hr"], clim=image_clim([density]), label="predicted density")
+        if is_large(density.shape):  # e.g. 2048² hr pixels: 16 MB as a plain image; rasterized to the plot's size
+            plain = hr
+            hr = maybe_rasterize(hv.DynamicMap(lambda: plain), density.shape, entry["pixel_size_hr"])
+        if is_large(raw.shape):
+            plain_raw = camera
+            camera = maybe_rasterize(hv.DynamicMap(lambda: plain_raw), raw.shape, entry["pixel_size"])
         marks = crosses(x, y, label="localizations")
         title = f"frame {frame} ({n} localizations)"
         return (camera.opts(title=f"camera, {title}") * marks
                 + hr.opts(title=f"prediction, {title}") * marks).opts(shared_axes=True).cols(2)
 
-    def _preview(self, summary: dict, frame: int | None):
-        if not summary.get("movies"):
+    def _preview(self, frame: int | None):
+        if not self.tool.summary.get("movies"):
             return pn.pane.Markdown("*Press **Run prediction**: the written files and a predicted frame with its "
                                     "localizations appear here.*")
         try:
