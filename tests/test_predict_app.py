@@ -268,3 +268,42 @@ def test_check_path_is_the_rule_for_the_resolved_inputs(root, tiny):
     assert app.tool.model_folder == str(check_path("demo/model", "m", kind="folder"))
     assert app.tool.movies == [str(tiny.measurements[1].movie)] and app.tool.output_folder == str(out)
     assert (out / "Localizations_movie_avg.csv").is_file()
+
+
+def test_panel_serve_dashboards_predict(root, tiny, tmp_path):
+    """`panel serve dashboards/predict.py --liveness`: the page answers with its title, opened on a data folder;
+    no traceback in the log."""
+    import subprocess
+    import sys
+
+    import requests
+
+    project = Path(__file__).resolve().parents[1]
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    env = {**os.environ, DATA_ENV: str(tiny.out_dir), ROOT_ENV: str(root)}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "panel", "serve", str(project / "dashboards" / "predict.py"), "--address",
+             "127.0.0.1", "--port", str(port), "--liveness", "--allow-websocket-origin", f"127.0.0.1:{port}"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if requests.get(f"http://127.0.0.1:{port}/liveness", timeout=2).ok:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            response = requests.get(f"http://127.0.0.1:{port}/predict", timeout=60)
+            assert response.status_code == 200 and "<title>ImageBinner: predict</title>" in response.text
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    text = log.read_text()
+    assert "Traceback" not in text and "ERROR" not in text, text

@@ -347,8 +347,8 @@ class PredictApp(Viewer):
             camera = maybe_rasterize(hv.DynamicMap(lambda: plain_raw), raw.shape, entry["pixel_size"])
         marks = crosses(x, y, label="localizations")
         title = f"frame {frame} ({n} localizations)"
-        return (camera.opts(title=f"camera, {title}") * marks
-                + hr.opts(title=f"prediction, {title}") * marks).opts(shared_axes=True).cols(2)
+        return ((camera.opts(title=f"camera, {title}") * marks).opts(show_legend=False)
+                + (hr.opts(title=f"prediction, {title}") * marks).opts(show_legend=False)).opts(shared_axes=True).cols(2)
 
     def _preview(self, frame: int | None):
         if not self.tool.summary.get("movies"):
@@ -367,7 +367,8 @@ class PredictApp(Viewer):
     # -- layout -----------------------------------------------------------------------------------------------
     @property
     def sidebar(self) -> list:
-        return [pn.pane.Markdown(Predict.description()), self.controls, self.progress, self.status]
+        return [pn.pane.Markdown(html.escape(Predict.description(), quote=False)), self.controls, self.progress,
+                self.status]
 
     @property
     def main(self) -> list:
