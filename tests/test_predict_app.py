@@ -307,3 +307,22 @@ def test_panel_serve_dashboards_predict(root, tiny, tmp_path):
                 proc.kill()
     text = log.read_text()
     assert "Traceback" not in text and "ERROR" not in text, text
+
+
+def test_a_warning_of_the_run_is_a_notification(root, tiny, monkeypatch, capsys):
+    """Warnings raised while the tool runs (e.g. a truncated TIF's) are warning notifications of the page."""
+    import warnings
+
+    original = Predict._plans
+
+    def plans(self, model):
+        warnings.warn(f"{self.movies[0]}: ImageJ metadata announce 9 images but the file holds 4 pages", stacklevel=2)
+        return original(self, model)
+
+    monkeypatch.setattr(Predict, "_plans", plans)
+    app = PredictApp(model_folder=str(tiny.out_dir / "model"), movies=[str(tiny.measurements[1].movie)],
+                     output_folder=str(_fresh(root, "warned")))
+    app.run()
+    app.job.wait(180)
+    assert "failed" not in app.job.message and len(app.job.warned) == 1
+    assert "imagebinner warning: predict: " in capsys.readouterr().out and app.tool.written
