@@ -1,4 +1,5 @@
-"""``panel serve dashboards/predict.py``: run a trained Deep-STORM model on movies, see the files and a predicted frame."""
+"""``panel serve dashboards/predict.py``: run a trained Deep-STORM model on movies (open on data with
+?model=...&movie=...&output=..., $IMAGEBINNER_DATA, else on the demo data)."""
 
 import panel as pn
 

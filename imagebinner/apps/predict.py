@@ -347,8 +347,9 @@ class PredictApp(Viewer):
             camera = maybe_rasterize(hv.DynamicMap(lambda: plain_raw), raw.shape, entry["pixel_size"])
         marks = crosses(x, y, label="localizations")
         title = f"frame {frame} ({n} localizations)"
-        return ((camera.opts(title=f"camera, {title}") * marks).opts(show_legend=False)
-                + (hr.opts(title=f"prediction, {title}") * marks).opts(show_legend=False)).opts(shared_axes=True).cols(2)
+        plots = [(image.opts(title=f"{what}, {title}") * marks).opts(show_legend=False)
+                 for what, image in (("camera", camera), ("prediction", hr))]
+        return (plots[0] + plots[1]).opts(shared_axes=True).cols(2)
 
     def _preview(self, frame: int | None):
         if not self.tool.summary.get("movies"):
