@@ -206,6 +206,21 @@ def test_refused_paths_are_notifications_and_nothing_runs(root, tiny, field, val
     assert set(root.parent.iterdir()) | set(root.iterdir()) == before  # nothing written anywhere
 
 
+def test_a_model_file_linked_from_outside_the_root_is_refused(root, tiny, tmp_path_factory, capsys):
+    outside = tmp_path_factory.getbasetemp().parent / f"outside-{os.getpid()}"
+    outside.mkdir(exist_ok=True)
+    model = _fresh(root, "linked_model")
+    model.mkdir()
+    for f in (tiny.out_dir / "model").iterdir():
+        (outside / f.name).write_bytes(f.read_bytes())
+        (model / f.name).symlink_to(outside / f.name)
+    out = _fresh(root, "linked")
+    app = PredictApp(model_folder=str(model), movies=[str(tiny.measurements[0].movie)], output_folder=str(out))
+    app.run(threaded=False)
+    assert "is outside the data folder" in capsys.readouterr().out
+    assert app.job.thread is None and not out.exists()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -35,12 +35,11 @@ from imagebinner.apps.common import (
     tool_widgets,
 )
 from imagebinner.errors import ImageBinnerError
+from imagebinner.io.deepstorm_model import METADATA_NAME, WEIGHT_NAMES
 from imagebinner.tools.predict import Predict
 
 #: folder (inside the data root) receiving the predictions by default
 OUTPUT_DIR = "imagebinner-predict"
-#: the model folder's metadata file (how a model folder is recognised in a data folder)
-METADATA_NAME = "model_metadata.mat"
 #: clearer labels than the param names (the tooltips keep the full docs)
 LABELS = {
     "model_folder": "Model folder",
@@ -216,9 +215,14 @@ class PredictApp(Viewer):
         out = check_path(t.output_folder, "output folder", kind="any", must_exist=False)
         if out.exists() and not out.is_dir():
             raise ImageBinnerError("output folder is a file", out)
-        return {"model_folder": str(check_path(t.model_folder, "model folder", kind="folder")),
-                "movies": [str(check_path(str(m), "movie")) for m in t.movies],
-                "output_folder": str(out)}
+        model = check_path(t.model_folder, "model folder", kind="folder")
+        movies = [check_path(str(m), "movie") for m in t.movies]
+        # the files the tool opens beside them (a link out of the root is refused like a path typed)
+        for path in (*(model / name for name in (METADATA_NAME, *WEIGHT_NAMES)),
+                     *(m.with_suffix(".yaml") for m in movies if m.suffix.lower() == ".raw")):
+            if path.exists() or path.is_symlink():
+                check_path(path, f"{path.parent.name}/{path.name}", kind="any", must_exist=False)
+        return {"model_folder": str(model), "movies": [str(m) for m in movies], "output_folder": str(out)}
 
     def _execute(self, label: str, work, threaded: bool = True) -> None:
         """The tool's executor: every path checked on the server (a refusal is a notification, nothing runs), the
