@@ -158,6 +158,22 @@ def test_batches_do_not_change_the_result_and_outputs_are_not_replaced(model_fol
     again.run()
 
 
+def test_max_frames_predicts_the_first_frames_exactly_as_the_whole_movie_does(model_folder, movie, tmp_path):
+    path, _ = movie
+    whole, first = tmp_path / "whole", tmp_path / "first"
+    Predict(model_folder=str(model_folder), movies=[str(path)], output_folder=str(whole), threshold=0.0001).run()
+    tool = Predict(model_folder=str(model_folder), movies=[str(path)], output_folder=str(first), threshold=0.0001,
+                   max_frames=2, batch_size=3)
+    tool.run()
+    stacked = tifffile.imread(first / "Predicted_stacked_cells.tif")
+    np.testing.assert_array_equal(stacked, tifffile.imread(whole / "Predicted_stacked_cells.tif")[:2])
+    rows = _rows(first / "Localizations_cells_avg.csv")[1:]
+    whole_rows = _rows(whole / "Localizations_cells_avg.csv")[1:]
+    assert rows == [r for r in whole_rows if int(r[0]) <= 2] and rows
+    assert tool.summary["movies"][0]["frames"] == 2 and tool.summary["movies"][0]["movie_frames"] == 5
+    assert tool.progress == tool.n_steps == 2
+
+
 def test_a_keras3_file_without_config_reads_by_keras_group_order(tmp_path, weights):
     """Without config.json (epsilon unknown: Keras' default), the layers are Keras' container names in order:
     conv2d, conv2d_1, ..., conv2d_7 (the 1x1 prediction) and batch_normalization, batch_normalization_1, ..."""

@@ -42,7 +42,7 @@ class Predict(Task, MaximaSettings, CameraSettings, OutputFolder):
     widefield images, plus the per-frame densities (Predicted_stacked_<stem>.tif)."""
 
     inputs = ("model_folder", "movies")
-    settings = ("threshold", "neighborhood_size", "local_average", "batch_size", "pixel_size", "device")
+    settings = ("threshold", "neighborhood_size", "local_average", "max_frames", "batch_size", "pixel_size", "device")
     outputs = ("output_folder", "overwrite")
     actions = {"request_run": "run"}
 
@@ -58,6 +58,12 @@ class Predict(Task, MaximaSettings, CameraSettings, OutputFolder):
         softbounds=(0.0, 1.0),
         doc="Notebook 'threshold': a local maximum of the density is a localization if its value > this × L2 "
         "(the model's 'Normalization factor').",
+    )
+    max_frames = param.Integer(
+        default=None,
+        bounds=(1, None),
+        allow_None=True,
+        doc="Predict only the first this many frames of each movie (a quick try of the settings); empty: all frames.",
     )
     batch_size = param.Integer(
         default=4, bounds=(1, 4096), doc="Frames run through the network at once (memory grows with it)."
@@ -94,7 +100,7 @@ class Predict(Task, MaximaSettings, CameraSettings, OutputFolder):
             from imagebinner.tools.predict.network import make_session
 
             session, provider = make_session(model, self.device)
-            n_total = sum(plan["movie"].n_frames for plan in plans)
+            n_total = sum(plan["n_frames"] for plan in plans)
             with self._job(n_total, f"predicting {len(plans)} movie(s) on {provider}"):
                 summaries = []
                 group = targets + ([metadata_copy] if metadata_copy else [])
@@ -135,7 +141,8 @@ class Predict(Task, MaximaSettings, CameraSettings, OutputFolder):
             stems: dict[str, Path] = {}
             for path in map(Path, self.movies):
                 movie = open_movie(path, pixel_size=self.pixel_size)
-                plans.append({"movie": movie, "path": path})
+                n_frames = movie.n_frames if self.max_frames is None else min(movie.n_frames, self.max_frames)
+                plans.append({"movie": movie, "path": path, "n_frames": n_frames})
                 if path.stem in stems:
                     raise ParameterError(f"two movies with the stem {path.stem!r} ({stems[path.stem]}): their "
                                          "outputs would collide", path)
@@ -174,27 +181,27 @@ class Predict(Task, MaximaSettings, CameraSettings, OutputFolder):
         with open(stage[targets["localizations"]], "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(CSV_HEADER)
-            densities = self._densities(movie, model, session, state, writer, ps_hr)
+            densities = self._densities(movie, plan["n_frames"], model, session, state, writer, ps_hr)
             with TifWriter(stage[targets["stacked"]], pixel_size=ps_hr, dtype="float32", overwrite=True) as tif:
-                tif.write_stream(densities, movie.n_frames)
+                tif.write_stream(densities, plan["n_frames"])
         widefield = np.kron(state["widefield"], np.ones((u, u))).astype(np.float32)
         for role, image in (("predicted", state["prediction"]), ("widefield", widefield)):
             with TifWriter(stage[targets[role]], pixel_size=ps_hr, dtype="float32", overwrite=True) as tif:
                 tif.write_array(image[None])
-        return {"movie": str(plan["path"]), "frames": movie.n_frames, "image_shape": [m, n],
+        return {"movie": str(plan["path"]), "frames": plan["n_frames"], "movie_frames": movie.n_frames, "image_shape": [m, n],
                 "hr_shape": [m * u, n * u], "pixel_size": float(movie.pixel_size), "pixel_size_hr": ps_hr,
                 "localizations": state["n_locs"], "constant_frames": state["constant"],
                 "written": [str(t) for t in targets.values()]}
 
-    def _densities(self, movie, model, session, state: dict, writer, ps_hr: float) -> Iterator[np.ndarray]:
+    def _densities(self, movie, n_frames: int, model, session, state: dict, writer, ps_hr: float) -> Iterator[np.ndarray]:
         """Each frame's density, batch by batch; on the way: the CSV rows, the summed prediction and widefield."""
         from imagebinner.tools.predict.network import normalize_frames, run_network
 
         meta = model.metadata
         l2 = meta.l2_weighting_factor
         ps32 = np.float32(ps_hr)
-        for start in range(0, movie.n_frames, self.batch_size):
-            stop = min(start + self.batch_size, movie.n_frames)
+        for start in range(0, n_frames, self.batch_size):
+            stop = min(start + self.batch_size, n_frames)
             raw = np.stack(list(movie.frames(start, stop)))
             for frame in raw:  # Widefield += Images[k] (float32), frame by frame as the notebook does
                 state["widefield"] += frame
