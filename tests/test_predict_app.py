@@ -21,7 +21,7 @@ from bokeh.document import Document  # noqa: E402
 from pyviz_comms import Comm  # noqa: E402
 
 from imagebinner.apps.common import DATA_ENV, ROOT_ENV, check_path, hv_pane  # noqa: E402
-from imagebinner.apps.predict import OUTPUT_DIR, PredictApp, movie_outputs, template  # noqa: E402
+from imagebinner.apps.predict import DEMO_MAX_FRAMES, OUTPUT_DIR, PredictApp, movie_outputs, template  # noqa: E402
 from imagebinner.io import open_movie, read_locs  # noqa: E402
 from imagebinner.tools.predict import Predict  # noqa: E402
 
@@ -80,6 +80,7 @@ def test_opens_on_the_demo_model_and_movie_with_the_output_inside_the_root(tmp_p
     assert (Path(app.tool.model_folder) / "model_metadata.mat").is_file()
     assert app.tool.movies == [str(root / "imagebinner-demo" / "measurement1" / "movie.tif")]
     assert app.tool.output_folder == str(root / OUTPUT_DIR) and not (root / OUTPUT_DIR).exists()
+    assert app.tool.max_frames == DEMO_MAX_FRAMES < 200  # a first Run on the demo takes seconds, not minutes
     # the controls are the tool's declaration, in its order (no hand-made widget), Run is its event
     assert app.controls.parameters == [*Predict.inputs, *Predict.settings, *Predict.outputs, *Predict.actions]
     assert app.run_button.label == "Run prediction" and not app.run_button.disabled

@@ -80,6 +80,10 @@ def _movies_in(folder: Path) -> list[str]:
     return list(by_stem.values())
 
 
+#: frames predicted when the page opens on the demo data (the full-size network runs ≈1 frame/s at ×8 on 2 cores)
+DEMO_MAX_FRAMES = 8
+
+
 def initial_inputs() -> dict[str, Any]:
     """Model folder and movies from the query string, else ``$IMAGEBINNER_DATA``, else the demo data; a refused
     path is a notification and leaves its input empty. ``output`` (query) names the output folder."""
@@ -112,7 +116,8 @@ def initial_inputs() -> dict[str, Any]:
     if not (model / METADATA_NAME).is_file():  # a demo folder made before the demo had a model
         notify("warning", f"predict: the demo folder {demo.folder} has no model (remove it to remake it)")
         return {**found, "movies": [demo.movie]}
-    return {"model_folder": str(model), "movies": [demo.movie], **found}
+    # the first frames only, so a first Run takes seconds on a CPU; clear "max frames" to predict the whole movie
+    return {"model_folder": str(model), "movies": [demo.movie], "max_frames": DEMO_MAX_FRAMES, **found}
 
 
 # -- the results of a run ------------------------------------------------------------------------------------------
