@@ -14,7 +14,6 @@ pn = pytest.importorskip("panel")
 from bokeh.document import Document  # noqa: E402
 from bokeh.document.events import ColumnDataChangedEvent, ModelChangedEvent  # noqa: E402
 from bokeh.models import ColumnDataSource, CustomJSTickFormatter, Span  # noqa: E402
-from pyviz_comms import Comm  # noqa: E402
 
 from imagebinner.apps.binner import BinnerApp  # noqa: E402
 from imagebinner.apps.common import ROOT_ENV  # noqa: E402
@@ -58,7 +57,7 @@ def _pairs(demo) -> list[tuple[str, str]]:
 def _page(app: BinnerApp) -> tuple[Document, list]:
     """The app rendered into a document (as a served page), its model events recorded."""
     doc = Document()
-    doc.add_root(pn.panel(app).get_root(doc, comm=Comm()))
+    doc.add_root(pn.panel(app).get_root(doc))
     events: list = []
     doc.on_change(events.append)
     return doc, events

@@ -424,9 +424,9 @@ def test_marks_written_by_a_step_equal_the_marks_holoviews_draws(review):
     HoloViews' dim transforms make when it draws that frame itself: the glyphs show the same marks either way."""
     review.threshold = float(np.quantile(review.predictions["confidence"], 0.4))  # some misses and positives
     stepped, fresh = ReviewView(review), ReviewView(review)
-    stepped_root = _render(stepped.camera_plot())
+    stepped_root = pn.panel(stepped.camera_plot()).get_root(Document())  # (as served: no notebook comm)
     stepped.frame = fresh.frame = 5  # (fresh: not rendered yet)
-    fresh_root = _render(fresh.camera_plot())
+    fresh_root = pn.panel(fresh.camera_plot()).get_root(Document())
     a, b = (sorted(_mark_sources(r), key=lambda s: "confidence" in s.data) for r in (stepped_root, fresh_root))
     assert len(a) == len(b) == 2 and any(len(s.data["x"]) for s in a)
     for pushed, drawn in zip(a, b):
