@@ -426,7 +426,7 @@ def test_review_app_says_when_the_folder_has_no_stacked_prediction(demo, tmp_pat
 def test_review_page_builds_only_the_visible_tab(demo):
     """Lazy tabs: the page renders the frame plots only; the other views are built when their tab is first shown."""
     app = _review_app(demo)
-    pn.panel(app).get_root(Document(), comm=Comm())
+    pn.panel(app).get_root(Document())  # (as served)
     assert app.view.calls["marks"] == 1 and app.view.summary.calls == {}  # (computed once for both frame plots)
     app.tabs.active = 2  # density
     assert app.view.summary.calls["density_curves"] == 1 and app.view.summary.calls["density_boxplot"] == 1

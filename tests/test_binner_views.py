@@ -244,3 +244,19 @@ def test_the_file_browser_is_built_when_first_opened(small_demo):
     assert app._picker is not None and app.browser.objects[0].collapsed is False
     assert len(doc.models) > n_models  # (the browser's widgets join the page now)
     assert app.picker.root == small_demo.out_dir.resolve()
+
+
+def test_in_a_notebook_output_holoviews_draws_the_step(small_demo):
+    """A notebook output (rendered with a comm) is drawn again by HoloViews on a step, which sends it over the comm
+    (writes into its models would not reach the page): the crosses shown are the new frame's."""
+    from pyviz_comms import Comm
+
+    app = BinnerApp(measurements=_pairs(small_demo))
+    root = pn.panel(app).get_root(Document(), comm=Comm())
+    app.view.frame = 7
+    assert app.view.redraw == 1
+    m = app.view.measurements[0]
+    xs = {round(float(x), 6) for x in m.table.x[m.offsets[7]:m.offsets[8]]}
+    shown = [{round(float(x), 6) for x in cds.data["x"]} for cds in root.select({"type": ColumnDataSource})
+             if "x" in cds.data and "image" not in cds.data and len(cds.data["x"])]
+    assert xs in shown

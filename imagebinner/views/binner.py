@@ -63,6 +63,8 @@ class BinnerView(param.Parameterized):
         "drawn as a rectangle (also when the binned frame changes).",
     )
     show_crosses = param.Boolean(default=True, doc="Overlay localizations as red crosses.")
+    redraw = param.Integer(default=0, precedence=-1,
+                           doc="Counts redraws of the input plot by HoloViews on frame steps (notebook outputs only).")
     input_geometry = param.Tuple(
         default=(0, 0, 0.0), length=3, constant=True,
         doc="Rows, columns and pixel size (nm) of the shown input frames: the input plot gets new ranges when they "
@@ -233,7 +235,8 @@ class BinnerView(param.Parameterized):
         """Rectangles of the shown binned frame's patches cut from the shown input frame."""
         return regions(self.part_boxes(self.measurement, self.frame))
 
-    @param.depends("measurement", "show_crosses", "binned_frame", "binner.loaded", "binner.plan", "binner.running")
+    @param.depends("measurement", "show_crosses", "binned_frame", "binner.loaded", "binner.plan", "binner.running",
+                   "redraw")
     def input_frame(self) -> hv.Overlay:
         """The shown input frame, its localizations and the windows of the shown binned frame's parts (one element);
         drawn by HoloViews when anything but the frame changes: a frame step writes into its sources (:meth:`_push`)."""
@@ -246,6 +249,8 @@ class BinnerView(param.Parameterized):
         if len(self._sources):
             self._sources.push((self.measurement, self.frame), self._input_frame_data,
                                lambda kind: self.input_layers() if kind == "input" else [None], marker=float(self.frame))
+            if self._sources.notebook_outputs():
+                self.redraw += 1
 
     def _input_frame_data(self, _kind: str) -> np.ndarray | None:
         m = self._shown()
@@ -304,7 +309,7 @@ class BinnerView(param.Parameterized):
             return density_curve(np.zeros(1), np.zeros(1, dtype=np.int64))
         return density_curve(self.input_densities(m), m.locs_per_frame())
 
-    @param.depends("measurement", "binner.loaded")
+    @param.depends("measurement", "binner.loaded", "redraw")
     def input_marker(self) -> hv.VLine:
         """The shown input frame on the density curve (drawn with the curve; a frame step moves it, :meth:`_push`)."""
         return frame_marker(self.frame)

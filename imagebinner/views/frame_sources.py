@@ -109,6 +109,11 @@ class FrameSources:
     def __len__(self) -> int:
         return len(self._plots)
 
+    def notebook_outputs(self) -> bool:
+        """True when a registered plot is a notebook output: its view has HoloViews draw it again on a step
+        (writes into its models would not reach the notebook page)."""
+        return any(_notebook(plot) for plot in list(self._plots.keys()))
+
     def push(self, frame: object, image_of: Callable[[str], np.ndarray | None],
              layers: Callable[[str], list[dict | None]], marker: float | None = None,
              also: Callable[[object], None] | None = None) -> int:
@@ -122,6 +127,8 @@ class FrameSources:
         writes: dict[object, list[Callable[[], None]]] = {}
         comms: dict[object, object] = {}
         for plot, target in list(self._plots.items()):
+            if _notebook(plot):
+                continue  # drawn again by HoloViews (see notebook_outputs), which sends it over the output's comm
             kind = target.kind
             new = None
             if target.image and target.frame != frame:
@@ -201,3 +208,8 @@ def _dispatch(doc, comm, work: list[Callable[[], None]]) -> None:
         return
     with unlocked():
         run()
+
+
+def _notebook(plot) -> bool:
+    """A plot rendered for a notebook output (a comm, no server session)."""
+    return getattr(plot, "comm", None) is not None and getattr(plot.renderer, "mode", "") != "server"

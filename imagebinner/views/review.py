@@ -104,6 +104,8 @@ class ReviewView(param.Parameterized):
                                doc="Mark classes drawn on the frames (true/false positives, misses, matched truth; "
                                "predictions without ground truth).")
     review = param.ClassSelector(class_=PredictionReview, constant=True, doc="The review shown.")
+    redraw = param.Integer(default=0, precedence=-1,
+                           doc="Counts redraws of the frame plots by HoloViews on steps (notebook outputs only).")
 
     def __init__(self, review: PredictionReview, **params):
         self._stacked: Movie | None = None
@@ -296,6 +298,8 @@ class ReviewView(param.Parameterized):
         self._sync()
         styled = self._styled_layers()
         self._sources.push(self.frame, self._frame_data, lambda _kind: styled, also=self._show_swatches)
+        if self._sources.notebook_outputs():
+            self.redraw += 1
 
     def _styled_layers(self, _kind: str = "") -> list[dict]:
         """The mark layers' columns as the frame plots' sources hold them (with each mark's style)."""
@@ -393,7 +397,7 @@ class ReviewView(param.Parameterized):
             return (maybe_rasterize(image_dm, shape) * marks_dm).opts(hv.opts.Overlay(**overlay_opts))
         key = f"overlay:{id(image)}"
         overlay_opts["hooks"] = [self._legend, self._sources.hook(kind, lambda: self.frame, self._styled_layers)]
-        streams = [hv.streams.Params(self.review, ["predictions"])]  # (a reload: the tab is rebuilt anyway)
+        streams = [hv.streams.Params(self.review, ["predictions"]), hv.streams.Params(self, ["redraw"])]
 
         def both(**_) -> hv.Overlay:
             items = [image(), *self.marks()]
