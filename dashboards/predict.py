@@ -3,17 +3,10 @@
 
 import panel as pn
 
-from imagebinner.apps.pages import extensions
-from imagebinner.apps.predict import PredictApp, template
+from imagebinner.apps.pages import extensions, page
+from imagebinner.apps.predict import template  # noqa: F401 (the page's layout; built per session by page())
 
 extensions()  # notifications, throttled sliders, Bokeh; nothing fetched off the machine
 
 if pn.state.served:
-    from imagebinner.apps.jobs import configure_notifications
-    from imagebinner.apps.pages import close_on_session_end
-
-    # (as apps.pages.page("predict") does once "predict" is registered in apps.pages.PAGES)
-    configure_notifications()
-    app = PredictApp()  # query string, $IMAGEBINNER_DATA or the demo data
-    close_on_session_end(app)  # the app is closed when the session ends
-    template(app).servable()
+    page("predict").servable()  # the app closes its files when the session ends

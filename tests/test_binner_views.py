@@ -111,7 +111,7 @@ def test_a_player_step_is_one_batch_without_walking_the_page(small_demo, calls):
     walks = []
     recompute = doc.models.recompute
     doc.models.recompute = lambda: (walks.append(1), recompute())[1]
-    (span,) = doc.select({"type": Span})
+    (span,) = [s for s in doc.select({"type": Span}) if s.dimension == "height"]  # the frame marker (a VLine)
     images = [cds for cds in doc.select({"type": ColumnDataSource}) if "image" in cds.data]
     calls.clear()
     for frame in (3, 4):
@@ -178,6 +178,12 @@ def test_density_tab_shows_the_box_plots_and_parts_are_built_when_shown(small_de
     assert groups() == {"m1: measurement1/movie.tif", "m2: measurement2/movie.tif"}
     app.binner.compose()  # (the binned box appears when the binner is done)
     assert "binned (3 per frame)" in groups()
+    app.binner.target_density = "0.5:1.5"  # the target's view appears with the target: test movie absent here
+    app.binner.compose()
+    assert {"binned (target density)", "target", "binned frames"} <= groups()
+    app.binner.target_density = ""
+    app.binner.compose()
+    assert "target" not in groups()
     calls.clear()
     app.step(7)
     assert calls["density_boxes"] == 0

@@ -48,6 +48,7 @@ from imagebinner.apps.demo_data import demo_data
 from imagebinner.errors import ImageBinnerError
 from imagebinner.tools.binner import Binner
 from imagebinner.views.binner import BinnerView
+from imagebinner.views.binner_density import target_density_plot
 from imagebinner.views.frames import frame_cost_ms
 
 MIN_INTERVAL_MS = 150
@@ -168,6 +169,8 @@ class BinnerApp(Viewer):
         self.progress = pn.indicators.Progress(value=b.param.progress, max=b.param.n_steps, sizing_mode="stretch_width",
                                                height=20)
         self.status = pn.pane.Str(b.param.status, sizing_mode="stretch_width", stylesheets=[WRAP_CSS])
+        self.notebook_settings = pn.pane.Str(pn.bind(notebook_settings_text, b.param.notebook_settings),
+                                             sizing_mode="stretch_width", stylesheets=[WRAP_CSS])
         self.root_note = pn.pane.Markdown(f"Relative paths are inside the data folder `{data_root()}`.",
                                           sizing_mode="stretch_width", stylesheets=[WRAP_CSS])
         self.frame_player = FramePlayer.from_param(
@@ -232,6 +235,12 @@ class BinnerApp(Viewer):
             checked.append((movie, locs))
         if checked != [tuple(pair) for pair in self.binner.measurements]:
             self.binner.measurements = checked
+        for name, what in (("target_density_from", "test localizations"), ("test_movie", "test movie")):
+            value = getattr(self.binner, name)
+            if value:
+                resolved = str(check_path(value, what))
+                if resolved != value:
+                    setattr(self.binner, name, resolved)
 
     def _check_output(self) -> None:
         """The output folder through the confinement rule; the binner writes to the resolved folder (shown)."""
@@ -330,7 +339,7 @@ class BinnerApp(Viewer):
             "### Inputs", self.inputs,
             "### Settings", self.settings,
             "### Output", self.outputs, self.root_note,
-            self.actions, self.progress, self.status,
+            self.actions, self.progress, self.status, self.notebook_settings,
         ]
 
     @property
@@ -354,6 +363,8 @@ class BinnerApp(Viewer):
                              "each binned frame (after Preview or Run): choose `bin_size` so the binned frames are "
                              "as dense as the data the network should handle.", sizing_mode="stretch_width"),
             hv_pane(hv.DynamicMap(v.density_boxes), sizing_mode="stretch_width", height=280),
+            pn.panel(pn.bind(self._target_views, b.param.target_density, b.param.target_density_from),
+                     sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
         parts = pn.Column(self.part_slider, pn.panel(pn.bind(self._parts, b.param.plan)), sizing_mode="stretch_width")
         stats = pn.Column(self.stats, sizing_mode="stretch_width")
@@ -361,9 +372,27 @@ class BinnerApp(Viewer):
                             ("Statistics", stats), dynamic=True, sizing_mode="stretch_width")
         return [self.browser, pn.Row(inputs, binned, sizing_mode="stretch_width"), self.tabs]
 
+    def _target_views(self, target_density: str, target_density_from: str) -> pn.viewable.Viewable:
+        """With a target density: the test movie's densities, the targets and what the binned frames reached."""
+        if not (target_density or target_density_from):
+            return pn.pane.Markdown("Set `target_density` (or `target_density_from` + `test_movie`) to bin to a "
+                                    "density instead of a fixed `bin_size`.", sizing_mode="stretch_width")
+        return pn.Column(
+            pn.pane.Markdown("The test movie's densities, the targets and the densities the binned frames reached "
+                             "(after Preview or Run).", sizing_mode="stretch_width"),
+            hv_pane(target_density_plot(self.binner), sizing_mode="stretch_width", height=280),
+            sizing_mode="stretch_width")
+
     def __panel__(self):
         return pn.Row(pn.Column(*self.sidebar, width=340), pn.Column(*self.main, sizing_mode="stretch_width"),
                       sizing_mode="stretch_width")
+
+
+def notebook_settings_text(settings: dict) -> str:
+    """The Deep-STORM notebook settings that fit the output (empty until the measurements are loaded)."""
+    from imagebinner.tools.binner.notebook import settings_line
+
+    return settings_line(settings) if settings else ""
 
 
 def template(app: BinnerApp) -> pn.template.FastListTemplate:

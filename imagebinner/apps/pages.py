@@ -15,6 +15,7 @@ from panel.viewable import Viewable
 #: dashboard name -> (module, app class, page title); the order of ``imagebinner serve``'s index
 PAGES: dict[str, tuple[str, str, str]] = {
     "binner": ("imagebinner.apps.binner", "BinnerApp", "ImageBinner: Binner"),
+    "predict": ("imagebinner.apps.predict", "PredictApp", "ImageBinner: predict"),
     "review": ("imagebinner.apps.review", "ReviewApp", "ImageBinner: prediction review"),
     "addons": ("imagebinner.apps.addons", "AddonsApp", "ImageBinner: add-ons"),
 }

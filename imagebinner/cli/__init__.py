@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "predict localizations in movies with a trained DeepSTORM model (ONNX)"),
     "review": ("review", "review DeepSTORM predictions: threshold, metrics against ground truth, threshold sweep"),
     "demo": ("demo", "write a simulated demo folder (two measurements) and run the main job on it"),
-    "serve": ("serve", "serve the dashboards (Binner, prediction review, add-ons) in the browser"),
+    "serve": ("serve", "serve the dashboards (Binner, predict, prediction review, add-ons) in the browser"),
 }
 ALL = None  # build_parser(ALL): every command registered (tests, docs)
 

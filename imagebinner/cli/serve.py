@@ -1,4 +1,4 @@
-"""``imagebinner serve [binner|review|addons ...]``: serve the dashboards on this machine (127.0.0.1 by default)."""
+"""``imagebinner serve [binner|predict|review|addons ...]``: serve the dashboards on this machine (127.0.0.1 by default)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from imagebinner.errors import ParameterError
 
-DASHBOARDS = ("binner", "review", "addons")  # (imagebinner.apps.pages.PAGES, without importing panel here)
+DASHBOARDS = ("binner", "predict", "review", "addons")  # (imagebinner.apps.pages.PAGES, without importing panel here)
 DEFAULT_PORT = 5006
 DEFAULT_ADDRESS = "127.0.0.1"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -17,7 +17,7 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="serve the dashboards (Binner, prediction review, add-ons) in the browser",
+        help="serve the dashboards (Binner, predict, prediction review, add-ons) in the browser",
         description=(
             "Serve the dashboards with Panel on this machine. Every path a page touches must lie inside the data "
             "root (--root); without arguments a dashboard opens on demo data made once into <root>/imagebinner-demo."

@@ -346,7 +346,9 @@ class BinnerView(param.Parameterized):
                   for m in self.measurements}
         binned = self.binned_densities()
         if len(binned):
-            groups[f"binned ({self.binner.plan.shape[1]} per frame)"] = binned
+            per_frame = ("target density" if self.binner.frame_targets is not None
+                         else f"{self.binner.plan.shape[1]} per frame")
+            groups[f"binned ({per_frame})"] = binned
         return groups
 
     @param.depends("binner.loaded", "binner.plan", "binner.running")
@@ -390,10 +392,9 @@ class BinnerView(param.Parameterized):
 
     def emitters_per_binned_frame(self) -> np.ndarray:
         """Emitters (labels) of every binned frame of the shown plan: the localizations of its parts."""
-        plan, pool = self.plan, self.binner.pool
-        if plan is None or pool is None:
+        if self.plan is None:
             return np.zeros(0, dtype=np.int64)
-        return np.asarray(pool.n_locs)[plan].sum(axis=1)
+        return self.binner.emitters_per_binned_frame()  # target plans: rows padded with -1
 
     def part_locs(self, part: dict) -> tuple[np.ndarray, np.ndarray]:
         """Patch-local x, y (nm) of the localizations inside one part's window (the binner's membership rule)."""

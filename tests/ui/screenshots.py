@@ -1,6 +1,6 @@
 """Take the documentation screenshots of the dashboards (headless Chromium, simulated demo data).
 
-Usage: ``.venv/bin/python tests/ui/screenshots.py [docs/images [binner review addons]]`` (not a test; needs
+Usage: ``.venv/bin/python tests/ui/screenshots.py [docs/images [binner predict review addons]]`` (not a test; needs
 /usr/bin/chromium); the optional page names take only those screenshots.
 """
 
@@ -20,6 +20,8 @@ from imagebinner.apps.addons import AddonsApp
 from imagebinner.apps.addons import template as addons_template
 from imagebinner.apps.binner import BinnerApp
 from imagebinner.apps.binner import template as binner_template
+from imagebinner.apps.predict import PredictApp
+from imagebinner.apps.predict import template as predict_template
 from imagebinner.apps.review import ReviewApp
 from imagebinner.apps.review import template as review_template
 from imagebinner.io import read_locs
@@ -27,7 +29,7 @@ from imagebinner.simulate import make_demo
 from imagebinner.simulate.prediction import make_prediction_folder
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-PAGES = ("binner", "review", "addons")
+PAGES = ("binner", "predict", "review", "addons")
 
 
 def main(out_dir: Path, only: tuple[str, ...] = PAGES) -> None:
@@ -46,6 +48,11 @@ def main(out_dir: Path, only: tuple[str, ...] = PAGES) -> None:
                                output_folder=str(Path(tmp) / "binned"))
             binner.binner.param.update(n_patches=200, n_binned=50, bin_size=10, seed=1)
             pages["binner"] = lambda: binner_template(binner)
+        if "predict" in only:
+            predict = PredictApp(model_folder=str(Path(tmp) / "demo" / "model"), movies=[str(m1.movie)],
+                                 output_folder=str(Path(tmp) / "predicted"))
+            predict.tool.max_frames = 8
+            pages["predict"] = lambda: predict_template(predict)
         if "review" in only:
             review = ReviewApp(folder=str(Path(tmp) / "demo" / "prediction"), movie=str(m1.movie),
                                ground_truth=str(m1.locs))
@@ -64,6 +71,8 @@ def main(out_dir: Path, only: tuple[str, ...] = PAGES) -> None:
 
             if "binner" in only:
                 binner_page(page, port, binner, out_dir)
+            if "predict" in only:
+                predict_page(page, port, predict, out_dir)
             if "review" in only:
                 review_page(page, port, review, out_dir)
             if "addons" in only:
@@ -84,6 +93,15 @@ def binner_page(page, port: int, binner: BinnerApp, out_dir: Path) -> None:
     wait_until(lambda: binner.view.binned_frame == 3, page, timeout=10_000)
     time.sleep(3)
     page.screenshot(path=str(out_dir / "binner.png"), full_page=True)
+
+
+def predict_page(page, port: int, predict: PredictApp, out_dir: Path) -> None:
+    page.goto(f"http://localhost:{port}/predict")
+    page.get_by_role("button", name="Run prediction").click()
+    wait_until(lambda: bool(predict.tool.written), page, timeout=120_000)
+    page.locator("canvas").first.wait_for(state="attached")
+    time.sleep(4)
+    page.screenshot(path=str(out_dir / "predict.png"), full_page=True)
 
 
 def review_page(page, port: int, review: ReviewApp, out_dir: Path) -> None:

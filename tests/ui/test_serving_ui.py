@@ -85,7 +85,7 @@ def _notification(page, text: str):
     return page.locator(".notyf__message", has_text=text).first
 
 
-@pytest.mark.parametrize("name", ["", "binner", "review", "addons"])
+@pytest.mark.parametrize("name", ["", "binner", "predict", "review", "addons"])
 def test_pages_load_everything_from_their_own_server(page, server, name):
     """The index and each dashboard (opened with no arguments: on the demo data) fetch nothing from off the machine
     (no CDN fonts, icons or scripts) and log no console error."""
@@ -97,6 +97,8 @@ def test_pages_load_everything_from_their_own_server(page, server, name):
         page.locator("canvas").first.wait_for(state="attached")  # plots drawn (the demo data)
     elif name == "addons":
         page.get_by_role("button", name="Run Convert").wait_for()
+    elif name == "predict":
+        page.get_by_role("button", name="Run prediction").wait_for()
     page.wait_for_load_state("networkidle")
     assert recorder.urls and not recorder.off_machine(base), recorder.off_machine(base)
     assert not recorder.errors, recorder.errors
