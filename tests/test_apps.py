@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -103,6 +104,21 @@ def test_binner_app_refuses_existing_outputs_without_running(demo, tmp_path, cap
     assert app.job.thread is None and not app.job.busy
     assert (out / "binned.tif").read_bytes() == b"keep me"
     assert "exists" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("binner_root")
+def test_binner_app_refuses_a_test_movie_outside_the_root(demo, tmp_path, capsys):
+    with tempfile.TemporaryDirectory() as elsewhere:  # not under the data root (the tests' base folder)
+        outside = Path(elsewhere)
+        for name in ("test.tif", "test_locs.csv"):
+            (outside / name).write_bytes(b"x")
+        app = BinnerApp(measurements=_pairs(demo))
+        _small(app, tmp_path / "out")
+        app.binner.param.update(target_density_from=str(outside / "test_locs.csv"),
+                                test_movie=str(outside / "test.tif"))
+        _click(app.preview_button)
+        assert app.job.thread is None and not app.view.has_binned
+        assert "outside the data folder" in capsys.readouterr().out
 
 
 @pytest.mark.usefixtures("binner_root")
