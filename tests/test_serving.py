@@ -504,7 +504,8 @@ def test_component_stylesheets_never_fall_back_to_panels_cdn(monkeypatch):
     from imagebinner.apps.offline import local_stylesheets
 
     local_stylesheets()
-    monkeypatch.setattr(settings, "resources", "server")
+    # (settings.resources is a PrioritizedSetting: patch its user value, so the old one comes back after the test)
+    monkeypatch.setattr(settings.resources, "_user_value", "server")
     md = pn.pane.Markdown("one")
     served = _stylesheet_urls(md.get_root(Document()))
     assert served and all(u.startswith("static/extensions/panel/") for u in served), served
