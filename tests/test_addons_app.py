@@ -16,7 +16,7 @@ hv = pytest.importorskip("holoviews")
 from bokeh.document import Document  # noqa: E402
 from pyviz_comms import Comm  # noqa: E402
 
-from imagebinner.apps import addons  # noqa: E402
+from imagebinner.apps import addons, downloads  # noqa: E402
 from imagebinner.apps.addons import OUTPUT_DIR, AddonsApp  # noqa: E402
 from imagebinner.apps.common import DATA_ENV, ROOT_ENV  # noqa: E402
 from imagebinner.io import open_movie, read_locs  # noqa: E402
@@ -105,11 +105,11 @@ def test_opens_on_the_demo_data_with_outputs_inside_the_root(tmp_path, monkeypat
     explode = app.panels["Explode"]
     n = len(explode.tool.written)
     buttons = _downloads(explode)
-    assert len(buttons) == addons.MAX_LISTED + 1 and buttons[-1].filename.endswith(".zip")  # first N, then all
+    assert len(buttons) == downloads.MAX_LISTED + 1 and buttons[-1].filename.endswith(".zip")  # first N, then all
     with zipfile.ZipFile(io.BytesIO(buttons[-1].callback().getvalue())) as archive:
         assert sorted(archive.namelist()) == sorted(Path(p).name for p in explode.tool.written)
     text = _text(explode._files(explode.tool.written))
-    assert f"{n - addons.MAX_LISTED} more" in text
+    assert f"{n - downloads.MAX_LISTED} more" in text
 
 
 def test_opens_on_the_data_folder_and_query_paths_are_confined(root, small_demo, monkeypatch, capsys):
@@ -211,7 +211,7 @@ def test_large_files_are_not_sent_through_the_page(root, small_demo, monkeypatch
     split = app.panels["Split"]
     split.tool.output_folder = str(_fresh_name(root, "split-large"))
     _run(split)
-    monkeypatch.setattr(addons, "DOWNLOAD_LIMIT", 4096)  # the TIFs are larger, the tables smaller
+    monkeypatch.setattr(downloads, "DOWNLOAD_LIMIT", 4096)  # the TIFs are larger, the tables smaller
     names = [b.filename for b in _downloads(split)]
     assert names and not any(name.endswith(".tif") or name.endswith(".zip") for name in names)
     assert "stay on the server" in _text(split._files(split.tool.written))

@@ -4,10 +4,7 @@ written files offered for download."""
 
 from __future__ import annotations
 
-import html
-import io
 import os
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from imagebinner.apps.common import (
     session_arg,
     tool_widgets,
 )
+from imagebinner.apps.downloads import download_buttons, status_html, written_files
 from imagebinner.errors import ImageBinnerError
 from imagebinner.tools.addons import Explode, Merge, Split
 from imagebinner.tools.base import Task
@@ -49,52 +47,6 @@ LABELS = {
 
 #: folder (inside the data root) receiving the add-ons' outputs by default: one sub-folder per tool
 OUTPUT_DIR = "imagebinner-addons"
-#: download buttons shown one per file; more files are counted and offered together as a zip
-MAX_LISTED = 6
-#: largest download sent through the page (a download travels as one websocket message, base64-encoded, and the
-#: server's default message limit is 20 MB); larger files stay on the server, where the list names them
-DOWNLOAD_LIMIT = 10 * 2**20
-
-
-def _relative(path: Path) -> str:
-    """A path as shown on the page: relative to the data root when inside it."""
-    root = data_root()
-    path = Path(path)
-    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-
-
-def _size(n_bytes: int) -> str:
-    return f"{n_bytes / 2**20:.1f} MB" if n_bytes >= 2**20 else f"{max(n_bytes, 1) / 2**10:.0f} kB"
-
-
-def _refused_download(error: Exception) -> None:
-    """A download that cannot be served (moved, removed, replaced by a link out of the root): said on the page."""
-    notify("error", f"download refused: {error}")
-
-
-def _file_bytes(path: Path) -> io.BytesIO:
-    """The content of a written file, read when its download is clicked (checked against the root again)."""
-    try:
-        return io.BytesIO(check_path(str(path), "download").read_bytes())
-    except (ImageBinnerError, OSError) as exc:
-        _refused_download(exc)
-        raise
-
-
-def _zip_bytes(paths: list[Path]) -> io.BytesIO:
-    """A zip of the written files, built when its download is clicked (each checked against the root again)."""
-    buffer = io.BytesIO()
-    try:
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in paths:
-                archive.write(check_path(str(path), "download"), arcname=path.name)
-    except (ImageBinnerError, OSError) as exc:
-        _refused_download(exc)
-        raise
-    buffer.seek(0)
-    return buffer
-
-
 class ToolPanel(Viewer):
     """One tool: its declared params as widgets, its Run event as the button (disabled while running), progress,
     status and the files written with download links."""
@@ -117,56 +69,16 @@ class ToolPanel(Viewer):
                                                height=20, sizing_mode="stretch_width",
                                                visible=pn.bind(lambda running, status: running or bool(status),
                                                                self.tool.param.running, self.tool.param.status))
-        self.status = pn.pane.HTML(pn.bind(self._status, self.tool.param.status), sizing_mode="stretch_width")
+        self.status = pn.pane.HTML(pn.bind(status_html, self.tool.param.status), sizing_mode="stretch_width")
         self.files = pn.panel(pn.bind(self._files, self.tool.param.written), sizing_mode="stretch_width")
 
     # -- results ----------------------------------------------------------------------------------------------
-    @staticmethod
-    def _status(status: str) -> str:
-        """The status line, wrapped (never cut off)."""
-        return (f'<div style="white-space: pre-wrap; overflow-wrap: anywhere">{html.escape(status)}</div>'
-                if status else "")
-
-    @staticmethod
-    def _written(paths: list) -> str:
-        """The headline of the written files (count and folder)."""
-        if not paths:
-            return ""
-        folders = sorted({_relative(Path(p).parent) for p in paths})
-        where = f" in `{folders[0]}`" if len(folders) == 1 else ""
-        return f"**{len(paths)} file(s) written**{where}"
-
     def downloads(self, paths: list) -> list[pn.widgets.FileDownload]:
-        """Download buttons of the written files: one per file for the first :data:`MAX_LISTED`, then (several
-        files) one zip of all; each built when clicked. Files above :data:`DOWNLOAD_LIMIT` get none."""
-        paths = [Path(p) for p in paths]
-        sizes = {p: p.stat().st_size if p.exists() else 0 for p in paths}
-        buttons = [pn.widgets.FileDownload(callback=lambda p=p: _file_bytes(p), filename=p.name,
-                                           label=f"{p.name} ({_size(sizes[p])})", sizing_mode="stretch_width")
-                   for p in paths[:MAX_LISTED] if sizes[p] <= DOWNLOAD_LIMIT]
-        total = sum(sizes.values())
-        if len(paths) > 1 and total <= DOWNLOAD_LIMIT:
-            buttons.append(pn.widgets.FileDownload(
-                callback=lambda: _zip_bytes(paths), filename=f"{self.title.lower()}-{len(paths)}-files.zip",
-                label=f"All {len(paths)} files as zip ({_size(total)})", color="primary",
-                sizing_mode="stretch_width"))
-        return buttons
+        """Download buttons of the written files (see :func:`imagebinner.apps.downloads.download_buttons`)."""
+        return download_buttons(paths, self.title.lower())
 
     def _files(self, paths: list) -> pn.Column:
-        if not paths:
-            return pn.Column(visible=False)
-        paths = [Path(p) for p in paths]
-        notes = []
-        if len(paths) > MAX_LISTED:
-            notes.append(f"{len(paths) - MAX_LISTED} more: " + ", ".join(p.name for p in paths[MAX_LISTED:][:3])
-                         + (", ..." if len(paths) > MAX_LISTED + 3 else ""))
-        large = [p for p in paths if p.exists() and p.stat().st_size > DOWNLOAD_LIMIT]
-        if large:
-            notes.append(f"{len(large)} file(s) above {_size(DOWNLOAD_LIMIT)} stay on the server (too large to send "
-                         f"through the page): " + ", ".join(p.name for p in large[:3]))
-        return pn.Column(pn.pane.Markdown(self._written(paths), margin=(5, 10, 0, 10)),
-                         pn.FlexBox(*self.downloads(paths)),
-                         *[pn.pane.HTML(self._status(note)) for note in notes], sizing_mode="stretch_width")
+        return written_files(paths, self.title.lower())
 
     # -- running ----------------------------------------------------------------------------------------------
     def confined(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import panel as pn
 import param
 from panel.viewable import Viewer
 
-from imagebinner.apps.addons import DOWNLOAD_LIMIT, MAX_LISTED, _file_bytes, _relative, _size, _zip_bytes
+from imagebinner.apps.downloads import download_buttons, shown_path, status_html, written_files
 from imagebinner.apps.common import (
     DATA_ENV,
     Job,
@@ -148,12 +148,12 @@ def _ground_truth(movie: Path) -> Path | None:
 def review_query(folder: str | Path, movie: str | Path | None = None) -> str:
     """The review page's address for a prediction folder (paths relative to the data root): ``review?folder=...
     &movie=...&truth=...`` (the movie's ``<stem>_locs`` file as ground truth when there is one)."""
-    query = {"folder": _relative(Path(folder))}
+    query = {"folder": shown_path(Path(folder))}
     if movie:
-        query["movie"] = _relative(Path(movie))
+        query["movie"] = shown_path(Path(movie))
         truth = _ground_truth(Path(movie))
         if truth is not None:
-            query["truth"] = _relative(truth)
+            query["truth"] = shown_path(truth)
     return "review?" + urlencode(query)
 
 
@@ -192,7 +192,7 @@ class PredictApp(Viewer):
                                                sizing_mode="stretch_width",
                                                visible=pn.bind(lambda running, status: running or bool(status),
                                                                t.param.running, t.param.status))
-        self.status = pn.pane.HTML(pn.bind(self._status, t.param.status), sizing_mode="stretch_width")
+        self.status = pn.pane.HTML(pn.bind(status_html, t.param.status), sizing_mode="stretch_width")
         # the results are shown after each run (a rerun may write files of the same names and an equal summary:
         # no param event would say they are new)
         self.files = pn.Column(sizing_mode="stretch_width")
@@ -245,44 +245,12 @@ class PredictApp(Viewer):
         return f"predict: {self.tool.status or 'done'}"
 
     # -- results ----------------------------------------------------------------------------------------------
-    @staticmethod
-    def _status(status: str) -> str:
-        return (f'<div style="white-space: pre-wrap; overflow-wrap: anywhere">{html.escape(status)}</div>'
-                if status else "")
-
     def downloads(self, paths: list) -> list[pn.widgets.FileDownload]:
-        """Download buttons of the written files (each built when clicked): one per file for the first
-        ``MAX_LISTED``, then one zip of all; files above ``DOWNLOAD_LIMIT`` stay on the server."""
-        paths = [Path(p) for p in paths]
-        sizes = {p: p.stat().st_size if p.exists() else 0 for p in paths}
-        buttons = [pn.widgets.FileDownload(callback=lambda p=p: _file_bytes(p), filename=p.name,
-                                           label=f"{p.name} ({_size(sizes[p])})", sizing_mode="stretch_width")
-                   for p in paths[:MAX_LISTED] if sizes[p] <= DOWNLOAD_LIMIT]
-        total = sum(sizes.values())
-        if len(paths) > 1 and total <= DOWNLOAD_LIMIT:
-            buttons.append(pn.widgets.FileDownload(
-                callback=lambda: _zip_bytes(paths), filename=f"predict-{len(paths)}-files.zip",
-                label=f"All {len(paths)} files as zip ({_size(total)})", color="primary",
-                sizing_mode="stretch_width"))
-        return buttons
+        """Download buttons of the written files (see :func:`imagebinner.apps.downloads.download_buttons`)."""
+        return download_buttons(paths, "predict")
 
     def _files(self, paths: list) -> pn.Column:
-        if not paths:
-            return pn.Column(visible=False)
-        paths = [Path(p) for p in paths]
-        folders = sorted({_relative(p.parent) for p in paths})
-        where = f" in `{folders[0]}`" if len(folders) == 1 else ""
-        notes = []
-        if len(paths) > MAX_LISTED:
-            notes.append(f"{len(paths) - MAX_LISTED} more: " + ", ".join(p.name for p in paths[MAX_LISTED:][:3])
-                         + (", ..." if len(paths) > MAX_LISTED + 3 else ""))
-        large = [p for p in paths if p.exists() and p.stat().st_size > DOWNLOAD_LIMIT]
-        if large:
-            notes.append(f"{len(large)} file(s) above {_size(DOWNLOAD_LIMIT)} stay on the server (too large to send "
-                         "through the page): " + ", ".join(p.name for p in large[:3]))
-        return pn.Column(pn.pane.Markdown(f"**{len(paths)} file(s) written**{where}", margin=(5, 10, 0, 10)),
-                         pn.FlexBox(*self.downloads(paths)), *[pn.pane.HTML(self._status(n)) for n in notes],
-                         sizing_mode="stretch_width")
+        return written_files(paths, "predict")
 
     def review_url(self) -> str | None:
         """The review page's address for the last run's output folder and its first movie (None before a run)."""
@@ -295,7 +263,7 @@ class PredictApp(Viewer):
         url = self.review_url()
         if url is None:
             return ""
-        folder = _relative(Path(self.tool.summary["movies"][0]["written"][0]).parent)
+        folder = shown_path(Path(self.tool.summary["movies"][0]["written"][0]).parent)
         return (f"**Tune the post-processing** (threshold, neighbourhood, local averaging) and compare with the "
                 f"ground truth: [open the review on `{folder}`](./{url}) (served pages; in a notebook: "
                 f"`ReviewApp(folder=\"{folder}\")`).")
