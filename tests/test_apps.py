@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,8 @@ requests = pytest.importorskip("requests")
 
 import param  # noqa: E402
 from bokeh.document import Document  # noqa: E402
+from imagebinner.apps.downloads import written_headline  # noqa: E402
+from servers import free_port, stop, wait_until_answering  # noqa: E402
 from panel.models.markup import HTML  # noqa: E402
 from pyviz_comms import Comm  # noqa: E402
 
@@ -468,7 +469,7 @@ def test_addons_app_convert_and_explode(demo, tmp_path, monkeypatch):
     convert.job.wait(30)
     assert (tmp_path / "c.hdf5").exists() and (tmp_path / "c.yaml").exists()
     assert len(read_locs(tmp_path / "c.hdf5")) == len(read_locs(demo.measurements[1].locs))
-    assert "2 file(s) written" in convert._written(convert.tool.written)
+    assert "2 file(s) written" in written_headline(convert.tool.written)
     explode = app.panels["Explode"]
     explode.tool.param.update(movie=str(demo.measurements[0].movie), locs=str(demo.measurements[0].locs),
                               output_folder=str(tmp_path / "frames"), to="deepstorm")
@@ -544,22 +545,14 @@ def test_dashboard_scripts_import_without_serving():
 
 
 # -- served dashboards --------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_panel_serve_all_dashboards(demo, tmp_path):
     """`panel serve dashboards/*.py --liveness`: every app answers 200 with its title, no traceback in the log."""
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     env = {**os.environ, "IMAGEBINNER_DATA": str(demo.out_dir), ROOT_ENV: str(demo.out_dir.parent)}
     scripts = sorted(str(p) for p in (ROOT / "dashboards").glob("*.py"))
-    assert {Path(s).stem for s in scripts} >= {"binner", "review", "addons"}
+    assert {Path(s).stem for s in scripts} >= {"binner", "predict", "review", "addons"}
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "panel", "serve", *scripts, "--address", "127.0.0.1", "--port", str(port),
@@ -567,27 +560,15 @@ def test_panel_serve_all_dashboards(demo, tmp_path):
             stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
         )
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if requests.get(f"http://127.0.0.1:{port}/liveness", timeout=2).ok:
-                        break
-                except requests.ConnectionError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
-            titles = {"binner": "ImageBinner: Binner", "review": "ImageBinner: prediction review",
-                      "addons": "ImageBinner: add-ons"}
+            wait_until_answering(proc, f"http://127.0.0.1:{port}/liveness", log, timeout=30)
+            titles = {"binner": "ImageBinner: Binner", "predict": "ImageBinner: predict",
+                      "review": "ImageBinner: prediction review", "addons": "ImageBinner: add-ons"}
             for name, title in titles.items():
                 response = requests.get(f"http://127.0.0.1:{port}/{name}", timeout=30)
                 assert response.status_code == 200, name
                 assert f"<title>{title}</title>" in response.text
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
     text = log.read_text()
     assert "Traceback" not in text and "ERROR" not in text, text
 

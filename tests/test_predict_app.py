@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import time
 import zipfile
 from pathlib import Path
@@ -19,6 +18,7 @@ hv = pytest.importorskip("holoviews")
 
 from bokeh.document import Document  # noqa: E402
 from pyviz_comms import Comm  # noqa: E402
+from servers import free_port, open_files_under  # noqa: E402
 
 from imagebinner.apps.common import DATA_ENV, ROOT_ENV, check_path, hv_pane  # noqa: E402
 from imagebinner.apps.predict import DEMO_MAX_FRAMES, OUTPUT_DIR, PredictApp, movie_outputs, template  # noqa: E402
@@ -222,23 +222,6 @@ def test_a_model_file_linked_from_outside_the_root_is_refused(root, tiny, tmp_pa
     assert app.job.thread is None and not out.exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _open_files_under(folder: Path) -> int:
-    folder = str(folder.resolve())
-    fds = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            fds += os.readlink(f"/proc/self/fd/{fd}").startswith(folder)
-        except OSError:
-            pass
-    return fds + sum(folder in line for line in Path("/proc/self/maps").read_text().splitlines())
-
-
 def test_a_served_session_that_ends_closes_its_app(root, tiny, monkeypatch):
     """Served as dashboards/predict.py serves it (the app closed when the session ends); the page answers with its
     title; nothing stays open under the data."""
@@ -257,7 +240,7 @@ def test_a_served_session_that_ends_closes_its_app(root, tiny, monkeypatch):
         close_on_session_end(app)
         return template(app)
 
-    port = _free_port()
+    port = free_port()
     pn.serve({"predict": page}, port=port, address="127.0.0.1", threaded=True, show=False,
              websocket_origin=[f"127.0.0.1:{port}"], check_unused_sessions_milliseconds=200,
              unused_session_lifetime_milliseconds=200)
@@ -272,7 +255,7 @@ def test_a_served_session_that_ends_closes_its_app(root, tiny, monkeypatch):
     while time.monotonic() < deadline and not closed:
         time.sleep(0.1)
     assert len(closed) == 1
-    assert _open_files_under(tiny.out_dir) == 0
+    assert open_files_under(tiny.out_dir) == 0
 
 
 def test_check_path_is_the_rule_for_the_resolved_inputs(root, tiny):
@@ -284,45 +267,6 @@ def test_check_path_is_the_rule_for_the_resolved_inputs(root, tiny):
     assert app.tool.model_folder == str(check_path("demo/model", "m", kind="folder"))
     assert app.tool.movies == [str(tiny.measurements[1].movie)] and app.tool.output_folder == str(out)
     assert (out / "Localizations_movie_avg.csv").is_file()
-
-
-def test_panel_serve_dashboards_predict(root, tiny, tmp_path):
-    """`panel serve dashboards/predict.py --liveness`: the page answers with its title, opened on a data folder;
-    no traceback in the log."""
-    import subprocess
-    import sys
-
-    import requests
-
-    project = Path(__file__).resolve().parents[1]
-    port = _free_port()
-    log = tmp_path / "serve.log"
-    env = {**os.environ, DATA_ENV: str(tiny.out_dir), ROOT_ENV: str(root)}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "panel", "serve", str(project / "dashboards" / "predict.py"), "--address",
-             "127.0.0.1", "--port", str(port), "--liveness", "--allow-websocket-origin", f"127.0.0.1:{port}"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(f"http://127.0.0.1:{port}/liveness", timeout=2).ok:
-                        break
-                except requests.ConnectionError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.2)
-            response = requests.get(f"http://127.0.0.1:{port}/predict", timeout=60)
-            assert response.status_code == 200 and "<title>ImageBinner: predict</title>" in response.text
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-    text = log.read_text()
-    assert "Traceback" not in text and "ERROR" not in text, text
 
 
 def test_a_warning_of_the_run_is_a_notification(root, tiny, monkeypatch, capsys):

@@ -32,6 +32,7 @@ from imagebinner.apps.common import (  # noqa: E402
     session_arg,
 )
 from imagebinner.errors import ImageBinnerError  # noqa: E402
+from servers import free_port, open_files_under, stop  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -264,30 +265,11 @@ def test_demo_data_refuses_a_foreign_folder_of_its_name(tmp_path, monkeypatch):
 
 
 # -- serving -----------------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _wait_until(condition, timeout: float = 60.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.1)
-
-
-def _open_files_under(folder: Path) -> int:
-    """Open file descriptors and memory maps of this process on files under ``folder``."""
-    folder = str(folder.resolve())
-    fds = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            fds += os.readlink(f"/proc/self/fd/{fd}").startswith(folder)
-        except OSError:
-            pass
-    maps = sum(folder in line for line in Path("/proc/self/maps").read_text().splitlines())
-    return fds + maps
 
 
 def test_a_session_that_ends_closes_its_apps_files(tmp_path, monkeypatch, capsys):
@@ -306,14 +288,14 @@ def test_a_session_that_ends_closes_its_apps_files(tmp_path, monkeypatch, capsys
         monkeypatch.setattr(cls, "close", lambda self, original=original: (closed.append(type(self).__name__),
                                                                             original(self))[1])
     extensions()
-    port = _free_port()
+    port = free_port()
     pn.serve(factories(["binner", "review"]), port=port, address="127.0.0.1", threaded=True, show=False,
              websocket_origin=[f"127.0.0.1:{port}"], check_unused_sessions_milliseconds=200,
              unused_session_lifetime_milliseconds=200)
     for name in ("binner", "review"):
         _wait_until(lambda: _get(f"http://127.0.0.1:{port}/{name}"), what=f"/{name}")
     _wait_until(lambda: sorted(closed) == ["BinnerApp", "ReviewApp"], what="the sessions' close()")
-    assert _open_files_under(demo.folder) == 0
+    assert open_files_under(demo.folder) == 0
     assert "closing the session's app failed" not in capsys.readouterr().out  # nothing redrawn into a gone page
 
 
@@ -333,15 +315,6 @@ def _serve(command: list[str], port: int, log: Path, cwd: Path, env: dict) -> su
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.2)
     return proc
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 TITLES = {"binner": "ImageBinner: Binner", "review": "ImageBinner: prediction review",
@@ -375,7 +348,7 @@ def _listening_addresses(pid: int, port: int) -> set[str]:
 def test_imagebinner_serve_listens_on_this_machine_only_with_the_root(tmp_path):
     """`imagebinner serve` (all three by default): 127.0.0.1 only, an index page that loads nothing off the machine,
     each dashboard with its title, the data root exported to the sessions (the demo data is made inside it)."""
-    port = _free_port()
+    port = free_port()
     root = tmp_path / "root"
     root.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in (ROOT_ENV, DATA_ENV)}
@@ -395,7 +368,7 @@ def test_imagebinner_serve_listens_on_this_machine_only_with_the_root(tmp_path):
         assert _websocket_status(port, f"http://example.org:{port}") == 403
         assert _websocket_status(port, f"http://127.0.0.1:{port}") != 403
     finally:
-        _stop(proc)
+        stop(proc)
     log = (tmp_path / "serve.log").read_text()
     assert f"http://127.0.0.1:{port}/binner" in log and "Traceback" not in log, log
 
@@ -422,7 +395,7 @@ def test_imagebinner_serve_refuses_bad_arguments(tmp_path, capsys):
 def test_panel_serve_dashboards_with_the_readme_flags(tmp_path):
     """The README's `panel serve dashboards/*.py --address 127.0.0.1 ...` with IMAGEBINNER_ROOT: every page answers,
     the session cleanup runs without the old "name 'app' is not defined"."""
-    port = _free_port()
+    port = free_port()
     env = {**{k: v for k, v in os.environ.items() if k != DATA_ENV}, ROOT_ENV: str(tmp_path)}
     scripts = sorted(str(p) for p in (REPO / "dashboards").glob("*.py"))
     proc = _serve([sys.executable, "-m", "panel", "serve", *scripts, "--index", "dashboards/index.html",
@@ -438,7 +411,7 @@ def test_panel_serve_dashboards_with_the_readme_flags(tmp_path):
             assert "fonts.googleapis" not in page.text
         time.sleep(1.5)  # the unused sessions are destroyed (their cleanup runs)
     finally:
-        _stop(proc)
+        stop(proc)
     log = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in log and "is not defined" not in log and "imagebinner error" not in log, log
 

@@ -9,7 +9,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ import pytest
 pytest.importorskip("pytest_playwright")
 pytest.importorskip("jupyterlab")
 nbformat = pytest.importorskip("nbformat")
+
+from servers import free_port  # noqa: E402
 
 pytestmark = pytest.mark.ui
 
@@ -48,12 +49,6 @@ ALL_RUN_JS = """() => { const p = [...document.querySelectorAll('.jp-CodeCell .j
 LOAD_FAILURE = re.compile(r"failed to (load|decode)|err_|net::|404|refused to", re.IGNORECASE)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def jupyter_lab(tmp_path):
     """JupyterLab on 127.0.0.1 (free port, a token) in a temporary folder holding a copy of the notebook (with two
@@ -68,7 +63,7 @@ def jupyter_lab(tmp_path):
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False}), encoding="utf-8")
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, "IMAGEBINNER_ROOT": str(folder), "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
            "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),

@@ -4,10 +4,8 @@ no console errors, refusals (query string during page setup, out-of-bounds numbe
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from urllib.parse import urlparse
 
 import pytest
@@ -16,6 +14,8 @@ pytest.importorskip("panel")
 pytest.importorskip("pytest_playwright")
 requests = pytest.importorskip("requests")
 
+from servers import free_port, stop, wait_until_answering  # noqa: E402
+
 pytestmark = pytest.mark.ui
 TIMEOUT = 30_000  # ms
 
@@ -23,9 +23,7 @@ TIMEOUT = 30_000  # ms
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`imagebinner serve` (all dashboards) on a free port with an empty data root; yields (base url, root)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     root = tmp_path_factory.mktemp("serve_root")
     (root.parent / "outside").mkdir(exist_ok=True)
     log = root.parent / f"serve-{port}.log"
@@ -35,22 +33,10 @@ def server(tmp_path_factory):
                                  str(port)], stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root.parent)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/", timeout=5).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_until_answering(proc, f"{base}/", log)
         yield base, root
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
     text = log.read_text()
     assert "Traceback" not in text and "is not defined" not in text, text
 
