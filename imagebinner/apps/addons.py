@@ -25,6 +25,7 @@ from imagebinner.apps.common import (
     tool_widgets,
 )
 from imagebinner.apps.downloads import download_buttons, status_html, written_files
+from imagebinner.apps.template import DashboardTemplate
 from imagebinner.errors import ImageBinnerError
 from imagebinner.tools.addons import Explode, Merge, Split
 from imagebinner.tools.base import Task
@@ -189,6 +190,6 @@ class AddonsApp(Viewer):
         return self.tabs
 
 
-def template(app: AddonsApp) -> pn.template.FastListTemplate:
+def template(app: AddonsApp) -> DashboardTemplate:
     """The served page: one tab per tool."""
-    return pn.template.FastListTemplate(title="ImageBinner: add-ons", main=app.main)
+    return DashboardTemplate(title="ImageBinner: add-ons", main=app.main)

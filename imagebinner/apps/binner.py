@@ -45,6 +45,7 @@ from imagebinner.apps.common import (
     tool_widgets,
 )
 from imagebinner.apps.demo_data import demo_data
+from imagebinner.apps.template import DashboardTemplate
 from imagebinner.errors import ImageBinnerError
 from imagebinner.tools.binner import Binner
 from imagebinner.views.binner import BinnerView
@@ -395,7 +396,7 @@ def notebook_settings_text(settings: dict) -> str:
     return settings_line(settings) if settings else ""
 
 
-def template(app: BinnerApp) -> pn.template.FastListTemplate:
+def template(app: BinnerApp) -> DashboardTemplate:
     """The served page: settings in the sidebar, views in the main area."""
-    return pn.template.FastListTemplate(title="ImageBinner: Binner", sidebar=app.sidebar, main=app.main,
+    return DashboardTemplate(title="ImageBinner: Binner", sidebar=app.sidebar, main=app.main,
                                         sidebar_width=360)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from fnmatch import fnmatch
+from functools import cached_property
 from pathlib import Path
 
 import panel as pn
@@ -177,14 +178,18 @@ class PathPicker(Viewer):
         self.root = (root or browse_root()).resolve()
         if not self.root.is_relative_to(data_root()):
             self.root = data_root()
+        self.buttons = [pn.widgets.Button(label=f"Use as {name}", on_click=lambda event, s=setter: self._use(s))
+                        for name, setter in targets.items()]
+
+    @cached_property
+    def selector(self) -> RootedFileSelector:
+        """The file browser, made when first shown (listing a folder and building the browser's widgets cost a
+        tenth of a session's start, and most sessions never open it)."""
         start = os.environ.get(DATA_ENV, "").strip()
         start_dir = self.root
         if start and inside_root(data_root() / start, self.root) and (data_root() / start).is_dir():
             start_dir = (data_root() / start).resolve()
-        self.selector = RootedFileSelector(directory=str(start_dir), root_directory=str(self.root),
-                                           sizing_mode="stretch_width")
-        self.buttons = [pn.widgets.Button(label=f"Use as {name}", on_click=lambda event, s=setter: self._use(s))
-                        for name, setter in targets.items()]
+        return RootedFileSelector(directory=str(start_dir), root_directory=str(self.root), sizing_mode="stretch_width")
 
     def _use(self, setter: Callable[[str], None]) -> None:
         chosen = list(self.selector.value)

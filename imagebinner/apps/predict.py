@@ -34,6 +34,7 @@ from imagebinner.apps.common import (
     session_arg,
     tool_widgets,
 )
+from imagebinner.apps.template import DashboardTemplate
 from imagebinner.errors import ImageBinnerError
 from imagebinner.io.deepstorm_model import METADATA_NAME, WEIGHT_NAMES
 from imagebinner.tools.predict import Predict
@@ -357,7 +358,7 @@ class PredictApp(Viewer):
                       sizing_mode="stretch_width")
 
 
-def template(app: PredictApp) -> pn.template.FastListTemplate:
+def template(app: PredictApp) -> DashboardTemplate:
     """The served page: the model, movies and settings in the sidebar, the results in the main area."""
-    return pn.template.FastListTemplate(title="ImageBinner: predict", sidebar_width=380, sidebar=app.sidebar,
+    return DashboardTemplate(title="ImageBinner: predict", sidebar_width=380, sidebar=app.sidebar,
                                         main=app.main)

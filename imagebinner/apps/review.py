@@ -31,6 +31,7 @@ from imagebinner.apps.common import (
     session_arg,
     tool_widgets,
 )
+from imagebinner.apps.template import DashboardTemplate
 from imagebinner.errors import ImageBinnerError
 from imagebinner.tools.review import PredictionReview
 from imagebinner.views.review import NO_STACKED_MESSAGE, ReviewView
@@ -344,20 +345,8 @@ def _button(controls: pn.Param) -> pn.widgets.Button:
     return button
 
 
-class _Template(pn.template.FastListTemplate):
-    """The page template, its Bokeh document built with the model graph recomputed once (not once per root added:
-    that walk of every model so far, repeated per root, dominated a session's start)."""
-
-    def _init_doc(self, doc=None, comm=None, title=None, notebook=False, location=True):
-        from bokeh.document import Document
-
-        doc = doc or pn.state.curdoc or Document()
-        with doc.models.freeze():
-            return super()._init_doc(doc, comm, title, notebook, location)
-
-
-def template(app: ReviewApp) -> pn.template.FastListTemplate:
+def template(app: ReviewApp) -> DashboardTemplate:
     """The served page: inputs and threshold in the sidebar, views in the main area (one root each)."""
-    return _Template(title="ImageBinner: prediction review", sidebar_width=360,
+    return DashboardTemplate(title="ImageBinner: prediction review", sidebar_width=360,
                      sidebar=[pn.Column(*app.sidebar, sizing_mode="stretch_width")],
                      main=[pn.Column(*app.main, sizing_mode="stretch_width")])
