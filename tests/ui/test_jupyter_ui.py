@@ -142,12 +142,6 @@ def _kernel_says(page, probe, rerun: bool = True) -> tuple[int, int]:
     return int(frame), int(binned)
 
 
-# Known intermittent failure (about half the runs on a 2-core machine, also at the commit that made it pass): after a
-# player step the input frame's canvas sometimes does not redraw, or after Preview BokehJS reports a model
-# reference it does not know. A product bug in the notebook frame-step path (views/frame_sources.py), left open in
-# issue 9; the test runs every time and reports XPASS when all of it holds.
-@pytest.mark.xfail(strict=False, reason="intermittent in JupyterLab: a frame step not redrawn / unknown model "
-                   "reference after Preview (issue 9)")
 def test_notebook_in_jupyterlab_offline_runs_and_a_player_click_reaches_the_kernel(page, jupyter_lab):
     base, token, folder = jupyter_lab
     page.set_default_timeout(TIMEOUT)
