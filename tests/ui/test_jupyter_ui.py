@@ -42,6 +42,11 @@ LOCAL = re.compile(r"^(https?|wss?)://(127\.0\.0\.1|localhost)(:\d+)?/")
 #: ``[start, end, value]`` of the player titled ``title`` in any Bokeh document of the page, or null
 PLAYER_JS = """(title) => { for (const doc of Bokeh.documents) for (const m of doc.all_models)
     if (m.title === title && "end" in m && "interval" in m) return [m.start, m.end, m.value]; return null; }"""
+#: ``[outputs, outputs with page changes not yet sent to the kernel]``: Panel's CommManager of each output keeps the
+#: page's changes while it waits for the kernel's acknowledgement of its last message (a message the kernel dropped,
+#: e.g. one handled before its comm was opened, leaves them there for good)
+UNSENT_JS = """() => { let n = 0, unsent = 0; for (const doc of Bokeh.documents) for (const m of doc.all_models)
+    if (m.constructor.__name__ === "CommManager") { n++; if (m._event_buffer.length) unsent++; } return [n, unsent]; }"""
 #: every code cell has run (prompt ``[n]``, none pending ``[*]`` or unrun ``[ ]``)
 ALL_RUN_JS = """() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]
     .map(e => e.textContent.trim()); return p.length > 0 && p.every(t => /^\\[\\d+\\]:?$/.test(t)); }"""
@@ -208,6 +213,8 @@ def test_notebook_in_jupyterlab_offline_runs_and_a_player_click_reaches_the_kern
         time.sleep(0.5)
     page.wait_for_function(f"() => {{ const p = ({PLAYER_JS})('Binned frame'); return p && p[1] === {n_binned - 1}; }}")
 
+    # every change made in the page reached the kernel (no output left waiting for an acknowledgement)
+    page.wait_for_function(f"() => {{ const [n, unsent] = ({UNSENT_JS})(); return n >= 4 && unsent === 0; }}")
     print(f"whole browser session {time.monotonic() - started:.1f} s")
     # strict: not one request left the machine, also after Preview (an updated Markdown pane re-sends its
     # stylesheets: inline, not as CDN links), nothing failed to load, no console error
