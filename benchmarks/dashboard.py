@@ -6,7 +6,9 @@ Measured (each figure printed next to its goal as a ratio, ratio <= 1 meets the 
   does for a new session; in Chromium, navigation start -> every Bokeh document idle, every view finished and no
   plot repainted for a quiet period (the last paint counts). Cold = the first page of the process (imports, JIT),
   warm = median of the next loads;
-* ten concurrent review sessions (goal: each ready in 6 s);
+* ten concurrent review sessions (goal: each ready in 6 s): on the server alone (clients that ask for the page and
+  its document as a browser does, ``sessions.py``: what ten users in their own browsers wait for from the server),
+  and in one Chromium on this machine (ten pages rendered on the server's own cores as well);
 * Binner frame step, a 512 x 512 frame with 200 crosses: server side = the step's param change -> Bokeh model updates
   -> the PATCH-DOC message encoded (goal 50 ms); in Chromium = click on the player's "next" -> the last repaint of
   the step (goal 150 ms);
@@ -351,6 +353,24 @@ def bench_review(figures: Figures, n: int, n_frames: int, steps: int) -> None:
     app.close()
 
 
+def bench_concurrent_sessions(figures: Figures, port: int, sessions: int) -> None:
+    """Review sessions opened at once by clients that do what a browser does with the server (page, websocket,
+    document; ``sessions.py``) but render nothing: the server's part of ten users opening the page together."""
+    from sessions import open_sessions
+
+    reset_peak()
+    t0 = time.perf_counter()
+    try:
+        opened = open_sessions(f"http://127.0.0.1:{port}", "review", sessions)
+    except Exception as exc:  # noqa: BLE001
+        figures.skip(f"server: {sessions} concurrent reviews", f"{type(exc).__name__}: {exc}"[:300])
+        return
+    ready = [o["ready_s"] for o in opened]
+    figures.add(f"server: {sessions} concurrent reviews, slowest", max(ready), "concurrent_review_ready",
+                peak_rss_mb(), median_s=round(statistics.median(ready), 2), wall_s=round(time.perf_counter() - t0, 2),
+                note="(page + document per session, as a browser asks; the rendering runs in each user's browser)")
+
+
 # -- Chromium ---------------------------------------------------------------------------------------------------------
 PAGE_PROBE = """
 (() => {
@@ -563,22 +583,23 @@ def main() -> int:
     movie, locs = make_binner_measurement(root, n_frames=12 if args.quick else 30)
     bench_binner_step(figures, movie, locs, steps * 2)
     bench_review(figures, n, 1_000 if args.quick else 10_000, steps)
-    if not args.no_browser and Path(CHROMIUM).exists():
-        from imagebinner.apps.binner import BinnerApp, template
+    from imagebinner.apps.binner import BinnerApp, template
 
-        binner_apps: list = []
+    binner_apps: list = []
 
-        def binner512():
-            binner_apps.append(BinnerApp(measurements=[(movie, locs)]))
-            return template(binner_apps[-1])
+    def binner512():
+        binner_apps.append(BinnerApp(measurements=[(movie, locs)]))
+        return template(binner_apps[-1])
 
-        server, port = serve({**factories, "binner512": binner512})
-        try:
+    server, port = serve({**factories, "binner512": binner512})
+    try:
+        bench_concurrent_sessions(figures, port, sessions)
+        if not args.no_browser and Path(CHROMIUM).exists():
             asyncio.run(bench_browser(figures, port, list(factories), sessions, repeats, binner_apps, steps))
-        finally:
-            server.stop()
-    elif not args.no_browser:
-        figures.skip("chromium", f"{CHROMIUM} not found")
+        elif not args.no_browser:
+            figures.skip("chromium", f"{CHROMIUM} not found")
+    finally:
+        server.stop()
     print(json.dumps({"benchmark": "dashboard", "quick": args.quick, "cores": os.cpu_count(),
                       "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)], "n_review": n,
                       "sessions": sessions, "figures": figures.rows}))

@@ -31,6 +31,17 @@ def extensions() -> None:
     hv.extension("bokeh")
     offline_config()
     no_mathjax()
+    quiet_fixed_size_check()
+
+
+def quiet_fixed_size_check() -> None:
+    """No Bokeh warning W-1005 in the server log for every session: frame plots have a fixed size given as HoloViews'
+    ``frame_width``/``frame_height`` (the data area) and their columns take the plots' size, which Bokeh's check
+    (``width``/``height`` of fixed-size models) reports although the page lays them out as intended."""
+    from bokeh.core.validation import silence
+    from bokeh.core.validation.warnings import FIXED_SIZING_MODE
+
+    silence(FIXED_SIZING_MODE, True)
 
 
 def no_mathjax() -> None:

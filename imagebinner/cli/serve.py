@@ -70,5 +70,6 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="imagebinner-serve-") as folder:
         pn.serve(factories(names), port=args.port, address=args.address,
                  websocket_origin=websocket_origins(args.address, args.port, args.origins), title=titles,
-                 index=str(write_index(Path(folder), titles)), show=args.show, verbose=False, threaded=False)
+                 index=str(write_index(Path(folder), titles)), show=args.show, verbose=False, threaded=False,
+                 warm=True)  # each page built once before the first user: imports, kernels and caches ready
     return 0
