@@ -121,11 +121,11 @@ class FrameSources:
         frame of ``image_of(kind)``, read once per kind); the layers' columns (``layers(kind)``: one dict per layer
         after the image, None = unchanged); frame markers moved to ``marker``; ``also(figure)`` for anything else.
         Computed now; written at once in the session's own thread (as HoloViews updates, events not held for the
-        document lock), else on the session's next tick. Returns the number of plots written."""
+        document lock), else on the session's next tick. Notebook outputs are left out (:meth:`notebook_outputs`).
+        Returns the number of plots written."""
         images: dict[str, np.ndarray | None] = {}
         columns: dict[str, list] = {}
         writes: dict[object, list[Callable[[], None]]] = {}
-        comms: dict[object, object] = {}
         for plot, target in list(self._plots.items()):
             if _notebook(plot):
                 continue  # drawn again by HoloViews (see notebook_outputs), which sends it over the output's comm
@@ -138,11 +138,10 @@ class FrameSources:
             if kind not in columns:
                 columns[kind] = layers(kind)
             target.frame = frame
-            doc, comm = _doc_and_comm(plot)
-            comms.setdefault(doc, comm)
+            doc = getattr(getattr(plot, "state", None), "document", None)
             writes.setdefault(doc, []).append(partial(_write, target, new, columns[kind], marker, also, plot))
         for doc, work in writes.items():
-            _dispatch(doc, comms.get(doc), work)
+            _dispatch(doc, work)
         return sum(len(w) for w in writes.values())
 
 
@@ -165,23 +164,9 @@ def _write(target: _Target, image: np.ndarray | None, layers: list, marker: floa
         also(figure)
 
 
-def _doc_and_comm(plot) -> tuple[object, object]:
-    """The document a drawn plot lives in and, in a notebook, the comm its output talks over (Panel's record of the
-    output holding the plot's root; a server session has no comm)."""
-    from panel.io.state import state
-
-    doc = getattr(getattr(plot, "state", None), "document", None)
-    comm = getattr(plot, "comm", None)
-    root = getattr(plot, "_root", None)
-    if comm is not None and root is not None and root.ref["id"] in state._views:
-        _viewable, _root, doc, comm = state._views[root.ref["id"]]
-    return doc, comm
-
-
-def _dispatch(doc, comm, work: list[Callable[[], None]]) -> None:
-    """Run model writes for ``doc`` as Panel and HoloViews do: in a server session at once (events dispatched
-    without waiting for the document lock) in the session's own thread, else on its next tick; in a notebook (a
-    ``comm``) held and sent over the comm (at once, or with the enclosing hold's events)."""
+def _dispatch(doc, work: list[Callable[[], None]]) -> None:
+    """Run model writes for ``doc`` as Panel and HoloViews do in a server session: at once (events dispatched without
+    waiting for the document lock) in the session's own thread, else on its next tick."""
     from panel.io.document import unlocked
     from panel.io.state import state
 
@@ -191,20 +176,6 @@ def _dispatch(doc, comm, work: list[Callable[[], None]]) -> None:
 
     if doc is not None and doc.session_context is not None and not state._unblocked(doc):
         doc.add_next_tick_callback(run)
-        return
-    if doc is not None and doc.session_context is None and comm is not None:
-        from panel.io.notebook import push
-
-        held = doc.callbacks.hold_value
-        if not held:
-            doc.hold("combine")
-        try:
-            with unlocked():
-                run()
-        finally:
-            push(doc, comm)  # (as HoloViews sends its plot updates; with the held events of the enclosing change)
-            if not held:
-                doc.unhold()
         return
     with unlocked():
         run()
