@@ -102,6 +102,13 @@ def _check_sources(page, app) -> set[str]:
     return {s for layer in found for s in layer["status"]}
 
 
+def _settled(app: ReviewApp, page, quiet_s: float = 0.5) -> bool:
+    """The threshold has not changed for ``quiet_s`` (the page keeps running meanwhile)."""
+    value = app.review.threshold
+    page.wait_for_timeout(quiet_s * 1000)
+    return app.review.threshold == value
+
+
 def test_review_opens_on_the_demo_steps_frames_and_moves_the_threshold(page, root):
     apps: list[ReviewApp] = []
     requests: list[str] = []
@@ -127,6 +134,9 @@ def test_review_opens_on_the_demo_steps_frames_and_moves_the_threshold(page, roo
     for _ in range(80):
         page.keyboard.press("ArrowRight")
     wait_until(lambda: app.review.threshold > lo and app.review.metrics["n_pred"] < before, page, timeout=TIMEOUT)
+    # the keys' value updates reach the server one after another (a loaded machine: after this point); once the
+    # slider has settled, the metrics are those of the last threshold
+    wait_until(lambda: _settled(app, page), page, timeout=TIMEOUT)
     assert app.review.metrics["threshold"] == pytest.approx(app.review.threshold)
     seen |= _check_sources(page, app)  # misses appear as the threshold drops predictions
     for _ in range(3):  # (and on the next frames)
