@@ -10,7 +10,8 @@ the cells still running (Run All). Two failures follow, both seen in the noteboo
 
 * a message of a new output handled on its subshell before its ``comm_open`` is dropped by ipykernel ("No such
   comm", no acknowledgement): the page's ``CommManager`` stays blocked, and a player click in the next 5 s is kept in
-  the page and never sent (the kernel never sees the step, the frame is not redrawn);
+  the page until some later change of that output (none comes): the kernel never sees the step, the frame is not
+  redrawn;
 * an update pushed before the output's comm is open is deferred by Panel on a timer, and a later update sent as soon
   as the comm opens overtakes it: the page is told about a model by reference before its definition ("reference …
   isn't known", e.g. the notifications sent while the notebook still runs).
