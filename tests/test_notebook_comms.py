@@ -1,4 +1,4 @@
-"""Notebook comms in order (imagebinner.views.notebook_comms), with a stand-in kernel and comm: page messages handled
+"""Notebook comms in order (imagebinner.apps.notebook_comms), with a stand-in kernel and comm: page messages handled
 in the kernel's main thread and, when they arrive before their comm is opened, right after the opening; a server
 comm's frames sent before it opens go out first, in order; a Bokeh message's frames are sent under the comm's lock."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
-from imagebinner.views import notebook_comms
-from imagebinner.views.notebook_comms import _handle_in_main_thread, _ordered_server_comm, _whole_messages
+from imagebinner.apps import notebook_comms
+from imagebinner.apps.notebook_comms import _handle_in_main_thread, _ordered_server_comm, _whole_messages
 
 
 class FakeKernel:
