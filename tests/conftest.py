@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,16 @@ def _data_root(tmp_path_factory, monkeypatch):
     each test's tmp_path and the demo data apps open on without arguments. Tests that need another root set their own."""
     monkeypatch.setenv("IMAGEBINNER_ROOT", str(tmp_path_factory.getbasetemp()))
     monkeypatch.delenv("IMAGEBINNER_DATA", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _reset_panel_state():
+    """Panel's process-wide state (sessions, notifications, locations) reset after every test that used Panel;
+    tests that never imported it do not import it here (the tools' tests stay free of GUI libraries)."""
+    yield
+    panel = sys.modules.get("panel")
+    if panel is not None:
+        panel.state.reset()
 
 
 @pytest.fixture(scope="session")

@@ -24,12 +24,6 @@ from imagebinner.io import open_movie, read_locs  # noqa: E402
 hv.extension("bokeh")
 
 
-@pytest.fixture(autouse=True)
-def _reset_panel_state():
-    yield
-    pn.state.reset()
-
-
 @pytest.fixture
 def root(small_demo, monkeypatch) -> Path:
     """The data root: the folder holding the small demo (``<root>/demo/...``); no data folder set."""

@@ -33,12 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 hv.extension("bokeh")
 
 
-@pytest.fixture(autouse=True)
-def _reset_panel_state():
-    yield
-    pn.state.reset()
-
-
 @pytest.fixture(scope="module")
 def demo(small_demo):
     return small_demo

@@ -28,11 +28,9 @@ CALLBACKS = ("input_frame", "input_marks", "input_layers", "input_series", "inpu
 
 
 @pytest.fixture(autouse=True)
-def _reset_panel_state(small_demo, monkeypatch):
+def _demo_root(small_demo, monkeypatch):
     monkeypatch.setenv(ROOT_ENV, str(small_demo.out_dir))
     monkeypatch.delenv("IMAGEBINNER_DATA", raising=False)
-    yield
-    pn.state.reset()
 
 
 @pytest.fixture()

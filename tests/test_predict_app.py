@@ -29,12 +29,6 @@ hv.extension("bokeh")
 N_FRAMES = 4
 
 
-@pytest.fixture(autouse=True)
-def _reset_panel_state():
-    yield
-    pn.state.reset()
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny demo folder (the demo model, two 4-frame 24 × 24 px movies with ground truth): a run takes seconds."""

@@ -26,12 +26,6 @@ hv.extension("bokeh")
 MARKERS = {"true positive": "x", "false positive": "triangle", "missed": "square", "matched truth": "circle"}
 
 
-@pytest.fixture(autouse=True)
-def _reset_panel_state():
-    yield
-    pn.state.reset()
-
-
 @pytest.fixture(scope="module")
 def demo(small_demo):
     return small_demo, small_demo.out_dir / "prediction"

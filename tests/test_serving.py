@@ -37,12 +37,6 @@ from servers import free_port, open_files_under, stop  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _reset_panel_state():
-    yield
-    pn.state.reset()
-
-
 @pytest.fixture
 def tree(tmp_path, monkeypatch):
     """``data/`` (the root: a.tif, sub/b.tif, a symlink to a file outside, a symlink to a folder outside) beside

@@ -21,12 +21,6 @@ from bokeh_models import sources as _sources  # noqa: E402
 hv.extension("bokeh")
 
 
-@pytest.fixture(autouse=True)
-def _reset_panel_state():
-    yield
-    pn.state.reset()
-
-
 @pytest.fixture(scope="module")
 def demo(small_demo):
     """The shared small demo (conftest) and its prediction folder."""
