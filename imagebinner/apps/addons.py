@@ -108,14 +108,9 @@ class ToolPanel(Viewer):
     def _execute(self, label: str, work: Callable[[], Any], threaded: bool = True) -> None:
         """The tool's executor: check every path on the server (refusals are notifications, nothing runs), use the
         resolved paths, then run the action in the job thread."""
-        try:
-            values = self.confined()
-        except ImageBinnerError as exc:
-            notify("error", f"{self.title}: {exc}")
-            return
-        self.tool.param.update(**{k: v for k, v in values.items() if getattr(self.tool, k) != v})
-        self.job.start(work, lambda written: f"{self.title}: {self.tool.status or 'done'}", label=self.title,
-                       threaded=threaded)
+        self.job.start_checked(self.confined, self.tool, self.title, work,
+                               lambda written: f"{self.title}: {self.tool.status or 'done'}", label=self.title,
+                               threaded=threaded)
 
     def __panel__(self):
         return pn.Column(pn.pane.Markdown(type(self.tool).description()), self.settings, self.progress, self.status,

@@ -252,15 +252,14 @@ class BinnerApp(Viewer):
     def _execute(self, label: str, work: Callable[[], Any]) -> None:
         """The Binner's executor: check the paths in the session, then run the action in the job thread."""
         action = getattr(work, "__name__", "")
-        try:
+
+        def checked() -> None:
             self._check_inputs()
             if action == "save":
                 self._check_output()
                 self.binner.check_outputs()
-        except ImageBinnerError as exc:
-            notify("error", f"{label}: {exc}")
-            return
-        self.job.start(work, self._done(action), label=label.lower())
+
+        self.job.start_checked(checked, None, label, work, self._done(action), label=label.lower())
 
     def load(self) -> bool:
         """Check the paths on the server and load the measurements now (cheap: movies opened lazily)."""

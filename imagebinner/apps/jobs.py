@@ -128,6 +128,22 @@ class Job(param.Parameterized):
         super().__init__(**params)
         self.thread: threading.Thread | None = None
 
+    def start_checked(self, check: Callable[[], dict[str, Any] | None], target: param.Parameterized | None,
+                      refused: str, work: Callable[[], Any], done: Callable[[Any], str] | None = None,
+                      label: str = "job", threaded: bool = True) -> bool:
+        """Check on the server before ``work`` runs: ``check()`` returns resolved values (set on ``target`` where
+        they differ) or raises :class:`ImageBinnerError`, shown as the error notification ``"<refused>: <cause>"``
+        (nothing runs, False); then :meth:`start`."""
+        try:
+            values = check() or {}
+        except ImageBinnerError as exc:
+            notify("error", f"{refused}: {exc}")
+            return False
+        if target is not None:
+            target.param.update(**{k: v for k, v in values.items() if getattr(target, k) != v})
+        self.start(work, done, label=label, threaded=threaded)
+        return True
+
     def start(self, work: Callable[[], Any], done: Callable[[Any], str] | None = None,
               label: str = "job", threaded: bool = True) -> None:
         """Run ``work()``; then ``done(result)`` (in the session) whose text is the success message."""

@@ -233,13 +233,8 @@ class PredictApp(Viewer):
     def _execute(self, label: str, work, threaded: bool = True) -> None:
         """The tool's executor: every path checked on the server (a refusal is a notification, nothing runs), the
         resolved paths used, then the action in the job thread."""
-        try:
-            values = self.confined()
-        except ImageBinnerError as exc:
-            notify("error", f"predict: {exc}")
-            return
-        self.tool.param.update(**{k: v for k, v in values.items() if getattr(self.tool, k) != v})
-        self.job.start(work, self._finished, label="predict", threaded=threaded)
+        self.job.start_checked(self.confined, self.tool, "predict", work, self._finished, label="predict",
+                               threaded=threaded)
 
     def _finished(self, _written) -> str:
         self.refresh()

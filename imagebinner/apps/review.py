@@ -187,20 +187,19 @@ class ReviewApp(Viewer):
         action in the job thread."""
         r = self.review
         saving = getattr(work, "__name__", "") == "save"
-        try:
+
+        def confined() -> dict[str, str]:
             if saving:
-                r.output_path = str(check_path(r.output_path, "output file", kind="any", must_exist=False))
-            else:
-                checked = {"folder": str(check_path(r.folder, "prediction folder", kind="folder"))}
-                if r.movie:
-                    checked["movie"] = str(check_path(r.movie, "movie", kind="any"))
-                if r.ground_truth:
-                    checked["ground_truth"] = str(check_path(r.ground_truth, "ground truth"))
-                r.param.update(**{k: p for k, p in checked.items() if getattr(r, k) != p})
-        except ImageBinnerError as exc:
-            notify("error", f"review: {label.lower()} failed: {exc}")
-            return
-        self.job.start(work, self._saved if saving else self._loaded, label=label, threaded=threaded)
+                return {"output_path": str(check_path(r.output_path, "output file", kind="any", must_exist=False))}
+            checked = {"folder": str(check_path(r.folder, "prediction folder", kind="folder"))}
+            if r.movie:
+                checked["movie"] = str(check_path(r.movie, "movie", kind="any"))
+            if r.ground_truth:
+                checked["ground_truth"] = str(check_path(r.ground_truth, "ground truth"))
+            return checked
+
+        self.job.start_checked(confined, r, f"review: {label.lower()} failed", work,
+                               self._saved if saving else self._loaded, label=label, threaded=threaded)
 
     def _loaded(self, result) -> str:
         self._follow_load()
