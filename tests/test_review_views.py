@@ -10,7 +10,7 @@ hv = pytest.importorskip("holoviews")
 pn = pytest.importorskip("panel")
 
 from bokeh.document import Document  # noqa: E402
-from bokeh.models import ColorBar, ColumnDataSource, GlyphRenderer, Legend, Scatter  # noqa: E402
+from bokeh.models import ColorBar, ColumnDataSource, GlyphRenderer, LayoutDOM, Legend, Scatter  # noqa: E402
 from bokeh.models import Image as BokehImage  # noqa: E402
 from pyviz_comms import Comm  # noqa: E402
 
@@ -169,7 +169,7 @@ def test_a_frame_step_writes_into_the_frame_plots_sources_and_resends_no_series(
 
     view = ReviewView(review)
     doc = Document()
-    root = pn.Column(pn.pane.HoloViews(view.camera_plot()), pn.pane.HoloViews(view.stacked_plot()),
+    root = pn.Column(pn.panel(view.camera_plot()), pn.panel(view.stacked_plot()),
                      pn.pane.HoloViews(view.density_plot())).get_root(doc)
     doc.add_root(root)
     events: list = []
@@ -365,7 +365,7 @@ def test_merged_images_keep_the_data_aspect(review):
     renderer = hv.renderer("bokeh")
     for plot in (view.sum_plot("widefield"), view.sum_plot("predicted"), view.merged_localizations(),
                  view.camera_plot(), view.stacked_plot()):
-        fig = renderer.get_plot(plot).state
+        fig = plot if isinstance(plot, LayoutDOM) else renderer.get_plot(plot).state  # (frames: Bokeh figures)
         assert fig.sizing_mode in (None, "fixed") and 200 <= fig.frame_height <= 340
         assert fig.frame_width / fig.frame_height == pytest.approx(width / height, rel=0.02)
 
@@ -413,9 +413,9 @@ def test_widefield_sum_is_drawn_on_the_camera_pixel_grid(review):
         assert widefield[((j + 1) * ps - 0.1 * half, (r + 1) * ps - 0.1 * half)] == pytest.approx(total[r, j], rel=1e-5)
 
 
-def test_marks_written_by_a_step_equal_the_marks_holoviews_draws(review):
+def test_marks_written_by_a_step_equal_the_marks_of_a_plot_drawn_at_that_frame(review):
     """The columns a step writes into the mark sources (marker, size, line width, colour of each class) are the ones
-    HoloViews' dim transforms make when it draws that frame itself: the glyphs show the same marks either way."""
+    a frame plot drawn at that frame starts with: the glyphs show the same marks either way."""
     review.threshold = float(np.quantile(review.predictions["confidence"], 0.4))  # some misses and positives
     stepped, fresh = ReviewView(review), ReviewView(review)
     stepped_root = pn.panel(stepped.camera_plot()).get_root(Document())  # (as served: no notebook comm)
@@ -460,3 +460,59 @@ def test_a_review_large_enough_to_aggregate_compiles_datashader_at_load(review, 
     assert view.calls["warm_aggregation"] == 1
     image = view.render_sr(width=16, height=16)  # the render itself is unchanged
     assert np.nansum(image.dimension_values(2)) == len(review.filtered)
+
+
+def test_frame_figures_put_each_pixel_where_the_localizations_are(review):
+    """The directly drawn frame plots keep the frames' geometry: camera pixel j spans [j·ps, (j + 1)·ps], hr pixel k
+    is centred at k·ps_hr, the y axis points down (row 0 at the top); the brightest pixel of a frame is within a
+    pixel of a true localization of that frame."""
+    from bokeh.models import Range1d
+
+    view = ReviewView(review)
+    view.frame = 5
+    rows, cols = review.image_shape
+    ps, ps_hr = review.camera_pixel_size, review.pixel_size_hr
+    truth = review.truth
+    t_rows = truth.frame_rows(5)
+    for fig, pixel, first_centre in ((view.camera_plot(), ps, ps / 2), (view.stacked_plot(), ps_hr, 0.0)):
+        (cds,) = _sources(fig, BokehImage)
+        image = cds.data["image"][0]
+        n_rows, n_cols = image.shape
+        assert (cds.data["x"][0], cds.data["y"][0]) == pytest.approx((first_centre - pixel / 2,) * 2)
+        assert (cds.data["dw"][0], cds.data["dh"][0]) == pytest.approx((n_cols * pixel, n_rows * pixel))
+        assert n_cols * pixel == pytest.approx(cols * ps) and n_rows * pixel == pytest.approx(rows * ps)
+        assert isinstance(fig.y_range, Range1d) and fig.y_range.start > fig.y_range.end  # row 0 at the top
+        r, c = np.unravel_index(np.argmax(image), image.shape)
+        centre = (first_centre + c * pixel, first_centre + r * pixel)
+        assert np.hypot(truth.x[t_rows] - centre[0], truth.y[t_rows] - centre[1]).min() < max(pixel, ps_hr)
+
+
+class _RecordingComm(Comm):
+    """A notebook output's comm that records what the kernel sends (an open comm)."""
+
+    def __init__(self):
+        super().__init__()
+        self._comm = True
+        self.sent: list = []
+
+    def send(self, data=None, metadata=None, buffers=None):
+        self.sent.append(data)
+
+
+def test_in_a_notebook_a_frame_step_is_sent_over_the_outputs_comm(review):
+    """A frame plot shown as a notebook output gets a step's writes as one document patch over its comm (no
+    HoloViews redraw, which is what served plots do too)."""
+    import json
+
+    view = ReviewView(review)
+    comm = _RecordingComm()
+    doc = Document()
+    root = pn.panel(view.camera_plot()).get_root(doc, comm=comm)
+    doc.add_root(root)  # as Panel shows an output in a notebook
+    comm.sent.clear()
+    view.frame = 6
+    headers = [json.loads(m) for m in comm.sent if isinstance(m, str) and '"msgtype"' in m]
+    assert [h["msgtype"] for h in headers] == ["PATCH-DOC"]
+    (camera,) = _sources(root, BokehImage)
+    np.testing.assert_array_equal(camera.data["image"][0], review.movie_frame(6))
+    assert _marks(root) == {k: v for k, v in _expected(review, 6).items()}

@@ -238,8 +238,13 @@ def param_widget(pane: pn.Param, name: str) -> pn.widgets.Widget:
     return dict(zip(shown, pane.layout))[name]  # the layout holds the widgets in the order of ``parameters``
 
 
-def hv_pane(obj, **options) -> pn.pane.HoloViews:
-    """A HoloViews pane whose axes are not linked to other plots of the page (frames of different sizes)."""
+def hv_pane(obj, **options) -> pn.pane.HoloViews | pn.pane.Bokeh:
+    """A plot's pane: a HoloViews pane whose axes are not linked to other plots of the page (frames of different
+    sizes), or a Bokeh pane for a figure made directly in Bokeh (the frame plots of :mod:`~imagebinner.views`)."""
+    from bokeh.models import LayoutDOM
+
+    if isinstance(obj, LayoutDOM):
+        return pn.pane.Bokeh(obj, **options)
     return pn.pane.HoloViews(obj, linked_axes=False, **options)
 
 

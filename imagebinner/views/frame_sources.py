@@ -1,12 +1,12 @@
-"""Frame steps written straight into a drawn frame plot's Bokeh data sources (no HoloViews update per step).
+"""Frame steps written straight into a drawn frame plot's Bokeh data sources (no plot update per step).
 
-A frame plot (an image and its mark layers in one HoloViews overlay: the review's frames with their marks, the
-Binner's input frame with its crosses and part windows) is drawn by HoloViews when its data change as a whole (a load,
-another measurement); a plot hook (:meth:`FrameSources.hook`) registers its sources and frame markers. A frame step
-(and in the review a threshold move or a class toggle) then replaces the mark layers' columns (one data change per
-source), the image column only when the frame changed, and moves the frame markers: a handful of model changes, not
-a HoloViews plot update (options, ranges, dim transforms, glyph updates per layer). The review's style columns are the
-ones HoloViews' dim transforms make (same names, same values), so the glyphs keep working unchanged.
+A frame plot (a frame image and its mark layers: the review's frames with their marks, made directly in Bokeh by
+:mod:`.frame_figure` and registered with :meth:`FrameSources.register`; the Binner's input frame with its crosses and
+part windows, drawn by HoloViews, whose plot hook :meth:`FrameSources.hook` registers it) is drawn when its data change
+as a whole (a load, another measurement). A frame step (and in the review a threshold move or a class toggle) then
+replaces the mark layers' columns (one data change per source), the image column only when the frame changed, and
+moves the frame markers: a handful of model changes, not a plot update. The review's marks take their marker, size,
+line width and colour from columns of their source (:func:`styled_columns`), so one write restyles every mark.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from functools import partial
 
 import numpy as np
 
-#: the style columns HoloViews makes from a layer's ``status`` (dim transforms of the layer's options)
+#: the style columns of a mark layer, from each mark's class (``status``)
 STYLE_KEYS = ("line_width", "marker", "size")
 
 
@@ -43,26 +43,6 @@ def styled_columns(data: Mapping[str, np.ndarray], looks: Mapping[str, Mapping],
     return out
 
 
-def _style_from_columns(handles: Mapping) -> None:
-    """Every glyph of a mark layer takes its marker, size, line width and colour from the source's columns: HoloViews
-    draws a style that is the same for every mark of a frame (one class shown) as a constant, which the columns
-    written by a later step would not change."""
-    from bokeh.core.property.vectorization import Field
-
-    mapper = next((m for k, m in handles.items() if k.endswith("color_mapper")), None)
-    renderer = handles["glyph_renderer"]
-    for name in ("glyph", "selection_glyph", "nonselection_glyph", "muted_glyph", "hover_glyph"):
-        glyph = getattr(renderer, name, None)
-        if glyph is None or isinstance(glyph, str):
-            continue
-        updates = {key: Field(key) for key in STYLE_KEYS if not isinstance(getattr(glyph, key), Field)}
-        for key in ("line_color", "fill_color"):
-            if not isinstance(getattr(glyph, key), Field):
-                updates[key] = Field("color", transform=mapper) if mapper is not None else Field("color")
-        if updates:
-            glyph.update(**updates)
-
-
 @dataclass(eq=False)
 class _Target:
     """One rendered plot: its kind, the data source of each layer (overlay order; the first is the image when
@@ -82,29 +62,26 @@ class FrameSources:
     def __init__(self) -> None:
         self._plots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # HoloViews plot -> target
 
-    def hook(self, kind: str, frame: Callable[[], object], layers: Callable[[str], list[dict | None]] | None = None,
-             image: bool = True) -> Callable:
+    def hook(self, kind: str, frame: Callable[[], object], image: bool = True) -> Callable:
         """A HoloViews hook of an overlay plot recording its layers' sources and frame markers (after each render by
-        HoloViews, with the ``frame()`` the render drew). With ``layers`` (kind -> styled columns of the layers after
-        the image), mark layers (``Points``) get those full columns and their glyphs read their style from them."""
+        HoloViews, with the ``frame()`` the render drew)."""
 
         def attach(plot, _element) -> None:
             subplots = list(getattr(plot, "subplots", {}).items()) or [((type(_element).__name__,), plot)]
             drawn = [(key, sp) for key, sp in subplots if key[0] not in ("VLine", "HLine")]
             sources = [sp.handles.get("source") for _key, sp in drawn]
             has_image = image and bool(drawn) and drawn[0][0][0] == "Image"
-            if layers is not None:
-                marks = drawn[1:] if has_image else drawn
-                for (key, sp), columns in zip(marks, layers(kind)):
-                    if key[0] == "Points" and columns is not None and "source" in sp.handles:
-                        if set(columns) - set(sp.handles["source"].data):  # (a constant style HoloViews left out)
-                            sp.handles["source"].data = dict(columns)
-                        _style_from_columns(sp.handles)
             spans = [sp.handles["glyph"] for key, sp in subplots if key[0] in ("VLine", "HLine")
                      and "glyph" in sp.handles]
             self._plots[plot] = _Target(kind, sources, has_image, spans, frame())
 
         return attach
+
+    def register(self, kind: str, plot, frame: object) -> None:
+        """A frame plot drawn directly in Bokeh (a :class:`~.frame_figure.FramePlot`, showing ``frame``): its image
+        source (if any) and mark sources get the writes of :meth:`push`."""
+        sources = ([plot.image] if plot.image is not None else []) + list(plot.marks)
+        self._plots[plot.figure] = _Target(kind, sources, plot.image is not None, [], frame)
 
     def __len__(self) -> int:
         return len(self._plots)
@@ -138,7 +115,7 @@ class FrameSources:
             if kind not in columns:
                 columns[kind] = layers(kind)
             target.frame = frame
-            doc = getattr(getattr(plot, "state", None), "document", None)
+            doc = _figure(plot).document
             writes.setdefault(doc, []).append(partial(_write, target, new, columns[kind], marker, also, plot))
         for doc, work in writes.items():
             _dispatch(doc, work)
@@ -159,14 +136,19 @@ def _write(target: _Target, image: np.ndarray | None, layers: list, marker: floa
     for span in target.spans:
         if marker is not None and span.location != marker:
             span.location = marker
-    figure = getattr(plot, "state", None)
-    if also is not None and figure is not None:
-        also(figure)
+    if also is not None:
+        also(_figure(plot))
+
+
+def _figure(plot):
+    """The Bokeh figure of a registered plot (a HoloViews plot's ``state``, or the figure itself)."""
+    return plot.state if hasattr(plot, "state") else plot
 
 
 def _dispatch(doc, work: list[Callable[[], None]]) -> None:
-    """Run model writes for ``doc`` as Panel and HoloViews do in a server session: at once (events dispatched without
-    waiting for the document lock) in the session's own thread, else on its next tick."""
+    """Run model writes for ``doc`` as Panel and HoloViews do: in a server session at once (events dispatched without
+    waiting for the document lock) in the session's own thread, else on its next tick; in a notebook output held and
+    sent over the output's comm."""
     from panel.io.document import unlocked
     from panel.io.state import state
 
@@ -174,11 +156,35 @@ def _dispatch(doc, work: list[Callable[[], None]]) -> None:
         for write in work:
             write()
 
+    comm = _notebook_comm(doc)
+    if comm is not None:  # the changes collected (held) and sent as one patch, as Panel sends its own
+        from panel.io.notebook import push
+
+        held = doc.callbacks.hold_value
+        if not held:
+            doc.hold("combine")
+        try:
+            run()
+            push(doc, comm)
+        finally:
+            if not held:
+                doc.unhold()
+        return
     if doc is not None and doc.session_context is not None and not state._unblocked(doc):
         doc.add_next_tick_callback(run)
         return
     with unlocked():
         run()
+
+
+def _notebook_comm(doc):
+    """The comm of the notebook output rendering ``doc`` (None for server sessions and unrendered documents)."""
+    if doc is None or doc.session_context is not None:
+        return None
+    from panel.io.state import state
+
+    return next((comm for _view, _root, d, comm in list(state._views.values()) if d is doc and comm is not None),
+                None)
 
 
 def _notebook(plot) -> bool:

@@ -7,8 +7,9 @@ canonical nm and overlay both as they are. No widgets here: :mod:`imagebinner.ap
 
 Every view depends on the review's result params: a (re)load sets ``predictions`` (with every other result at
 once), a threshold change sets ``match_status`` (true/false positives, misses: sliced per frame here), ``metrics``,
-``density``. A frame step updates the frame images and the marks (one DynamicMap each) and the density's frame
-marker, nothing else. The all-frames render aggregates the kept predictions with datashader; they are the first
+``density``. The two frame plots (camera frame, predicted hr frame, each with the marks) are Bokeh figures made once
+per load (:mod:`.frame_figure`; large frames: rasterized HoloViews plots); a frame step writes the new images and marks
+into their data sources and moves the density's frame marker, nothing else. The all-frames render aggregates the kept predictions with datashader; they are the first
 ``k`` of the predictions sorted by confidence, so a threshold change copies nothing.
 """
 
@@ -67,6 +68,7 @@ def truth_marks(x: np.ndarray, y: np.ndarray, label: str = "ground truth") -> hv
 
 
 _KDIMS = [hv.Dimension("x"), hv.Dimension("y")]
+_MARK_TIPS = [("x [nm]", "@x{0.0}"), ("y [nm]", "@y{0.0}"), ("class", "@status")]
 
 
 def _columns(x, y, status, conf=None) -> dict[str, np.ndarray]:
@@ -104,8 +106,6 @@ class ReviewView(param.Parameterized):
                                doc="Mark classes drawn on the frames (true/false positives, misses, matched truth; "
                                "predictions without ground truth).")
     review = param.ClassSelector(class_=PredictionReview, constant=True, doc="The review shown.")
-    redraw = param.Integer(default=0, precedence=-1,
-                           doc="Counts redraws of the frame plots by HoloViews on steps (notebook outputs only).")
 
     def __init__(self, review: PredictionReview, **params):
         self._stacked: Movie | None = None
@@ -298,8 +298,6 @@ class ReviewView(param.Parameterized):
         self._sync()
         styled = self._styled_layers()
         self._sources.push(self.frame, self._frame_data, lambda _kind: styled, also=self._show_swatches)
-        if self._sources.notebook_outputs():
-            self.redraw += 1
 
     def _styled_layers(self, _kind: str = "") -> list[dict]:
         """The mark layers' columns as the frame plots' sources hold them (with each mark's style)."""
@@ -334,23 +332,26 @@ class ReviewView(param.Parameterized):
         return out
 
     def _legend(self, plot, _element) -> None:
-        """HoloViews hook of a frame plot: a legend below the plot naming the mark classes, one swatch each (static
-        glyphs, never updated). Clicking an item hides its class (the view's ``shown``, filtered here on the
-        server); the items follow ``shown`` when the toggles change it."""
+        """HoloViews hook of a (large, rasterized) frame plot: the legend of :meth:`_add_legend`."""
+        self._add_legend(plot.state)
+
+    def _add_legend(self, figure) -> None:
+        """A legend below a frame plot naming the mark classes, one swatch each (static glyphs, never updated).
+        Clicking an item hides its class (the view's ``shown``, filtered here on the server); the items follow
+        ``shown`` when the toggles change it."""
         from bokeh.models import ColumnDataSource, GlyphRenderer, Legend, LegendItem, Scatter
         from holoviews.plotting.util import process_cmap
 
-        figure = plot.state
         swatches = getattr(figure, "_ib_swatches", None)
         if swatches is None:
             mid = process_cmap(CONFIDENCE_CMAP, 3)[1]  # predictions: a mid-scale colour
-            swatches = {}
+            swatches, empty = {}, ColumnDataSource(data={})  # (one source for every swatch: it holds nothing)
             for name in self.classes:
                 look = CLASS_OPTS[name]
                 colour = look.get("color", mid)
                 glyph = Scatter(x=0, y=0, marker=look["marker"], size=look["size"], line_width=look["line_width"],
                                 line_color=colour, fill_color=colour, fill_alpha=0.0)
-                renderer = GlyphRenderer(data_source=ColumnDataSource(data={}), glyph=glyph, tags=["hv_legend"],
+                renderer = GlyphRenderer(data_source=empty, glyph=glyph, tags=["hv_legend"],
                                          visible=name in self.shown)
                 renderer.on_change("visible", lambda _a, _old, new, name=name: self._legend_clicked(name, new))
                 swatches[name] = renderer
@@ -380,40 +381,65 @@ class ReviewView(param.Parameterized):
             self._frame_stream = hv.streams.Params(self, ["frame"])
         return [self._frame_stream] + [hv.streams.Params(obj, list(names)) for obj, names in extra]
 
-    def _frame_plot(self, image, shape, kind: str) -> hv.DynamicMap:
-        """One DynamicMap per frame plot (image and marks in one overlay whose options are set once), rendered by
-        HoloViews once per load: a frame step, a threshold move or a class toggle writes the new marks and image
-        straight into the plot's data sources (:meth:`_push`). Large frames keep the image apart so that it alone
-        is rasterized, and stay with HoloViews' updates."""
-        # the legend is made once by a hook (below the plot); HoloViews' own would be removed and re-added on
-        # every update when placed outside (a walk of the page's whole model graph per frame step)
+    def _frame_plot(self, image, shape, kind: str):
+        """A frame plot (image and marks) drawn once per load as a Bokeh figure (:meth:`_figure`): a frame step, a
+        threshold move or a class toggle writes the new marks and image straight into its data sources
+        (:meth:`_push`). Large frames are a HoloViews DynamicMap whose image alone is rasterized (aggregated to the
+        screen's size), redrawn by HoloViews on each change."""
+        if not is_large(shape):
+            return self._figure(kind)
+        # (large frames) the legend is made once by a hook (below the plot); HoloViews' own would be removed and
+        # re-added on every update when placed outside (a walk of the page's whole model graph per frame step)
         overlay_opts = dict(show_legend=True, legend_position="top_left", legend_opts={"click_policy": "hide"},
                             hooks=[self._legend])
         streams = self._streams((self, ("shown",)), (self.review, ("predictions", "match_status")))
-        if is_large(shape):  # HoloViews updates (the rasterized image follows the frame and the zoom)
-            image_dm = hv.DynamicMap(lambda **_: image(), streams=self._streams((self.review, ("predictions",))),
-                                     cache_size=1)
-            marks_dm = hv.DynamicMap(lambda **_: self.marks(), cache_size=1, streams=streams)
-            return (maybe_rasterize(image_dm, shape) * marks_dm).opts(hv.opts.Overlay(**overlay_opts))
-        key = f"overlay:{id(image)}"
-        overlay_opts["hooks"] = [self._legend, self._sources.hook(kind, lambda: self.frame, self._styled_layers)]
-        streams = [hv.streams.Params(self.review, ["predictions"]), hv.streams.Params(self, ["redraw"])]
+        image_dm = hv.DynamicMap(lambda **_: image(), streams=self._streams((self.review, ("predictions",))),
+                                 cache_size=1)
+        marks_dm = hv.DynamicMap(lambda **_: self.marks(), cache_size=1, streams=streams)
+        return (maybe_rasterize(image_dm, shape) * marks_dm).opts(hv.opts.Overlay(**overlay_opts))
 
-        def both(**_) -> hv.Overlay:
-            items = [image(), *self.marks()]
-            first = self._templates.get(key)
-            if first is None or len(first) != len(items):
-                self._templates[key] = first = hv.Overlay(items).opts(**overlay_opts)
-                return first
-            return first.clone(items)
+    def _field(self, kind: str) -> tuple[tuple[int, int], float, float]:
+        """Shape (rows, columns), pixel size (nm) and pixel-centre offset of the field a frame plot of ``kind``
+        shows: the camera frame (centres at (j + 0.5)·ps) or the hr frame (k·ps_hr); a camera plot without a movie
+        shows the hr field, or the predictions' extent on a 100 nm grid."""
+        r = self.review
+        if kind == "camera" and r.image_shape and r.camera_pixel_size:
+            return tuple(r.image_shape), float(r.camera_pixel_size), 0.5
+        if r.hr_shape and r.pixel_size_hr:
+            return tuple(r.hr_shape), float(r.pixel_size_hr), 0.0
+        p = r.predictions
+        top = (float(np.max(p.y)), float(np.max(p.x))) if r.loaded and len(p) else (0.0, 0.0)
+        return (int(top[0] // 100) + 1, int(top[1] // 100) + 1), 100.0, 0.5
 
-        return hv.DynamicMap(both, streams=streams, cache_size=1)
+    def _figure(self, kind: str):
+        """The frame plot of ``kind`` ("camera": the movie frame in grey; "stacked": the predicted hr density, its
+        histogram equalised) as a Bokeh figure with the mark layers (predictions coloured by confidence, colour
+        bar; the truth) and the legend, registered for the writes of a step."""
+        from imagebinner.views.frame_figure import add_marks, colour_bar, frame_figure
 
-    def camera_plot(self) -> hv.DynamicMap:
+        self._sync()
+        shape, pixel_size, offset = self._field(kind)
+        image = self._frame_data(kind)
+        style = dict(cmap="gray", clim=self._clims.get("camera")) if kind == "camera" else dict(cmap="fire",
+                                                                                              eq_hist=True)
+        plot = frame_figure(shape, pixel_size, image if image is not None and image.shape == shape else None,
+                            offset=offset, **style)
+        mapper = colour_bar(plot, CONFIDENCE_CMAP, self._clims.get("confidence", (0.0, 1.0)), "confidence")
+        confidence = [("confidence", "@confidence{0.000}")]
+        for k, columns in enumerate(self._styled_layers()):
+            if k == 0:
+                add_marks(plot, columns, colour_mapper=mapper, tooltips=[*_MARK_TIPS, *confidence])
+            else:
+                add_marks(plot, columns, tooltips=_MARK_TIPS)
+        self._add_legend(plot.figure)
+        self._sources.register(kind, plot, self.frame)
+        return plot.figure
+
+    def camera_plot(self):
         """Widefield frame with the marks (a frame step writes into its data sources)."""
         return self._frame_plot(self.camera_image, self.review.image_shape, "camera")
 
-    def stacked_plot(self) -> hv.DynamicMap:
+    def stacked_plot(self):
         """Predicted hr frame with the marks (large frames rasterized)."""
         return self._frame_plot(self.stacked_image, self.review.hr_shape, "stacked")
 
