@@ -1,5 +1,6 @@
-"""Test helpers for served pages: a free local port, waiting for a server process to answer, stopping it, and
-counting the files this process still holds open under a folder."""
+"""Test helpers for served pages: a free local port, waiting for a server process to answer, stopping it, counting
+the files this process still holds open under a folder, and the benchmark's session clients (benchmarks/sessions.py:
+sessions opened as a browser opens them, ``imagebinner serve`` run as a user runs it)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,28 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from types import ModuleType
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def sessions_client() -> ModuleType:
+    """``benchmarks/sessions.py`` (one copy of the client code, for the benchmark and the tests)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("imagebinner_bench_sessions", BENCHMARKS / "sessions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def process_alive(pid: int) -> bool:
+    """``pid`` is a running process (not gone, not a zombie waiting for its parent)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def free_port() -> int:

@@ -32,7 +32,7 @@ from imagebinner.apps.common import (  # noqa: E402
     session_arg,
 )
 from imagebinner.errors import ImageBinnerError  # noqa: E402
-from servers import free_port, open_files_under, stop  # noqa: E402
+from servers import free_port, open_files_under, process_alive, sessions_client, stop  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -389,6 +389,53 @@ def test_imagebinner_serve_refuses_bad_arguments(tmp_path, capsys):
 
     assert main(["serve", "viewer"]) == 2 and "unknown dashboard 'viewer'" in capsys.readouterr().err
     assert main(["serve", "--root", str(tmp_path / "nope")]) == 2 and "data root" in capsys.readouterr().err
+    assert main(["serve", "--num-procs", "0"]) == 2 and "--num-procs must be >= 1" in capsys.readouterr().err
+    with socket.socket() as taken:  # a port another server holds: refused before any process is started
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "review", "--root", str(tmp_path), "--port", str(port), "--num-procs", "2"]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
+
+
+def test_imagebinner_serve_builds_concurrent_sessions_in_every_process(tmp_path):
+    """`imagebinner serve review --num-procs 2`: two warmed processes behind one listening socket; six sessions
+    opened at once as browsers open them (page, websocket, document) each get the whole document, both processes
+    build sessions, the log holds no error, and SIGTERM leaves no process behind."""
+    import collections
+    import re
+
+    client = sessions_client()
+    root = tmp_path / "root"
+    root.mkdir()
+    with client.served(root, ("review",), num_procs=2, log=tmp_path / "serve.log") as (base, proc, log):
+        children = client.ready_pids(log)
+        assert len(set(children)) == 2 and proc.pid not in children
+        port = int(base.rsplit(":", 1)[1])
+        assert _listening_addresses(proc.pid, port) == {"127.0.0.1"}  # one socket, bound once by the parent
+        assert all(_listening_addresses(pid, port) == {"127.0.0.1"} for pid in children)  # and shared
+        opened = client.open_sessions(base, "review", 6, warm_up=0)
+        assert len(opened) == 6 and len({o["roots"] for o in opened}) == 1 and opened[0]["roots"] > 0
+        built = collections.Counter(map(int, re.findall(r"process \d \(pid (\d+)\) opened a session",
+                                                        log.read_text())))
+        assert sum(built.values()) == 6 and set(built) == set(children), built  # each process built some
+    assert proc.returncode is not None
+    assert not any(map(process_alive, children))  # stopped with the parent, none orphaned
+    text = log.read_text()
+    assert "Traceback" not in text and "imagebinner error" not in text and "warning" not in text, text
+
+
+def test_a_server_process_ending_on_its_own_stops_the_server(capsys):
+    """The parent of `imagebinner serve --num-procs N` does not go on half-alive: a child that dies (here: killed)
+    makes it stop the other children and exit with status 1, saying which process ended and how."""
+    from imagebinner.apps.multiprocess import _supervise
+
+    children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(2)]
+    children[0].kill()
+    assert _supervise({child.pid: number for number, child in enumerate(children, 1)}) == 1
+    assert (f"server process 1 (pid {children[0].pid}) ended on its own (killed by SIGKILL); stopping the server"
+            in capsys.readouterr().out)
+    assert not any(process_alive(child.pid) for child in children)
 
 
 def test_panel_serve_dashboards_with_the_readme_flags(tmp_path):

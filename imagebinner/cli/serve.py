@@ -8,6 +8,14 @@ from pathlib import Path
 
 from imagebinner.errors import ParameterError
 
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # (no affinity on this platform)
+        return max(1, os.cpu_count() or 1)
+
 DASHBOARDS = ("binner", "predict", "review", "addons")  # (imagebinner.apps.pages.PAGES, without importing panel here)
 DEFAULT_PORT = 5006
 DEFAULT_ADDRESS = "127.0.0.1"
@@ -32,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"Address to listen on (default: {DEFAULT_ADDRESS}, this machine only).")
     parser.add_argument("--allow-websocket-origin", dest="origins", action="append", default=[], metavar="HOST[:PORT]",
                         help="Further host names the pages may be opened under (default: the address and port).")
+    parser.add_argument("--num-procs", type=int, default=None, metavar="N",
+                        help="Server processes sharing the port, so concurrent sessions are built on several cores "
+                             "(default: the number of usable cores; 1: one process).")
     parser.add_argument("--show", action="store_true", help="Open the page in the web browser.")
     parser.set_defaults(func=run)
 
@@ -51,8 +62,12 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError("data root not found (or not a folder)", args.root)
     if not 0 < args.port < 65536:
         raise ParameterError(f"--port must be in 1..65535, got {args.port}")
+    num_procs = usable_cores() if args.num_procs is None else args.num_procs
+    if num_procs < 1:
+        raise ParameterError(f"--num-procs must be >= 1, got {num_procs}")
     os.environ["IMAGEBINNER_ROOT"] = str(root)  # read by every session (imagebinner.apps.paths.data_root)
 
+    import importlib
     import tempfile
 
     import panel as pn  # only here: building the CLI's parser stays light
@@ -65,11 +80,24 @@ def run(args: argparse.Namespace) -> int:
     host = f"[{args.address}]" if ":" in args.address else args.address
     for name in names:
         print(f"imagebinner: serving {PAGES[name][2]} at http://{host}:{args.port}/{name}", flush=True)
-    print(f"imagebinner: data root {root} (Ctrl+C stops the server)", flush=True)
+    processes = "one process" if num_procs == 1 else f"{num_procs} processes"
+    print(f"imagebinner: data root {root}, {processes} (Ctrl+C stops the server)", flush=True)
     titles = {name: PAGES[name][2] for name in names}
     with tempfile.TemporaryDirectory(prefix="imagebinner-serve-") as folder:
-        pn.serve(factories(names), port=args.port, address=args.address,
-                 websocket_origin=websocket_origins(args.address, args.port, args.origins), title=titles,
-                 index=str(write_index(Path(folder), titles)), show=args.show, verbose=False, threaded=False,
-                 warm=True)  # each page built once before the first user: imports, kernels and caches ready
-    return 0
+        options = dict(websocket_origin=websocket_origins(args.address, args.port, args.origins), title=titles,
+                       index=str(write_index(Path(folder), titles)), verbose=False)
+        if num_procs == 1:
+            pn.serve(factories(names), port=args.port, address=args.address, show=args.show, threaded=False,
+                     warm=True, **options)  # each page built once before the first user: imports, caches ready
+            return 0
+        from imagebinner.apps.demo_data import demo_data
+        from imagebinner.apps.multiprocess import listen, serve_processes
+
+        try:
+            sockets = listen(args.address, args.port)
+        except OSError as exc:
+            raise ParameterError(f"cannot listen on {args.address}:{args.port}: {exc.strerror or exc}") from None
+        for name in names:  # imported once, before the processes are forked (shared copy-on-write)
+            importlib.import_module(PAGES[name][0])
+        demo_data()  # made once here, not by each process warming its pages
+        return serve_processes(factories(names), sockets, num_procs=num_procs, show=args.show, **options)

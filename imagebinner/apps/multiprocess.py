@@ -1,0 +1,220 @@
+"""Serving the dashboards from several processes on one port: one Panel server per core, sessions spread over them.
+
+A session costs its server about a second of CPU (building the app, then serialising its document), so one Python
+process serves concurrent users one after the other. ``serve_processes`` forks ``num_procs`` children after the
+imports (shared copy-on-write) and before any app ran (Bokeh refuses to fork after that); each child warms its pages,
+then serves them on the listening socket the parent bound. A child accepts one waiting connection per turn of its
+event loop, so a child busy building a session takes no new connection and an idle one takes it: the listen queue
+works as one queue shared by the children. (Tornado's own accept loop takes every waiting connection at once, so the
+first child to wake takes a whole burst: measured 8 of 10 sessions in one process; ``SO_REUSEPORT`` sockets spread
+connections by a hash of the client's address, at random: 6/4, 7/3 and 10/0 in four runs.)
+
+Pages are served with Panel's ``reuse_sessions``: a page request (GET) is answered from the child's cached session
+of that page, and the user's session is built when its websocket connects, from the query string carried in the
+page's token, in the process that holds the websocket; a page and its websocket may reach different processes. The
+parent only supervises: SIGTERM or SIGINT stop the children; a child ending on its own stops the whole server
+(exit status 1, with a message), rather than leave it half-alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import panel as pn
+
+#: environment variable set in each child: its number (1..num_procs), for the log lines
+PROCESS_ENV = "IMAGEBINNER_SERVER_PROCESS"
+
+
+
+def listen(address: str, port: int) -> list[socket.socket]:
+    """The listening sockets the server processes share (raises ``OSError`` when the port is taken)."""
+    from tornado.netutil import bind_sockets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # (tornado leaves a socket it failed to bind unclosed)
+        try:
+            return bind_sockets(port, address)
+        except OSError as exc:
+            error = OSError(exc.errno, exc.strerror)
+    raise error
+
+
+def serve_processes(pages: dict[str, Callable[[], Any]], sockets: list[socket.socket], *, num_procs: int,
+                    show: bool = False, **serve_kwargs: Any) -> int:
+    """Serve ``pages`` (``pn.serve``'s dict of page factories; ``serve_kwargs`` as for ``pn.serve``) on the
+    listening ``sockets`` (see :func:`listen`) from ``num_procs`` warmed processes; returns the exit status once the
+    server stopped."""
+    if num_procs < 1:
+        raise ValueError(f"num_procs must be >= 1, got {num_procs}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    children: dict[int, int] = {}  # pid -> process number
+    for number in range(1, num_procs + 1):
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                status = _child(number, num_procs, pages, sockets, show=show and number == 1, **serve_kwargs)
+            except BaseException as exc:  # noqa: BLE001 (reported, then this process ends without the parent's cleanup)
+                print(f"imagebinner error: server process {number} failed: {exc!r}", flush=True)
+                import traceback
+
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(status)  # never return into the parent's code (its temporary index folder, its exit)
+        children[pid] = number
+    try:
+        return _supervise(children)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _supervise(children: dict[int, int]) -> int:
+    """Wait for the children; SIGTERM/SIGINT stop them all, a child ending on its own stops the others (exit 1)."""
+    alive = dict(children)
+    stopping = False
+    failed = False
+
+    def stop_all(_signum: int | None = None, _frame: Any = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(alive):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop_all) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while alive:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            number = alive.pop(pid, None)
+            if number is None or stopping:
+                continue
+            failed = True
+            print(f"imagebinner error: server process {number} (pid {pid}) ended on its own ({_describe(status)}); "
+                  "stopping the server", flush=True)
+            stop_all()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 1 if failed else 0
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send this child SIGTERM when its parent ends (even by SIGKILL): no orphaned server process."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+
+
+@contextlib.contextmanager
+def _listening_on(sockets: list[socket.socket]) -> Iterator[None]:
+    """Bokeh's server (which binds its own sockets and takes none) is given no socket in here: ``_accept_one_by_one``
+    hands it the connections of the parent's ``sockets``."""
+    from bokeh.server import server as bokeh_server
+
+    port = sockets[0].getsockname()[1]
+    original = bokeh_server.bind_sockets
+    bokeh_server.bind_sockets = lambda address, _port: ([], port)
+    try:
+        yield
+    finally:
+        bokeh_server.bind_sockets = original
+
+
+def _accept_one_by_one(server: Any, sockets: list[socket.socket]) -> None:
+    """Give ``server`` the connections of ``sockets``, one per turn of its event loop (see the module's docstring)."""
+    from tornado.ioloop import IOLoop
+    from tornado.iostream import IOStream
+
+    http = server._http  # (Bokeh's HTTPServer)
+    loop = IOLoop.current()
+
+    def accept(sock: socket.socket, _events: int) -> None:
+        try:
+            connection, address = sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):  # another child took it
+            return
+        http.handle_stream(IOStream(connection, max_buffer_size=http.max_buffer_size,
+                                    read_chunk_size=http.read_chunk_size), address)
+
+    for sock in sockets:
+        sock.setblocking(False)
+        loop.add_handler(sock, accept, IOLoop.READ)
+
+
+def page_key(request: Any) -> str:
+    """Panel's ``session_key_func`` for the cached page sessions: the page's path only (one cached session per page,
+    warmed at start), whatever the query string; the query reaches the user's own session through its token."""
+    return request.path
+
+
+def _warm_and_cache(server: Any) -> None:
+    """Build each page once in this process (imports, kernels, caches ready) and keep the session as the page's
+    cached session: page requests are answered from it (``reuse_sessions``), as ``panel serve --warm
+    --reuse-sessions`` does."""
+    from panel.io.document import _cleanup_doc
+    from panel.io.session import generate_session
+    from panel.io.state import set_curdoc, state
+
+    for path, context in server._tornado.applications.items():
+        session = generate_session(context.application)
+        with set_curdoc(session.document):
+            state._session_key_funcs[path] = page_key
+            state._sessions[path] = session
+            session.block_expiration()
+            state._on_load(None)
+        _cleanup_doc(session.document, destroy=False)
+
+
+def _child(number: int, count: int, pages: dict[str, Callable[[], Any]], sockets: list[socket.socket], *,
+           show: bool, **serve_kwargs: Any) -> int:
+    """One server process: warm the pages, then serve the shared sockets' connections until SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the parent, which stops the children
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent()
+    os.environ[PROCESS_ENV] = str(number)
+    asyncio.set_event_loop(asyncio.new_event_loop())  # never the parent's loop
+    pn.config.reuse_sessions = True
+    pn.config.session_key_func = page_key
+    address, port = sockets[0].getsockname()[:2]
+    with _listening_on(sockets):
+        server = pn.serve(pages, port=port, address=address, show=False, start=False, threaded=False, warm=False,
+                          **serve_kwargs)
+    _warm_and_cache(server)
+
+    def created(_context: Any) -> None:
+        print(f"imagebinner: process {number} (pid {os.getpid()}) opened a session", flush=True)
+
+    pn.state.on_session_created(created)
+    print(f"imagebinner: server process {number}/{count} (pid {os.getpid()}) ready", flush=True)
+    _accept_one_by_one(server, sockets)
+    server.start()
+    if show:
+        server.show("/")
+    server.io_loop.start()
+    return 0
