@@ -30,10 +30,6 @@ from typing import Any
 
 import panel as pn
 
-#: environment variable set in each child: its number (1..num_procs), for the log lines
-PROCESS_ENV = "IMAGEBINNER_SERVER_PROCESS"
-
-
 
 def listen(address: str, port: int) -> list[socket.socket]:
     """The listening sockets the server processes share (raises ``OSError`` when the port is taken)."""
@@ -58,12 +54,14 @@ def serve_processes(pages: dict[str, Callable[[], Any]], sockets: list[socket.so
     sys.stdout.flush()
     sys.stderr.flush()
     children: dict[int, int] = {}  # pid -> process number
+    parent = os.getpid()
     for number in range(1, num_procs + 1):
         pid = os.fork()
         if pid == 0:
             status = 1
             try:
-                status = _child(number, num_procs, pages, sockets, show=show and number == 1, **serve_kwargs)
+                status = _child(number, num_procs, pages, sockets, parent=parent, show=show and number == 1,
+                                **serve_kwargs)
             except BaseException as exc:  # noqa: BLE001 (reported, then this process ends without the parent's cleanup)
                 print(f"imagebinner error: server process {number} failed: {exc!r}", flush=True)
                 import traceback
@@ -120,15 +118,16 @@ def _describe(status: int) -> str:
     return f"exit status {os.WEXITSTATUS(status)}"
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Ask Linux to send this child SIGTERM when its parent ends (even by SIGKILL): no orphaned server process."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+    if sys.platform.startswith("linux"):
+        import ctypes
 
-    pr_set_pdeathsig = 1
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != parent:  # the parent ended before that
+        os._exit(0)
 
 
 @contextlib.contextmanager
@@ -168,8 +167,13 @@ def _accept_one_by_one(server: Any, sockets: list[socket.socket]) -> None:
 
 
 def page_key(request: Any) -> str:
-    """Panel's ``session_key_func`` for the cached page sessions: the page's path only (one cached session per page,
-    warmed at start), whatever the query string; the query reaches the user's own session through its token."""
+    """Panel's ``session_key_func`` for the cached page sessions: the page's path only, whatever the query string.
+
+    The cached session gives a page request only its HTML frame (the template, its scripts, one placeholder per
+    root); BokehJS fills the placeholders, by position, with the roots of the user's own session, built from the
+    query string carried in the page's token. Every dashboard has the same roots whatever its query (checked in
+    Chromium: tests/ui/test_multiprocess_serving.py), so one cached session per page is right, and the cache is
+    bounded: no query string adds a session (Panel's default key adds one per ``?theme=`` value, any string)."""
     return request.path
 
 
@@ -192,12 +196,11 @@ def _warm_and_cache(server: Any) -> None:
 
 
 def _child(number: int, count: int, pages: dict[str, Callable[[], Any]], sockets: list[socket.socket], *,
-           show: bool, **serve_kwargs: Any) -> int:
+           parent: int, show: bool, **serve_kwargs: Any) -> int:
     """One server process: warm the pages, then serve the shared sockets' connections until SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C reaches the parent, which stops the children
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _die_with_parent()
-    os.environ[PROCESS_ENV] = str(number)
+    _die_with_parent(parent)
     asyncio.set_event_loop(asyncio.new_event_loop())  # never the parent's loop
     pn.config.reuse_sessions = True
     pn.config.session_key_func = page_key
