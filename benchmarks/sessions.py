@@ -88,7 +88,14 @@ def open_sessions(base_url: str, name: str, n: int, query: str = "", warm_up: in
             await open_session(base_url, name, query)
         return list(await asyncio.gather(*[open_session(base_url, name, query) for _ in range(n)]))
 
-    return asyncio.run(run())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # (none: the usual case)
+        return asyncio.run(run())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # this thread runs a loop already (e.g. Playwright's): the clients run beside it
+        return pool.submit(asyncio.run, run()).result()
 
 
 def free_port() -> int:

@@ -373,14 +373,18 @@ def test_imagebinner_serve_listens_on_this_machine_only_with_the_root(tmp_path):
 
 
 def _websocket_status(port: int, origin: str) -> int:
-    """HTTP status of a websocket handshake to ``/binner/ws`` sent with the given Origin (101: upgraded)."""
+    """HTTP status of a session's websocket handshake to ``/binner/ws`` (a valid token from the page) sent with the
+    given Origin (101: upgraded)."""
     import base64
+    import re
 
+    page = requests.get(f"http://127.0.0.1:{port}/binner", timeout=60).text
+    token = re.search(r'"token":"([^"]+)"', page).group(1)
     key = base64.b64encode(os.urandom(16)).decode()
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall((f"GET /binner/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
                       f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                      f"Origin: {origin}\r\n\r\n").encode())
+                      f"Sec-WebSocket-Protocol: bokeh, {token}\r\nOrigin: {origin}\r\n\r\n").encode())
         return int(sock.recv(1024).split(b" ")[1])
 
 

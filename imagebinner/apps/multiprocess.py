@@ -30,6 +30,9 @@ from typing import Any
 
 import panel as pn
 
+DEFAULT_THEME = "default"
+THEMES = tuple(pn.config.param["_theme"].objects)  # Panel's themes (``?theme=``): default, dark
+
 
 def listen(address: str, port: int) -> list[socket.socket]:
     """The listening sockets the server processes share (raises ``OSError`` when the port is taken)."""
@@ -166,15 +169,18 @@ def _accept_one_by_one(server: Any, sockets: list[socket.socket]) -> None:
         loop.add_handler(sock, accept, IOLoop.READ)
 
 
-def page_key(request: Any) -> str:
-    """Panel's ``session_key_func`` for the cached page sessions: the page's path only, whatever the query string.
+def page_key(request: Any) -> tuple[str, str]:
+    """Panel's ``session_key_func`` for the cached page sessions: the page's path and its theme (``?theme=``, one of
+    Panel's themes), whatever else the query string holds.
 
-    The cached session gives a page request only its HTML frame (the template, its scripts, one placeholder per
-    root); BokehJS fills the placeholders, by position, with the roots of the user's own session, built from the
-    query string carried in the page's token. Every dashboard has the same roots whatever its query (checked in
-    Chromium: tests/ui/test_multiprocess_serving.py), so one cached session per page is right, and the cache is
-    bounded: no query string adds a session (Panel's default key adds one per ``?theme=`` value, any string)."""
-    return request.path
+    The cached session gives a page request only its HTML frame (the template, its theme's stylesheets, its scripts,
+    one placeholder per root); BokehJS fills the placeholders, by position, with the roots of the user's own session,
+    built from the query string carried in the page's token. Every dashboard has the same roots whatever its query
+    (checked in Chromium: tests/ui/test_multiprocess_serving.py), so a cached session per page and theme is right
+    (a dark page needs the dark frame), and the cache stays bounded: an unknown theme counts as the default one
+    (Panel's own key adds a session for every ``?theme=`` value, any string)."""
+    theme = request.arguments.get("theme", [b""])[0].decode("utf-8", "replace")
+    return request.path, theme if theme in THEMES else DEFAULT_THEME
 
 
 def _warm_and_cache(server: Any) -> None:
@@ -189,7 +195,7 @@ def _warm_and_cache(server: Any) -> None:
         session = generate_session(context.application)
         with set_curdoc(session.document):
             state._session_key_funcs[path] = page_key
-            state._sessions[path] = session
+            state._sessions[(path, DEFAULT_THEME)] = session
             session.block_expiration()
             state._on_load(None)
         _cleanup_doc(session.document, destroy=False)
