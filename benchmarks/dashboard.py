@@ -8,7 +8,9 @@ Measured (each figure printed next to its goal as a ratio, ratio <= 1 meets the 
   warm = median of the next loads;
 * ten concurrent review sessions (goal: each ready in 6 s): on the server alone (clients that ask for the page and
   its document as a browser does, ``sessions.py``: what ten users in their own browsers wait for from the server),
-  and in one Chromium on this machine (ten pages rendered on the server's own cores as well);
+  on this script's in-process server (one process) and on ``imagebinner serve review`` run as a subprocess (its
+  default ``--num-procs``: one process per usable core; ``--num-procs N`` here to choose), and in one Chromium on
+  this machine (ten pages rendered on the server's own cores as well, in-process server);
 * Binner frame step, a 512 x 512 frame with 200 crosses: server side = the step's param change -> Bokeh model updates
   -> the PATCH-DOC message encoded (goal 50 ms); in Chromium = click on the player's "next" -> the last repaint of
   the step (goal 150 ms);
@@ -18,7 +20,7 @@ Measured (each figure printed next to its goal as a ratio, ratio <= 1 meets the 
 A measurement whose API is missing is skipped with a note (the script never stops on it). Memory: peak RSS of this
 process during the measurement (Linux VmHWM, reset before each); the browser's RSS (all its processes) after a run.
 
-    .venv/bin/python benchmarks/dashboard.py [--quick] [--no-browser] [--n 10000000] [--sessions 10]
+    .venv/bin/python benchmarks/dashboard.py [--quick] [--no-browser] [--n 10000000] [--sessions 10] [--num-procs N]
 
 ``--quick``: small sizes (200 k localizations, 3 sessions, few repeats), a smoke run of seconds. The last line printed is
 one JSON object.
@@ -353,22 +355,39 @@ def bench_review(figures: Figures, n: int, n_frames: int, steps: int) -> None:
     app.close()
 
 
-def bench_concurrent_sessions(figures: Figures, port: int, sessions: int) -> None:
+def bench_concurrent_sessions(figures: Figures, port: int, sessions: int, num_procs: int | None = None) -> None:
     """Review sessions opened at once by clients that do what a browser does with the server (page, websocket,
-    document; ``sessions.py``) but render nothing: the server's part of ten users opening the page together."""
-    from sessions import open_sessions
+    document; ``sessions.py``) but render nothing: the server's part of ten users opening the page together. Twice:
+    on this benchmark's in-process server (one process, as ``--num-procs 1``), then on ``imagebinner serve review``
+    run as a user runs it (a subprocess; ``num_procs`` processes, default: one per usable core) on the same data
+    root."""
+    from sessions import open_sessions, ready_pids, served
 
+    note = "(page + document per session, as a browser asks; the rendering runs in each user's browser)"
     reset_peak()
     t0 = time.perf_counter()
     try:
         opened = open_sessions(f"http://127.0.0.1:{port}", "review", sessions)
     except Exception as exc:  # noqa: BLE001
         figures.skip(f"server: {sessions} concurrent reviews", f"{type(exc).__name__}: {exc}"[:300])
+    else:
+        ready = [o["ready_s"] for o in opened]
+        figures.add(f"server: {sessions} concurrent reviews, slowest", max(ready), "concurrent_review_ready",
+                    peak_rss_mb(), median_s=round(statistics.median(ready), 2),
+                    wall_s=round(time.perf_counter() - t0, 2), processes=1, note=f"in-process server {note}")
+    name = f"imagebinner serve: {sessions} concurrent reviews, slowest"
+    try:
+        with served(Path(os.environ["IMAGEBINNER_ROOT"]), ("review",), num_procs=num_procs) as (base, _proc, log):
+            processes = len(ready_pids(log)) or 1
+            t0 = time.perf_counter()
+            opened = open_sessions(base, "review", sessions)
+            wall = time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001
+        figures.skip(name, f"{type(exc).__name__}: {exc}"[:300])
         return
     ready = [o["ready_s"] for o in opened]
-    figures.add(f"server: {sessions} concurrent reviews, slowest", max(ready), "concurrent_review_ready",
-                peak_rss_mb(), median_s=round(statistics.median(ready), 2), wall_s=round(time.perf_counter() - t0, 2),
-                note="(page + document per session, as a browser asks; the rendering runs in each user's browser)")
+    figures.add(name, max(ready), "concurrent_review_ready", median_s=round(statistics.median(ready), 2),
+                wall_s=round(wall, 2), processes=processes, note=f"subprocess, as deployed {note}")
 
 
 # -- Chromium ---------------------------------------------------------------------------------------------------------
@@ -565,6 +584,9 @@ def main() -> int:
     ap.add_argument("--no-browser", action="store_true", help="server-side figures only")
     ap.add_argument("--n", type=int, default=None, help="predictions (= ground truth) of the review (10 M)")
     ap.add_argument("--sessions", type=int, default=None, help="concurrent review sessions (10)")
+    ap.add_argument("--num-procs", type=int, default=None,
+                    help="processes of the `imagebinner serve` the concurrent sessions are measured on (default: as "
+                         "imagebinner serve, one per usable core)")
     args = ap.parse_args()
     n = args.n or (200_000 if args.quick else 10_000_000)
     sessions = args.sessions or (3 if args.quick else 10)
@@ -593,7 +615,7 @@ def main() -> int:
 
     server, port = serve({**factories, "binner512": binner512})
     try:
-        bench_concurrent_sessions(figures, port, sessions)
+        bench_concurrent_sessions(figures, port, sessions, args.num_procs)
         if not args.no_browser and Path(CHROMIUM).exists():
             asyncio.run(bench_browser(figures, port, list(factories), sessions, repeats, binner_apps, steps))
         elif not args.no_browser:
