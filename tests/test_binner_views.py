@@ -23,7 +23,7 @@ from imagebinner.views.frames import MICRONS_ABOVE_NM, frame_image, hr_image  # 
 hv.extension("bokeh")
 
 #: the view methods behind the page's DynamicMaps (each call is one recomputed layer)
-CALLBACKS = ("input_frame", "input_marks", "input_layers", "input_series", "input_marker", "binned_overlay",
+CALLBACKS = ("input_marks", "input_layers", "input_series", "input_marker", "binned_overlay",
              "binned_series", "binned_marker", "density_boxes")
 
 
@@ -97,8 +97,9 @@ def test_a_frame_step_updates_one_frame_plot_and_the_marker_only(small_demo, cal
         crosses = [e.model for e in changed if "x" in e.model.data and "image" not in e.model.data]
         np.testing.assert_array_equal(crosses[0].data["x"], m.table.x[m.offsets[frame]:m.offsets[frame + 1]])
         calls.clear()
-    app.view.show_crosses = False  # a change of the shown layers is one update of each frame plot
-    assert dict(calls) == {"input_frame": 1, "binned_overlay": 1}
+    app.view.show_crosses = False  # a change of the shown layers: one write into the input plot, one binned update
+    assert dict(calls) == {"input_layers": 1, "binned_overlay": 1}
+    assert [len(s.data["x"]) for s in doc.select({"type": ColumnDataSource}) if set(s.data) == {"x", "y"}] == [0, 0]  # input, binned
 
 
 def test_a_player_step_is_one_batch_without_walking_the_page(small_demo, calls):
@@ -134,7 +135,7 @@ def test_a_binned_frame_step_updates_its_plot_its_marker_and_the_part_window(sma
     calls.clear()
     app.step(binned_frame=2)
     # the binned frame and its marker; the input player jumps to the part's source frame (one input update)
-    assert dict(calls) == {"binned_overlay": 1, "binned_marker": 1, "input_frame": 1, "input_layers": 1}
+    assert dict(calls) == {"binned_overlay": 1, "binned_marker": 1, "input_layers": 1}
     assert (app.view.measurement, app.view.frame) == (part["measurement"], part["frame"])
 
 
@@ -250,9 +251,9 @@ def test_the_file_browser_is_built_when_first_opened(small_demo):
     assert app.picker.root == small_demo.out_dir.resolve()
 
 
-def test_in_a_notebook_output_holoviews_draws_the_step(small_demo):
-    """A notebook output (rendered with a comm) is drawn again by HoloViews on a step, which sends it over the comm
-    (writes into its models would not reach the page): the crosses shown are the new frame's."""
+def test_in_a_notebook_output_a_step_reaches_every_plot(small_demo):
+    """In a notebook output (rendered with a comm) a step writes the input frame plot's sources (sent over the comm)
+    and has HoloViews draw the density plot again (its marker): the crosses shown are the new frame's."""
     from pyviz_comms import Comm
 
     app = BinnerApp(measurements=_pairs(small_demo))

@@ -8,13 +8,13 @@ import pytest
 hv = pytest.importorskip("holoviews")
 pn = pytest.importorskip("panel")
 
-from bokeh.models import ColumnDataSource, Quad, Scatter  # noqa: E402
+from bokeh.models import ColumnDataSource, GlyphRenderer, Quad, Scatter  # noqa: E402
 from bokeh.models import Image as BokehImage  # noqa: E402
 
 from imagebinner.io import open_movie, read_locs  # noqa: E402
 from imagebinner.tools.binner import Binner  # noqa: E402
 from imagebinner.views.binner import BinnerView  # noqa: E402
-from imagebinner.views.frames import frame_image, hr_image  # noqa: E402
+from imagebinner.views.frames import frame_image, hr_image, movie_clim  # noqa: E402
 from bokeh_models import render as _render  # noqa: E402
 from bokeh_models import sources as _sources  # noqa: E402
 
@@ -75,7 +75,7 @@ def test_picasso_crosses_of_frame_k_are_that_frames_localizations(shared_data):
                                    str(shared_data / "picasso" / "testdata_locs.hdf5"))])
     binner.load()
     view = BinnerView(binner)
-    root = _render(pn.pane.HoloViews(view.input_plot()))
+    root = _render(view.input_plot())
     busy = int(np.argmax(table.counts_per_frame(movie.n_frames)))
     for frame in (busy, 11, 0):
         view.frame = frame
@@ -100,12 +100,17 @@ def test_binner_input_crosses_follow_the_frame(demo):
     binner = _binner(demo)
     view = BinnerView(binner)
     binner.load()
-    root = _render(pn.pane.HoloViews(view.input_plot()))
+    root = _render(view.input_plot())
     truth2 = read_locs(paths.measurements[1].locs)
     view.measurement = 1
-    for frame in (0, 7, 59):
-        view.frame = frame
-        assert _cross_xy(root) == _rows_of_frame(truth2, frame)
+    (image,) = [r.glyph for r in root.select({"type": GlyphRenderer}) if isinstance(r.glyph, BokehImage)]
+    with open_movie(paths.measurements[1].movie) as movie2:  # the colour scale follows the shown movie
+        assert (image.color_mapper.low, image.color_mapper.high) == pytest.approx(movie_clim(movie2))
+        for frame in (0, 7, 59):
+            view.frame = frame
+            assert _cross_xy(root) == _rows_of_frame(truth2, frame)
+            (image_cds,) = _sources(root, BokehImage)
+            np.testing.assert_array_equal(image_cds.data["image"][0], movie2.frame(frame))
     view.show_crosses = False
     assert _cross_xy(root) == set()
 
@@ -143,7 +148,7 @@ def test_part_selection_draws_its_window_on_its_source_frame(demo):
     view = BinnerView(binner)
     binner.compose()
     view.binned_frame = 2
-    root = _render(pn.pane.HoloViews(view.input_plot()))
+    root = _render(view.input_plot())
     bf = binner.binned_frame(2)
     ps, P = 107.0, binner.patch_size
     for k in (0, 3):

@@ -78,7 +78,8 @@ class BinnerView(param.Parameterized):
         self._binned_clim: tuple[np.ndarray | None, tuple[float, float]] = (None, (0.0, 1.0))
         self._sources = FrameSources()  # the rendered input plots: a frame step writes into their data sources
         super().__init__(binner=binner, **params)
-        self.param.watch(self._push, ["frame"])
+        self.param.watch(self._push, ["frame", "measurement", "show_crosses", "binned_frame"])
+        binner.param.watch(self._push, ["loaded", "plan", "running"])
 
     # -- state derived from the binner's results ------------------------------------------------------------------
     @property
@@ -235,22 +236,33 @@ class BinnerView(param.Parameterized):
         """Rectangles of the shown binned frame's patches cut from the shown input frame."""
         return regions(self.part_boxes(self.measurement, self.frame))
 
-    @param.depends("measurement", "show_crosses", "binned_frame", "binner.loaded", "binner.plan", "binner.running",
-                   "redraw")
-    def input_frame(self) -> hv.Overlay:
-        """The shown input frame, its localizations and the windows of the shown binned frame's parts (one element);
-        drawn by HoloViews when anything but the frame changes: a frame step writes into its sources (:meth:`_push`)."""
-        hook = self._sources.hook("input", lambda: (self.measurement, self.frame))
-        return (self.input_image() * self.input_points() * self.input_regions()).opts(show_legend=False, hooks=[hook])
+    def _input_key(self) -> tuple:
+        """What the input plot's image shows: the loaded measurements, the measurement and its frame."""
+        return (id(self.binner.loaded), self.measurement, self.frame)
 
     def _push(self, *_events) -> None:
-        """An input frame step: the frame's image, crosses and part windows written into the rendered input plots'
-        data sources, the density's frame marker moved (no HoloViews update)."""
+        """An input frame step (or another measurement, binned frame or plan, the crosses toggled): the frame's
+        image (when another frame is shown), crosses and part windows written into the input plots' data sources
+        and the density's frame marker moved (no plot update)."""
+        state = (self._input_key(), self.show_crosses, self.binned_frame, id(self.binner.plan), self.binner.running)
+        if state == getattr(self, "_pushed", None):
+            return  # (a binned-frame step moves the input player first: its windows are written then)
+        self._pushed = state
         if len(self._sources):
-            self._sources.push((self.measurement, self.frame), self._input_frame_data,
-                               lambda kind: self.input_layers() if kind == "input" else [None], marker=float(self.frame))
+            self._sources.push(self._input_key(), self._input_frame_data,
+                               lambda kind: self.input_layers() if kind == "input" else [None], marker=float(self.frame),
+                               also=self._input_colours)
             if self._sources.notebook_outputs():
                 self.redraw += 1
+
+    def _input_colours(self, figure) -> None:
+        """The input plot's colour scale follows the shown movie (limits fixed per movie)."""
+        m = self._shown()
+        clim = self._clims.get(str(m.movie_path)) if m is not None else None
+        for renderer in figure.renderers:
+            mapper = getattr(getattr(renderer, "glyph", None), "color_mapper", None)
+            if clim is not None and mapper is not None and (mapper.low, mapper.high) != clim:
+                mapper.update(low=clim[0], high=clim[1])
 
     def _input_frame_data(self, _kind: str) -> np.ndarray | None:
         m = self._shown()
@@ -270,18 +282,25 @@ class BinnerView(param.Parameterized):
         return self.input_points().opts(show_legend=False) * self.input_regions().opts(show_legend=False)
 
     @param.depends("input_geometry")
-    def input_plot(self) -> hv.Overlay | hv.DynamicMap:
-        """Input frame, crosses and part windows: one DynamicMap (large frames: the rasterized image and the marks as
-        two), axes in µm for large fields.
-
-        Rebuilt (new ranges) only when the frame geometry changes; frame and data changes update the data and keep
-        the zoom.
-        """
+    def input_plot(self):
+        """Input frame, crosses and part windows: a Bokeh figure made once per frame geometry (new ranges; other
+        changes write into its data sources and keep the zoom, :meth:`_push`); large frames a rasterized HoloViews
+        image with the marks over it (two DynamicMaps), axes in µm for large fields."""
         rows, cols, ps = self.input_geometry
         if rows and is_large((rows, cols)):
             image = maybe_rasterize(hv.DynamicMap(self.input_image), (rows, cols), ps)
             return image * hv.DynamicMap(self.input_marks)
-        return hv.DynamicMap(self.input_frame)
+        from imagebinner.views.frame_figure import add_crosses, add_regions, frame_figure
+
+        m = self._shown()
+        image = self._input_frame_data("input")
+        plot = frame_figure((rows, cols) if rows else (1, 1), ps or 1.0, image,
+                            clim=self._clims.get(str(m.movie_path)) if m is not None else None, colorbar=True)
+        points, boxes = self.input_layers()
+        add_crosses(plot, points)
+        add_regions(plot, boxes)
+        self._sources.register("input", plot, self._input_key())
+        return plot.figure
 
     # -- densities per frame ----------------------------------------------------------------------------------
     def input_densities(self, m: Measurement) -> np.ndarray:

@@ -25,7 +25,15 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure as bokeh_figure
 
-from imagebinner.views.frames import FRAME_BOX, field_extent_nm, frame_size, length_axes, micron_formatter
+from imagebinner.views.frames import (
+    CROSS_OPTS,
+    FRAME_BOX,
+    REGION_OPTS,
+    field_extent_nm,
+    frame_size,
+    length_axes,
+    micron_formatter,
+)
 
 #: the tools of a frame plot (HoloViews' defaults, hover added per layer)
 TOOLS = "pan,wheel_zoom,box_zoom,save,reset"
@@ -45,14 +53,16 @@ class FramePlot:
     figure: object
     image: ColumnDataSource | None = None
     marks: list[ColumnDataSource] = field(default_factory=list)
+    mapper: LinearColorMapper | EqHistColorMapper | None = None  # the image's colour scale
 
 
 def frame_figure(shape: tuple[int, int], pixel_size: float, image: np.ndarray | None = None, *, offset: float = 0.5,
                  cmap: str = "gray", clim: tuple[float, float] | None = None, eq_hist: bool = False,
-                 title: str = "", box: tuple[int, int] = FRAME_BOX) -> FramePlot:
+                 colorbar: bool = False, title: str = "", box: tuple[int, int] = FRAME_BOX) -> FramePlot:
     """A frame plot of a field of ``shape`` (rows, columns) pixels of ``pixel_size`` nm whose pixel centres lie at
     ``(j + offset)·pixel_size`` (camera frames 0.5, Deep-STORM hr images 0), with ``image`` drawn if given:
-    ``clim`` fixes the colour scale (else each frame's range), ``eq_hist`` equalises its histogram."""
+    ``clim`` fixes the colour scale (else each frame's range), ``eq_hist`` equalises its histogram, ``colorbar``
+    shows the scale ("intensity")."""
     rows, cols = int(shape[0]), int(shape[1])
     x0 = y0 = (offset - 0.5) * pixel_size
     width, height = cols * pixel_size, rows * pixel_size
@@ -69,11 +79,13 @@ def frame_figure(shape: tuple[int, int], pixel_size: float, image: np.ndarray | 
     if image is not None:
         low, high = clim if clim is not None else (None, None)
         mapper_type = EqHistColorMapper if eq_hist else LinearColorMapper
-        mapper = mapper_type(palette=palette(cmap), low=low, high=high)
+        plot.mapper = mapper = mapper_type(palette=palette(cmap), low=low, high=high)
         plot.image = ColumnDataSource({"image": [image], "x": [x0], "y": [y0], "dw": [width], "dh": [height]})
         renderer = fig.image(image="image", x="x", y="y", dw="dw", dh="dh", source=plot.image, color_mapper=mapper)
         fig.add_tools(HoverTool(renderers=[renderer], tooltips=[("x [nm]", "$x{0.0}"), ("y [nm]", "$y{0.0}"),
                                                                 ("intensity", "@image")]))
+        if colorbar:
+            fig.add_layout(ColorBar(color_mapper=mapper, title="intensity", width=12), "right")
     return plot
 
 
@@ -99,3 +111,23 @@ def colour_bar(plot: FramePlot, cmap: str, clim: tuple[float, float], title: str
     mapper = LinearColorMapper(palette=palette(cmap), low=low, high=high if high > low else low + 1)
     plot.figure.add_layout(ColorBar(color_mapper=mapper, title=title, width=12), "right")
     return mapper
+
+
+def add_crosses(plot: FramePlot, columns: Mapping[str, object]) -> ColumnDataSource:
+    """Localizations (columns ``x``, ``y`` in nm) as red crosses (:data:`~.frames.CROSS_OPTS`)."""
+    source = ColumnDataSource(dict(columns))
+    look = CROSS_OPTS
+    glyph = Scatter(x="x", y="y", marker=look["marker"], size=look["size"], line_color=look["color"],
+                    line_width=look["line_width"])
+    renderer = plot.figure.add_glyph(source, glyph)
+    plot.figure.add_tools(HoverTool(renderers=[renderer], tooltips=[("x [nm]", "@x{0.0}"), ("y [nm]", "@y{0.0}")]))
+    plot.marks.append(source)
+    return source
+
+
+def add_regions(plot: FramePlot, columns: Mapping[str, object]) -> ColumnDataSource:
+    """Rectangles (columns ``left``, ``bottom``, ``right``, ``top`` in nm) outlined as :data:`~.frames.REGION_OPTS`."""
+    source = ColumnDataSource(dict(columns))
+    plot.figure.quad(left="left", right="right", bottom="bottom", top="top", source=source, **REGION_OPTS)
+    plot.marks.append(source)
+    return source
