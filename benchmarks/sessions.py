@@ -109,6 +109,14 @@ def ready_pids(log: Path) -> list[int]:
     return [int(pid) for pid in READY.findall(log.read_text())]
 
 
+def sessions_per_process(log: Path) -> dict[int, int]:
+    """Sessions built so far by each process of a multi-process server (its log lines; none for one process)."""
+    counts: dict[int, int] = {}
+    for pid in re.findall(r"process \d+ \(pid (\d+)\) opened a session", log.read_text()):
+        counts[int(pid)] = counts.get(int(pid), 0) + 1
+    return counts
+
+
 @contextlib.contextmanager
 def served(root: Path, names: tuple[str, ...] = ("review",), num_procs: int | None = None, log: Path | None = None,
            timeout: float = 120.0) -> Iterator[tuple[str, subprocess.Popen, Path]]:
@@ -162,13 +170,17 @@ def main() -> int:
     results: dict[int, list[dict[str, float]]] = {n: [] for n in args.num_procs}
     for run in range(args.runs):
         for n in args.num_procs:
-            with served(root, num_procs=n) as (base, _proc, _log):
-                ready = [o["ready_s"] for o in open_sessions(base, "review", args.sessions)]
-            row = {"slowest_s": round(max(ready), 2), "median_s": round(statistics.median(ready), 2)}
+            with served(root, num_procs=n) as (base, _proc, log):
+                open_sessions(base, "review", 1, warm_up=0)  # one first session, as benchmarks/dashboard.py does
+                before = sessions_per_process(log)
+                ready = [o["ready_s"] for o in open_sessions(base, "review", args.sessions, warm_up=0)]
+                after = sessions_per_process(log)
+            row = {"slowest_s": round(max(ready), 2), "median_s": round(statistics.median(ready), 2),
+                   "per_process": sorted((after[p] - before.get(p, 0) for p in after), reverse=True) or [len(ready)]}
             results[n].append(row)
             print(f"run {run + 1}: imagebinner serve review --num-procs {n}: {args.sessions} sessions, slowest "
-                  f"{row['slowest_s']:.2f} s, median {row['median_s']:.2f} s (load {os.getloadavg()[0]:.1f})",
-                  flush=True)
+                  f"{row['slowest_s']:.2f} s, median {row['median_s']:.2f} s, sessions per process "
+                  f"{row['per_process']} (load {os.getloadavg()[0]:.1f})", flush=True)
     print(json.dumps({"benchmark": "sessions", "sessions": args.sessions, "cores": os.cpu_count(),
                       "runs": {str(n): rows for n, rows in results.items()}}))
     return 0

@@ -8,14 +8,6 @@ from pathlib import Path
 
 from imagebinner.errors import ParameterError
 
-
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # (no affinity on this platform)
-        return max(1, os.cpu_count() or 1)
-
 DASHBOARDS = ("binner", "predict", "review", "addons")  # (imagebinner.apps.pages.PAGES, without importing panel here)
 DEFAULT_PORT = 5006
 DEFAULT_ADDRESS = "127.0.0.1"
@@ -53,6 +45,16 @@ def websocket_origins(address: str, port: int, extra: list[str]) -> list[str]:
     return [*(f"{h}:{port}" for h in hosts if ":" not in h), *extra]  # (Bokeh's allowlist takes no IPv6 literal)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1; 1 where processes cannot be forked."""
+    if not hasattr(os, "fork"):
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # (no affinity on this platform)
+        return max(1, os.cpu_count() or 1)
+
+
 def run(args: argparse.Namespace) -> int:
     unknown = [name for name in args.dashboards if name not in DASHBOARDS]
     if unknown:
@@ -65,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     num_procs = usable_cores() if args.num_procs is None else args.num_procs
     if num_procs < 1:
         raise ParameterError(f"--num-procs must be >= 1, got {num_procs}")
+    if num_procs > 1 and not hasattr(os, "fork"):
+        raise ParameterError("--num-procs above 1 needs a system that forks processes (Linux, macOS)")
     os.environ["IMAGEBINNER_ROOT"] = str(root)  # read by every session (imagebinner.apps.paths.data_root)
 
     import importlib
