@@ -621,3 +621,47 @@ def test_list_params_are_edited_one_item_per_line_with_paths_checked(demo, tmp_p
     assert obj.paths == [str(m2.movie)]
     paths._process_events({"value": f"../{tmp_path.parent.name}2/x.tif"})  # a sibling of the root
     assert obj.paths == [str(m2.movie)] and "outside the data folder" in capsys.readouterr().out
+
+
+def test_a_threaded_jobs_results_are_applied_in_the_sessions_thread(monkeypatch):
+    """A tool run by a job thread of a served page hands its result changes to the page's thread (where the views
+    update) and waits for each; an error there is raised in the job. Without a session they apply at once."""
+    import queue
+    import threading
+
+    from bokeh.document import Document
+
+    from imagebinner.apps import jobs
+    from imagebinner.tools.base import Task
+
+    class Counting(Task):
+        pass
+
+    tool = Counting()
+    doc = Document()
+    monkeypatch.setattr(doc, "_session_context", lambda: object())  # (served: it has a session)
+    calls: queue.Queue = queue.Queue()
+    session_thread = threading.Thread(target=lambda: [f() for f in iter(calls.get, None)], daemon=True)
+    session_thread.start()
+    monkeypatch.setitem(pn.state._thread_id_, doc, session_thread.ident)
+    monkeypatch.setattr(jobs, "in_session", lambda _doc, callback: calls.put(callback))
+    seen = []
+    tool.param.watch(lambda e: seen.append((e.new, threading.current_thread() is session_thread)), "progress")
+
+    job = jobs.Job()
+    monkeypatch.setattr(pn.state, "curdoc", doc)
+    def work() -> None:
+        tool._update(n_steps=3)
+        for _ in range(3):
+            tool._advance()
+
+    job.start(work, threaded=True)
+    job.wait()
+    assert seen == [(1, True), (2, True), (3, True)]
+    # an error while applying is the job's error; outside a session the changes are made at once
+    publish = jobs.applied_in_session(doc)
+    with pytest.raises(ValueError, match="at least 0"):
+        publish(lambda: tool._update(progress=-1))
+    calls.put(None)
+    jobs.applied_in_session(None)(lambda: tool._update(progress=0))
+    assert tool.progress == 0

@@ -13,6 +13,7 @@ import panel as pn
 import param
 
 from imagebinner.errors import ImageBinnerError
+from imagebinner.tools.base import results_published_by
 
 #: how long each kind of notification stays (ms): errors longest, never forever
 DURATIONS_MS = {"success": 5000, "info": 5000, "warning": 10000, "error": 20000}
@@ -66,6 +67,44 @@ def in_session(doc, callback: Callable[[], Any]) -> None:
 
     with set_curdoc(doc):
         pn.state.execute(callback, schedule=True)
+
+
+#: the longest a job thread waits for its page's thread to apply a result change (then applies it itself)
+PUBLISH_WAIT_S = 30.0
+
+
+def applied_in_session(doc) -> Callable[[Callable[[], None]], None]:
+    """A publisher for :func:`~imagebinner.tools.base.results_published_by`: result changes of a job thread applied
+    in the session's own thread (its event loop), the job waiting until they are (so the tool's state stays in
+    order), their errors raised in the job; at once outside a served session or in the session's thread. A
+    session that does not answer (closed) gets them in the job thread after :data:`PUBLISH_WAIT_S`."""
+
+    def publish(apply: Callable[[], None]) -> None:
+        if doc is None or getattr(doc, "session_context", None) is None or pn.state._thread_id_.get(doc) in (
+                None, threading.get_ident()):
+            apply()
+            return
+        done, failed = threading.Event(), []
+
+        def run() -> None:
+            try:
+                apply()
+            except BaseException as exc:  # noqa: BLE001 (raised again in the job thread)
+                failed.append(exc)
+            finally:
+                done.set()
+
+        in_session(doc, run)
+        if not done.wait(PUBLISH_WAIT_S):
+            return apply() if not done.is_set() else None
+        if failed:
+            raise failed[0]
+
+    return publish
+
+
+def _at_once(apply: Callable[[], None]) -> None:
+    apply()
 
 
 # ---- warnings raised inside a job's work become notifications of that job's page -----------------------------------
@@ -180,7 +219,8 @@ class Job(param.Parameterized):
             _install_warning_hook()
             previous, _job_local.report = getattr(_job_local, "report", None), report
             try:
-                result = work()
+                with results_published_by(applied_in_session(doc) if threaded else _at_once):
+                    result = work()
             except Exception as exc:
                 if not isinstance(exc, ImageBinnerError):
                     traceback.print_exc()

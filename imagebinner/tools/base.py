@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import param
+
+
+_publishing = threading.local()
+
+
+@contextlib.contextmanager
+def results_published_by(publish: Callable[[Callable[[], None]], None]) -> Iterator[None]:
+    """In this thread, within the block, tools hand every change of their results, progress and status to
+    ``publish(apply)`` instead of making it at once: an app running a tool in a worker thread applies them in its
+    page's own thread (where the views that depend on them are updated), never beside it."""
+    previous, _publishing.publish = getattr(_publishing, "publish", None), publish
+    try:
+        yield
+    finally:
+        _publishing.publish = previous
 
 
 def first_paragraph(obj: Any) -> str:
@@ -98,16 +114,25 @@ class Task(param.Parameterized):
 
     # -- results and progress ---------------------------------------------------------------------------------
     def _update(self, **values: Any) -> None:
-        """Set constant (output) params, unlocking only those for the moment."""
-        params = [self.param[name] for name in values]
-        constant = [p.constant for p in params]
-        for p in params:
-            p.constant = False
-        try:
-            self.param.update(**values)
-        finally:
-            for p, was in zip(params, constant):
-                p.constant = was
+        """Set constant (output) params, unlocking only those for the moment; in a thread publishing results
+        (:func:`results_published_by`) through its publisher."""
+
+        def apply() -> None:
+            params = [self.param[name] for name in values]
+            constant = [p.constant for p in params]
+            for p in params:
+                p.constant = False
+            try:
+                self.param.update(**values)
+            finally:
+                for p, was in zip(params, constant):
+                    p.constant = was
+
+        publish = getattr(_publishing, "publish", None)
+        if publish is None:
+            apply()
+        else:
+            publish(apply)
 
     def _advance(self, steps: int = 1) -> None:
         self._update(progress=min(self.progress + steps, self.n_steps))
