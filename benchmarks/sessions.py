@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import statistics
 import subprocess
@@ -119,9 +120,10 @@ def sessions_per_process(log: Path) -> dict[int, int]:
 
 @contextlib.contextmanager
 def served(root: Path, names: tuple[str, ...] = ("review",), num_procs: int | None = None, log: Path | None = None,
-           timeout: float = 120.0) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+           timeout: float = 120.0, stop_signal: int = signal.SIGTERM) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """``imagebinner serve NAMES --root ROOT`` (``--num-procs`` when given) on a free port, as a user runs it;
-    yields (base url, process, log file) once every server process is ready; stopped with SIGTERM afterwards."""
+    yields (base url, process, log file) once every server process is ready; stopped with ``stop_signal`` (SIGINT:
+    as Ctrl+C) afterwards."""
     import requests
 
     port = free_port()
@@ -151,7 +153,7 @@ def served(root: Path, names: tuple[str, ...] = ("review",), num_procs: int | No
             time.sleep(0.2)
         yield base, proc, log
     finally:
-        proc.terminate()
+        proc.send_signal(stop_signal)
         try:
             proc.wait(20)
         except subprocess.TimeoutExpired:

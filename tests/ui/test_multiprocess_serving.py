@@ -5,6 +5,7 @@ different query strings must each show their own data, with plots drawn, refusal
 from __future__ import annotations
 
 import re
+import signal
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -13,7 +14,7 @@ import pytest
 pytest.importorskip("panel")
 pytest.importorskip("pytest_playwright")
 
-from servers import sessions_client  # noqa: E402
+from servers import process_alive, sessions_client  # noqa: E402
 
 pytestmark = pytest.mark.ui
 TIMEOUT = 60_000  # ms: pages opened together on a busy 2-core machine
@@ -36,8 +37,11 @@ def served(ui_demo, tmp_path_factory):
         make_prediction_folder(root / "prediction2", read_locs(m2.locs), m2.movie, upsampling=4, seed=5)
     (root.parent / "outside").mkdir(exist_ok=True)
     log = tmp_path_factory.mktemp("multiprocess") / "serve.log"
-    with sessions_client().served(root, ("review",), num_procs=2, log=log) as (base, _proc, _log):
+    client = sessions_client()
+    with client.served(root, ("review",), num_procs=2, log=log, stop_signal=signal.SIGINT) as (base, proc, _log):
+        children = client.ready_pids(log)
         yield base, root, log
+    assert proc.returncode == 0 and not any(map(process_alive, children))  # Ctrl+C stopped every process
     text = log.read_text()
     errors = [line for line in text.splitlines() if "imagebinner error" in line and "is outside" not in line]
     assert "Traceback" not in text and not errors, text  # (the refusal the last test asks for is logged too)
