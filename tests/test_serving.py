@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
@@ -365,6 +366,20 @@ def test_imagebinner_serve_listens_on_this_machine_only_with_the_root(tmp_path):
         # a page from another origin cannot open a session's websocket; the served address can
         assert _websocket_status(port, f"http://example.org:{port}") == 403
         assert _websocket_status(port, f"http://127.0.0.1:{port}") != 403
+        # a page's HTML frame comes from a cached session of the page without query (several processes:
+        # reuse_sessions), and BokehJS fills its placeholders with the user's session's roots by position: every
+        # dashboard has as many roots with a query string as without
+        client = sessions_client()
+        demo = "imagebinner-demo"
+        m2 = f"{demo}/measurement2/movie.tif"
+        queries = {"binner": {"movie": m2, "locs": f"{demo}/measurement2/movie_locs.csv"},
+                   "predict": {"model": f"{demo}/model", "movie": m2},
+                   "review": {"folder": f"{demo}/prediction", "movie": f"{demo}/measurement1/movie.tif"},
+                   "addons": {"movie": m2, "locs": "../outside.csv"}}
+        for name, query in queries.items():
+            plain, = client.open_sessions(f"http://127.0.0.1:{port}", name, 1, warm_up=0)
+            asked, = client.open_sessions(f"http://127.0.0.1:{port}", name, 1, query=urlencode(query), warm_up=0)
+            assert plain["roots"] == asked["roots"] > 0, name
     finally:
         stop(proc)
     log = (tmp_path / "serve.log").read_text()
