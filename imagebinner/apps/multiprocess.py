@@ -1,13 +1,13 @@
 """Serving the dashboards from several processes on one port: one Panel server per core, sessions spread over them.
 
-A session costs its server about a second of CPU (building the app, then serialising its document), so one Python
+A session costs its server 0.5-1 s of CPU (building the app, then serialising its document), so one Python
 process serves concurrent users one after the other. ``serve_processes`` forks ``num_procs`` children after the
 imports (shared copy-on-write) and before any app ran (Bokeh refuses to fork after that); each child warms its pages,
 then serves them on the listening socket the parent bound. A child accepts one waiting connection per turn of its
 event loop, so a child busy building a session takes no new connection and an idle one takes it: the listen queue
 works as one queue shared by the children. (Tornado's own accept loop takes every waiting connection at once, so the
 first child to wake takes a whole burst: measured 8 of 10 sessions in one process; ``SO_REUSEPORT`` sockets spread
-connections by a hash of the client's address, at random: 6/4, 7/3 and 10/0 in four runs.)
+connections by a hash of the client's address, at random: 6/4 twice, 7/3 and 10/0 in four runs.)
 
 Pages are served with Panel's ``reuse_sessions``: a page request (GET) is answered from the child's cached session
 of that page, and the user's session is built when its websocket connects, from the query string carried in the
