@@ -628,6 +628,7 @@ def test_a_threaded_jobs_results_are_applied_in_the_sessions_thread(monkeypatch)
     update) and waits for each; an error there is raised in the job. Without a session they apply at once."""
     import queue
     import threading
+    import types
 
     from bokeh.document import Document
 
@@ -639,12 +640,15 @@ def test_a_threaded_jobs_results_are_applied_in_the_sessions_thread(monkeypatch)
 
     tool = Counting()
     doc = Document()
-    monkeypatch.setattr(doc, "_session_context", lambda: object())  # (served: it has a session)
+    session = types.SimpleNamespace(request=types.SimpleNamespace(arguments={}, headers={}, cookies={}),
+                                    id="served", server_context=None)
+    monkeypatch.setattr(doc, "_session_context", lambda: session)  # (served: it has a session)
     calls: queue.Queue = queue.Queue()
     session_thread = threading.Thread(target=lambda: [f() for f in iter(calls.get, None)], daemon=True)
     session_thread.start()
     monkeypatch.setitem(pn.state._thread_id_, doc, session_thread.ident)
     monkeypatch.setattr(jobs, "in_session", lambda _doc, callback: calls.put(callback))
+    monkeypatch.setattr(jobs, "notify", lambda *args, **kwargs: None)  # (no page here to show the job's result)
     seen = []
     tool.param.watch(lambda e: seen.append((e.new, threading.current_thread() is session_thread)), "progress")
 

@@ -27,6 +27,7 @@ import param
 from imagebinner.errors import ImageBinnerError
 from imagebinner.io import Movie, open_movie
 from imagebinner.tools.binner import BinnedFrame, Binner, Measurement
+from imagebinner.views.frame_figure import series_columns
 from imagebinner.views.frame_sources import FrameSources
 from imagebinner.views.frames import (
     DENSITY_LABEL,
@@ -63,8 +64,6 @@ class BinnerView(param.Parameterized):
         "drawn as a rectangle (also when the binned frame changes).",
     )
     show_crosses = param.Boolean(default=True, doc="Overlay localizations as red crosses.")
-    redraw = param.Integer(default=0, precedence=-1,
-                           doc="Counts redraws of the input plot by HoloViews on frame steps (notebook outputs only).")
     input_geometry = param.Tuple(
         default=(0, 0, 0.0), length=3, constant=True,
         doc="Rows, columns and pixel size (nm) of the shown input frames: the input plot gets new ranges when they "
@@ -77,6 +76,7 @@ class BinnerView(param.Parameterized):
         self._binned_cache: dict[int, BinnedFrame] = {}
         self._binned_clim: tuple[np.ndarray | None, tuple[float, float]] = (None, (0.0, 1.0))
         self._sources = FrameSources()  # the rendered input plots: a frame step writes into their data sources
+        self._series_key: tuple | None = None  # the loaded measurements and the measurement the density plot shows
         super().__init__(binner=binner, **params)
         self.param.watch(self._push, ["frame", "measurement", "show_crosses", "binned_frame"])
         binner.param.watch(self._push, ["loaded", "plan", "running"])
@@ -250,10 +250,8 @@ class BinnerView(param.Parameterized):
         self._pushed = state
         if len(self._sources):
             self._sources.push(self._input_key(), self._input_frame_data,
-                               lambda kind: self.input_layers() if kind == "input" else [None], marker=float(self.frame),
-                               also=self._input_colours)
-            if self._sources.notebook_outputs():
-                self.redraw += 1
+                               lambda kind: self.input_layers() if kind == "input" else self._changed_series(),
+                               marker=float(self.frame), also=self._input_colours)
 
     def _input_colours(self, figure) -> None:
         """The input plot's colour scale follows the shown movie (limits fixed per movie)."""
@@ -328,17 +326,32 @@ class BinnerView(param.Parameterized):
             return density_curve(np.zeros(1), np.zeros(1, dtype=np.int64))
         return density_curve(self.input_densities(m), m.locs_per_frame())
 
-    @param.depends("measurement", "binner.loaded", "redraw")
-    def input_marker(self) -> hv.VLine:
-        """The shown input frame on the density curve (drawn with the curve; a frame step moves it, :meth:`_push`)."""
-        return frame_marker(self.frame)
+    def _series_columns(self) -> dict[str, np.ndarray]:
+        """The input density plot's columns (frame, density, count) for the shown measurement."""
+        m = self._shown()
+        if m is None:
+            return series_columns(np.zeros(1), np.zeros(1, dtype=np.int64))
+        return series_columns(self.input_densities(m), m.locs_per_frame())
 
-    def input_density(self) -> hv.Overlay:
-        """Localizations per µm² per frame of the shown measurement, with the shown frame marked (a frame step moves
-        the marker only)."""
-        hook = self._sources.hook("density", lambda: (self.measurement, self.frame), image=False)
-        return (hv.DynamicMap(self.input_series) * hv.DynamicMap(self.input_marker)).opts(
-            hv.opts.Overlay(hooks=[hook]))
+    def _changed_series(self) -> list[dict | None]:
+        """The input density plot's new columns after another measurement or load (one write), else None: a frame
+        step moves its marker only."""
+        key = (id(self.binner.loaded), self.measurement)
+        if key == self._series_key:
+            return [None]
+        self._series_key = key
+        return [self._series_columns()]
+
+    def input_density(self):
+        """Localizations per µm² per frame of the shown measurement (a Bokeh figure), the shown frame marked: a
+        frame step moves the marker, another measurement writes its series (:meth:`_push`)."""
+        from imagebinner.views.frame_figure import FramePlot, series_figure
+
+        fig, source, span = series_figure(self._series_columns(), "frame", f"localizations {DENSITY_LABEL}",
+                                          "localizations", marker=float(self.frame))
+        self._series_key = (id(self.binner.loaded), self.measurement)
+        self._sources.register("density", FramePlot(fig, marks=[source]), self._input_key(), spans=[span])
+        return fig
 
     @param.depends("binner.plan", "binner.running")
     def binned_series(self) -> hv.Curve:

@@ -22,12 +22,14 @@ from bokeh.models import (
     LinearColorMapper,
     Range1d,
     Scatter,
+    Span,
 )
 from bokeh.plotting import figure as bokeh_figure
 
 from imagebinner.views.frames import (
     CROSS_OPTS,
     FRAME_BOX,
+    MARKER_OPTS,
     REGION_OPTS,
     field_extent_nm,
     frame_size,
@@ -131,3 +133,30 @@ def add_regions(plot: FramePlot, columns: Mapping[str, object]) -> ColumnDataSou
     plot.figure.quad(left="left", right="right", bottom="bottom", top="top", source=source, **REGION_OPTS)
     plot.marks.append(source)
     return source
+
+
+def series_columns(values: np.ndarray, counts: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The columns of a per-frame series: ``frame`` (0..n-1), ``density`` and, if given, the raw ``count``."""
+    columns = {"frame": np.arange(len(values)), "density": np.asarray(values, dtype=np.float64)}
+    if counts is not None:
+        columns["count"] = np.asarray(counts)
+    return columns
+
+
+def series_figure(columns: Mapping[str, np.ndarray], xlabel: str, ylabel: str, count_label: str = "count",
+                  marker: float = 0.0, height: int = 190) -> tuple[object, ColumnDataSource, Span]:
+    """A per-frame series (:func:`series_columns`) as a line across the page's width, the shown frame marked by a
+    vertical line (moved by a step, the series unchanged); returns the figure, its source and the marker."""
+    fig = bokeh_figure(tools="pan,wheel_zoom,box_zoom,save,reset", height=height, sizing_mode="stretch_width",
+                       x_axis_label=xlabel, y_axis_label=ylabel)
+    fig.toolbar.logo = None
+    source = ColumnDataSource(dict(columns))
+    line = fig.line("frame", "density", source=source, line_width=2, color="#30a2da")
+    tips = [(xlabel, "@frame"), (ylabel, "@density{0.000}")]
+    if "count" in columns:
+        tips.append((count_label, "@count"))
+    fig.add_tools(HoverTool(renderers=[line], tooltips=tips, mode="vline"))
+    span = Span(location=marker, dimension="height", line_color=MARKER_OPTS["color"],
+                line_width=MARKER_OPTS["line_width"])
+    fig.add_layout(span)
+    return fig, source, span

@@ -1,12 +1,12 @@
-"""Frame steps written straight into a drawn frame plot's Bokeh data sources (no plot update per step).
+"""Frame steps written straight into a drawn plot's Bokeh data sources (no plot update per step).
 
-A frame plot (a frame image and its mark layers: the review's frames with their marks, made directly in Bokeh by
-:mod:`.frame_figure` and registered with :meth:`FrameSources.register`; the Binner's input frame with its crosses and
-part windows, drawn by HoloViews, whose plot hook :meth:`FrameSources.hook` registers it) is drawn when its data change
-as a whole (a load, another measurement). A frame step (and in the review a threshold move or a class toggle) then
-replaces the mark layers' columns (one data change per source), the image column only when the frame changed, and
-moves the frame markers: a handful of model changes, not a plot update. The review's marks take their marker, size,
-line width and colour from columns of their source (:func:`styled_columns`), so one write restyles every mark.
+The frame plots (a frame image and its mark layers: the review's frames with their marks, the Binner's input frame
+with its crosses and part windows) and the Binner's density series are Bokeh figures made by :mod:`.frame_figure`
+when their data change as a whole (a load, another frame geometry), registered with :meth:`FrameSources.register`.
+A frame step (and in the review a threshold move or a class toggle) then replaces the mark layers' columns (one data
+change per source), the image column only when the frame changed, and moves the frame markers: a handful of model
+changes, not a plot update. The review's marks take their marker, size, line width and colour from columns of their
+source (:func:`styled_columns`), so one write restyles every mark.
 """
 
 from __future__ import annotations
@@ -60,36 +60,17 @@ class FrameSources:
     up by Panel, garbage-collected) drop out."""
 
     def __init__(self) -> None:
-        self._plots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # HoloViews plot -> target
+        self._plots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Bokeh figure -> target
 
-    def hook(self, kind: str, frame: Callable[[], object], image: bool = True) -> Callable:
-        """A HoloViews hook of an overlay plot recording its layers' sources and frame markers (after each render by
-        HoloViews, with the ``frame()`` the render drew)."""
-
-        def attach(plot, _element) -> None:
-            subplots = list(getattr(plot, "subplots", {}).items()) or [((type(_element).__name__,), plot)]
-            drawn = [(key, sp) for key, sp in subplots if key[0] not in ("VLine", "HLine")]
-            sources = [sp.handles.get("source") for _key, sp in drawn]
-            has_image = image and bool(drawn) and drawn[0][0][0] == "Image"
-            spans = [sp.handles["glyph"] for key, sp in subplots if key[0] in ("VLine", "HLine")
-                     and "glyph" in sp.handles]
-            self._plots[plot] = _Target(kind, sources, has_image, spans, frame())
-
-        return attach
-
-    def register(self, kind: str, plot, frame: object) -> None:
-        """A frame plot drawn directly in Bokeh (a :class:`~.frame_figure.FramePlot`, showing ``frame``): its image
-        source (if any) and mark sources get the writes of :meth:`push`."""
+    def register(self, kind: str, plot, frame: object, spans: list | tuple = ()) -> None:
+        """A plot drawn directly in Bokeh (a :class:`~.frame_figure.FramePlot` showing ``frame``: a frame plot, or a
+        per-frame series whose line is its one mark layer): its image source (if any) and mark sources get the
+        writes of :meth:`push`, its frame markers ``spans`` the marker."""
         sources = ([plot.image] if plot.image is not None else []) + list(plot.marks)
-        self._plots[plot.figure] = _Target(kind, sources, plot.image is not None, [], frame)
+        self._plots[plot.figure] = _Target(kind, sources, plot.image is not None, list(spans), frame)
 
     def __len__(self) -> int:
         return len(self._plots)
-
-    def notebook_outputs(self) -> bool:
-        """True when a registered plot is a notebook output: its view has HoloViews draw it again on a step
-        (writes into its models would not reach the notebook page)."""
-        return any(_notebook(plot) for plot in list(self._plots.keys()))
 
     def push(self, frame: object, image_of: Callable[[str], np.ndarray | None],
              layers: Callable[[str], list[dict | None]], marker: float | None = None,
@@ -97,15 +78,12 @@ class FrameSources:
         """Write the new frame into every registered plot: where the shown ``frame`` changed, the image column (the
         frame of ``image_of(kind)``, read once per kind); the layers' columns (``layers(kind)``: one dict per layer
         after the image, None = unchanged); frame markers moved to ``marker``; ``also(figure)`` for anything else.
-        Computed now; written at once in the session's own thread (as HoloViews updates, events not held for the
-        document lock), else on the session's next tick. Notebook outputs are left out (:meth:`notebook_outputs`).
-        Returns the number of plots written."""
+        Computed now; written at once in the session's own thread (events not held for the document lock), else on
+        the session's next tick; in a notebook sent over the output's comm. Returns the number of plots written."""
         images: dict[str, np.ndarray | None] = {}
         columns: dict[str, list] = {}
         writes: dict[object, list[Callable[[], None]]] = {}
         for plot, target in list(self._plots.items()):
-            if _notebook(plot):
-                continue  # drawn again by HoloViews (see notebook_outputs), which sends it over the output's comm
             kind = target.kind
             new = None
             if target.image and target.frame != frame:
@@ -115,7 +93,7 @@ class FrameSources:
             if kind not in columns:
                 columns[kind] = layers(kind)
             target.frame = frame
-            doc = _figure(plot).document
+            doc = plot.document
             writes.setdefault(doc, []).append(partial(_write, target, new, columns[kind], marker, also, plot))
         for doc, work in writes.items():
             _dispatch(doc, work)
@@ -137,16 +115,11 @@ def _write(target: _Target, image: np.ndarray | None, layers: list, marker: floa
         if marker is not None and span.location != marker:
             span.location = marker
     if also is not None:
-        also(_figure(plot))
-
-
-def _figure(plot):
-    """The Bokeh figure of a registered plot (a HoloViews plot's ``state``, or the figure itself)."""
-    return plot.state if hasattr(plot, "state") else plot
+        also(plot)
 
 
 def _dispatch(doc, work: list[Callable[[], None]]) -> None:
-    """Run model writes for ``doc`` as Panel and HoloViews do: in a server session at once (events dispatched without
+    """Run model writes for ``doc`` as Panel does: in a server session at once (events dispatched without
     waiting for the document lock) in the session's own thread, else on its next tick; in a notebook output held and
     sent over the output's comm."""
     from panel.io.document import unlocked
@@ -185,8 +158,3 @@ def _notebook_comm(doc):
 
     return next((comm for _view, _root, d, comm in list(state._views.values()) if d is doc and comm is not None),
                 None)
-
-
-def _notebook(plot) -> bool:
-    """A plot rendered for a notebook output (a comm, no server session)."""
-    return getattr(plot, "comm", None) is not None and getattr(plot.renderer, "mode", "") != "server"
