@@ -153,15 +153,18 @@ def test_densities_per_um2_of_inputs_and_binned_frames_on_one_axis(small_demo):
     patch = (binner.patch_size * 0.107) ** 2
     emitters = [len(binner.binned_frame(j).locs) for j in range(5)]
     np.testing.assert_allclose(groups["binned (3 per frame)"], np.array(emitters) / patch)
-    boxes = view.density_boxes()
-    assert sorted(set(boxes.dimension_values("group"))) == sorted(groups)
-    assert boxes.vdims[0].label == "localizations or emitters per µm²"
+    figure = view.density_boxes()
+    (boxes,) = [s for s in figure.select({"type": ColumnDataSource}) if "median" in s.data]
+    assert boxes.data["group"] == list(groups) == list(figure.x_range.factors)
+    for name, median in zip(boxes.data["group"], boxes.data["median"]):
+        assert median == pytest.approx(np.median(groups[name]))
+    assert figure.yaxis[0].axis_label == "localizations or emitters per µm²"
     binner.bin_size = 4  # stale plan: the binned box goes, the inputs stay
     assert list(view.density_groups()) == list(groups)[:2]
     series = view.input_series()
     view.measurement = 1
-    np.testing.assert_allclose(view.input_series().dimension_values("density"), groups["m2: measurement2/movie.tif"])
-    assert not np.array_equal(series.dimension_values("density"), view.input_series().dimension_values("density"))
+    np.testing.assert_allclose(view.input_series()["density"], groups["m2: measurement2/movie.tif"])
+    assert not np.array_equal(series["density"], view.input_series()["density"])
 
 
 def test_density_tab_shows_the_box_plots_and_parts_are_built_when_shown(small_demo, calls):
@@ -171,8 +174,9 @@ def test_density_tab_shows_the_box_plots_and_parts_are_built_when_shown(small_de
     assert calls["density_boxes"] == 1  # the first tab, shown
 
     def groups() -> set:
-        return {x for cds in doc.select({"type": ColumnDataSource}) for x in cds.data.get("x0", [])
-                if isinstance(x, str)}
+        """The groups of the box plots (the Binner's directly drawn boxes and the target view's HoloViews boxes)."""
+        return {x for cds in doc.select({"type": ColumnDataSource}) for key in ("group", "x0")
+                for x in cds.data.get(key, []) if isinstance(x, str)}
 
     assert groups() == {"m1: measurement1/movie.tif", "m2: measurement2/movie.tif"}
     app.binner.compose()  # (the binned box appears when the binner is done)
@@ -185,7 +189,7 @@ def test_density_tab_shows_the_box_plots_and_parts_are_built_when_shown(small_de
     assert "target" not in groups()
     calls.clear()
     app.step(7)
-    assert calls["density_boxes"] == 0
+    assert calls["density_boxes"] == 0 and calls["input_series"] == 0
     n_models = len(doc.models)
     _show_tab(app, "Parts of the binned frame")  # built on first view
     assert len(doc.models) > n_models

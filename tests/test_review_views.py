@@ -229,7 +229,7 @@ def test_density_boxplots_are_the_counts_per_frame(review):
 
 
 def test_box_statistics_put_the_whiskers_at_the_furthest_values_within_1_5_iqr():
-    from imagebinner.views.review_summary import box_stats
+    from imagebinner.views.box_figure import box_stats
 
     values = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 100.0])
     st = box_stats(values)

@@ -362,7 +362,7 @@ class BinnerApp(Viewer):
             pn.pane.Markdown("Localizations per µm² in each frame of every measurement, and emitters per µm² in "
                              "each binned frame (after Preview or Run): choose `bin_size` so the binned frames are "
                              "as dense as the data the network should handle.", sizing_mode="stretch_width"),
-            hv_pane(hv.DynamicMap(v.density_boxes), sizing_mode="stretch_width", height=280),
+            hv_pane(v.density_boxes(), sizing_mode="stretch_width", height=280),
             pn.panel(pn.bind(self._target_views, b.param.target_density, b.param.target_density_from),
                      sizing_mode="stretch_width"),
             sizing_mode="stretch_width")

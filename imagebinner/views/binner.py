@@ -32,7 +32,6 @@ from imagebinner.views.frame_sources import FrameSources
 from imagebinner.views.frames import (
     DENSITY_LABEL,
     crosses,
-    density_boxes,
     density_curve,
     empty_image,
     field_area_um2,
@@ -77,6 +76,7 @@ class BinnerView(param.Parameterized):
         self._binned_clim: tuple[np.ndarray | None, tuple[float, float]] = (None, (0.0, 1.0))
         self._sources = FrameSources()  # the rendered input plots: a frame step writes into their data sources
         self._series_key: tuple | None = None  # the loaded measurements and the measurement the density plot shows
+        self._boxes_key: tuple | None = None  # the loaded measurements and the plan the box plots show
         super().__init__(binner=binner, **params)
         self.param.watch(self._push, ["frame", "measurement", "show_crosses", "binned_frame"])
         binner.param.watch(self._push, ["loaded", "plan", "running"])
@@ -242,19 +242,32 @@ class BinnerView(param.Parameterized):
 
     def _push(self, *_events) -> None:
         """An input frame step (or another measurement, binned frame or plan, the crosses toggled): the frame's
-        image (when another frame is shown), crosses and part windows written into the input plots' data sources
-        and the density's frame marker moved (no plot update)."""
+        image (when another frame is shown), crosses and part windows written into the input plot's data sources,
+        the density's frame marker moved; the density series and the box plots written only when their data
+        changed (another measurement, load or plan). No plot is rebuilt."""
         state = (self._input_key(), self.show_crosses, self.binned_frame, id(self.binner.plan), self.binner.running)
         if state == getattr(self, "_pushed", None):
             return  # (a binned-frame step moves the input player first: its windows are written then)
         self._pushed = state
         if len(self._sources):
-            self._sources.push(self._input_key(), self._input_frame_data,
-                               lambda kind: self.input_layers() if kind == "input" else self._changed_series(),
-                               marker=float(self.frame), also=self._input_colours)
+            self._sources.push(self._input_key(), self._input_frame_data, self._layers_of, marker=float(self.frame),
+                               also=self._follow_data)
 
-    def _input_colours(self, figure) -> None:
-        """The input plot's colour scale follows the shown movie (limits fixed per movie)."""
+    def _layers_of(self, kind: str) -> list[dict | None]:
+        """The new columns of a registered plot's layers (None: unchanged)."""
+        if kind == "input":
+            return self.input_layers()
+        return self._changed_series() if kind == "density" else self._changed_boxes()
+
+    def _follow_data(self, figure) -> None:
+        """The input plot's colour scale follows the shown movie (limits fixed per movie); the box plots' axis
+        follows their groups."""
+        factors = getattr(figure.x_range, "factors", None)
+        if factors is not None:
+            groups = list(figure.renderers[0].data_source.data["group"])  # (the boxes: written just before)
+            if list(factors) != groups:
+                figure.x_range.factors = groups
+            return
         m = self._shown()
         clim = self._clims.get(str(m.movie_path)) if m is not None else None
         for renderer in figure.renderers:
@@ -318,16 +331,9 @@ class BinnerView(param.Parameterized):
         ms = self.measurements
         return ms[min(self.measurement, len(ms) - 1)] if ms else None
 
-    @param.depends("measurement", "binner.loaded")
-    def input_series(self) -> hv.Curve:
-        """Localizations per µm² per frame of the shown measurement (independent of the shown frame)."""
-        m = self._shown()
-        if m is None:
-            return density_curve(np.zeros(1), np.zeros(1, dtype=np.int64))
-        return density_curve(self.input_densities(m), m.locs_per_frame())
-
-    def _series_columns(self) -> dict[str, np.ndarray]:
-        """The input density plot's columns (frame, density, count) for the shown measurement."""
+    def input_series(self) -> dict[str, np.ndarray]:
+        """Localizations per µm² per frame of the shown measurement (columns frame, density, count), independent of
+        the shown frame."""
         m = self._shown()
         if m is None:
             return series_columns(np.zeros(1), np.zeros(1, dtype=np.int64))
@@ -340,14 +346,14 @@ class BinnerView(param.Parameterized):
         if key == self._series_key:
             return [None]
         self._series_key = key
-        return [self._series_columns()]
+        return [self.input_series()]
 
     def input_density(self):
         """Localizations per µm² per frame of the shown measurement (a Bokeh figure), the shown frame marked: a
         frame step moves the marker, another measurement writes its series (:meth:`_push`)."""
         from imagebinner.views.frame_figure import FramePlot, series_figure
 
-        fig, source, span = series_figure(self._series_columns(), "frame", f"localizations {DENSITY_LABEL}",
+        fig, source, span = series_figure(self.input_series(), "frame", f"localizations {DENSITY_LABEL}",
                                           "localizations", marker=float(self.frame))
         self._series_key = (id(self.binner.loaded), self.measurement)
         self._sources.register("density", FramePlot(fig, marks=[source]), self._input_key(), spans=[span])
@@ -383,11 +389,29 @@ class BinnerView(param.Parameterized):
             groups[f"binned ({per_frame})"] = binned
         return groups
 
-    @param.depends("binner.loaded", "binner.plan", "binner.running")
-    def density_boxes(self) -> hv.BoxWhisker:
-        """Box plots of the density per frame of every measurement and of the binned frames, on one axis."""
-        groups = self.density_groups() or {"(no data)": np.zeros(1)}
-        return density_boxes(groups, ylabel=f"localizations or emitters {DENSITY_LABEL}")
+    def _box_groups(self) -> dict[str, np.ndarray]:
+        return self.density_groups() or {"(no data)": np.zeros(1)}
+
+    def density_boxes(self):
+        """Box plots of the density per frame of every measurement and of the binned frames, on one axis (a Bokeh
+        figure: another load or plan writes its boxes, :meth:`_push`)."""
+        from imagebinner.views.box_figure import box_figure
+        from imagebinner.views.frame_figure import FramePlot
+
+        fig, boxes, outliers = box_figure(self._box_groups(), f"localizations or emitters {DENSITY_LABEL}")
+        self._boxes_key = (id(self.binner.loaded), id(self.plan))
+        self._sources.register("boxes", FramePlot(fig, marks=[boxes, outliers]), self._input_key())
+        return fig
+
+    def _changed_boxes(self) -> list[dict | None]:
+        """The box plots' new columns after another load or plan (boxes, outliers), else None (a frame step)."""
+        from imagebinner.views.box_figure import box_columns
+
+        key = (id(self.binner.loaded), id(self.plan))
+        if key == self._boxes_key:
+            return [None, None]
+        self._boxes_key = key
+        return list(box_columns(self._box_groups()))
 
     # -- binned frames ----------------------------------------------------------------------------------------
     @param.depends("binned_frame", "binner.plan", "binner.running")

@@ -14,6 +14,7 @@ import numpy as np
 import param
 
 from imagebinner.tools.review import PredictionReview
+from imagebinner.views.box_figure import BOX_HALF_WIDTH, box_stats
 
 CURVE_OPTS = dict(responsive=True, height=220, tools=["hover"], show_grid=True, framewise=True)
 SWEEP_METRICS = ("jaccard", "f1", "precision", "recall")
@@ -23,22 +24,6 @@ TABLE_METRICS = ("threshold", "n_pred", "n_gt", "tp", "fp", "fn", "precision", "
 #: the density series and boxplot groups: key of ``review.density``, label, colour
 DENSITY_SERIES = (("ground_truth", "truth_counts", "ground truth", "green"),
                   ("predictions", "prediction_counts", "predictions (kept)", "red"))
-
-
-BOX_HALF_WIDTH = 0.3
-
-
-def box_stats(values: np.ndarray) -> dict[str, float]:
-    """Boxplot statistics of ``values``: quartiles, whiskers at the furthest values within 1.5 IQR of the box (Tukey),
-    and the count."""
-    values = np.asarray(values, dtype=float)
-    if not len(values):
-        values = np.zeros(1)
-    q1, median, q3 = np.percentile(values, [25, 50, 75])
-    reach = 1.5 * (q3 - q1)
-    low = float(values[values >= q1 - reach].min())
-    high = float(values[values <= q3 + reach].max())
-    return {"q1": float(q1), "median": float(median), "q3": float(q3), "low": low, "high": high, "n": len(values)}
 
 
 class ReviewSummary(param.Parameterized):
