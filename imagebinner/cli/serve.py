@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from imagebinner.errors import ParameterError
+from imagebinner.errors import ImageBinnerError, ParameterError
 
 DASHBOARDS = ("binner", "predict", "review", "addons")  # (imagebinner.apps.pages.PAGES, without importing panel here)
 DEFAULT_PORT = 5006
@@ -46,13 +46,12 @@ def websocket_origins(address: str, port: int, extra: list[str]) -> list[str]:
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity), at least 1; 1 where processes cannot be forked."""
-    if not hasattr(os, "fork"):
-        return 1
+    """The cores this process may run on (its CPU affinity), at least 1; 1 where there is no affinity (not Linux:
+    there, forking a process that loaded the GUI libraries is not known to be safe, so one process by default)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # (no affinity on this platform)
-        return max(1, os.cpu_count() or 1)
+    except AttributeError:
+        return 1
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise ParameterError("--num-procs above 1 needs a system that forks processes (Linux, macOS)")
     os.environ["IMAGEBINNER_ROOT"] = str(root)  # read by every session (imagebinner.apps.paths.data_root)
 
+    import contextlib
     import importlib
     import tempfile
 
@@ -91,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
         options = dict(websocket_origin=websocket_origins(args.address, args.port, args.origins), title=titles,
                        index=str(write_index(Path(folder), titles)), verbose=False)
         if num_procs == 1:
+            import asyncio
+
+            from imagebinner.apps.multiprocess import quiet_closed_websockets
+
+            loop = asyncio.new_event_loop()  # the loop pn.serve runs (Tornado's current loop of this thread)
+            quiet_closed_websockets(loop)
+            asyncio.set_event_loop(loop)
             pn.serve(factories(names), port=args.port, address=args.address, show=args.show, threaded=False,
                      warm=True, **options)  # each page built once before the first user: imports, caches ready
             return 0
@@ -103,5 +110,6 @@ def run(args: argparse.Namespace) -> int:
             raise ParameterError(f"cannot listen on {args.address}:{args.port}: {exc.strerror or exc}") from None
         for name in names:  # imported once, before the processes are forked (shared copy-on-write)
             importlib.import_module(PAGES[name][0])
-        demo_data()  # made once here, not by each process warming its pages
+        with contextlib.suppress(ImageBinnerError):  # (if it cannot be made, each page says why, as with one process)
+            demo_data()  # made once here, not by each process warming its pages
         return serve_processes(factories(names), sockets, num_procs=num_procs, show=args.show, **options)
