@@ -276,7 +276,7 @@ class BinnerApp(Viewer):
         """Player intervals at or above the measured cost of one frame (all its layers)."""
         v = self.view
         if v.measurements:
-            cost = frame_cost_ms(lambda: (v.input_image(), v.input_points()))
+            cost = frame_cost_ms(lambda: (v.input_frame_data(), v.input_layers()))  # what a step computes
             self.frame_player.interval = player_interval(cost, n_layers=4)
         if v.has_binned:
             cost = frame_cost_ms(lambda: (v.binned_image(), v.binned_points(),

@@ -208,16 +208,19 @@ class BinnerView(param.Parameterized):
         frame = self._movie(m).frame(min(self.frame, m.n_frames - 1))
         return frame_image(frame, self.pixel_size, self._clims.get(str(m.movie_path)))
 
-    @param.depends("measurement", "frame", "show_crosses", "binner.loaded")
-    def input_points(self) -> hv.Points:
-        """Localizations of the shown input frame (canonical nm, as they are)."""
-        ms = self.measurements
-        if not ms or not self.show_crosses:
-            return crosses(np.empty(0), np.empty(0))
-        m = ms[min(self.measurement, len(ms) - 1)]
+    def _frame_xy(self) -> tuple[np.ndarray, np.ndarray]:
+        """x, y (canonical nm, as they are) of the shown input frame's localizations; none when crosses are off."""
+        m = self._shown()
+        if m is None or not self.show_crosses:
+            return np.empty(0), np.empty(0)
         frame = min(self.frame, m.n_frames - 1)
         rows = slice(int(m.offsets[frame]), int(m.offsets[frame + 1]))
-        return crosses(m.table.x[rows], m.table.y[rows])
+        return m.table.x[rows], m.table.y[rows]
+
+    @param.depends("measurement", "frame", "show_crosses", "binner.loaded")
+    def input_points(self) -> hv.Points:
+        """Localizations of the shown input frame as crosses (over a rasterized large frame)."""
+        return crosses(*self._frame_xy())
 
     def part_boxes(self, measurement: int, frame: int) -> list[tuple[float, float, float, float]]:
         """Windows (nm) of the shown binned frame's parts taken from ``frame`` of ``measurement``."""
@@ -250,7 +253,7 @@ class BinnerView(param.Parameterized):
             return  # (a binned-frame step moves the input player first: its windows are written then)
         self._pushed = state
         if len(self._sources):
-            self._sources.push(self._input_key(), self._input_frame_data, self._layers_of, marker=float(self.frame),
+            self._sources.push(self._input_key(), self.input_frame_data, self._layers_of, marker=float(self.frame),
                                also=self._follow_data)
 
     def _layers_of(self, kind: str) -> list[dict | None]:
@@ -275,15 +278,16 @@ class BinnerView(param.Parameterized):
             if clim is not None and mapper is not None and (mapper.low, mapper.high) != clim:
                 mapper.update(low=clim[0], high=clim[1])
 
-    def _input_frame_data(self, _kind: str) -> np.ndarray | None:
+    def input_frame_data(self, _kind: str = "input") -> np.ndarray | None:
+        """The shown input frame's pixels (what a step writes into the input plot's image)."""
         m = self._shown()
         return None if m is None else self._movie(m).frame(min(self.frame, m.n_frames - 1))
 
     def input_layers(self) -> list[dict]:
         """The columns of the input plot's crosses and part windows for the shown frame, as their sources hold them."""
-        points = self.input_points()
+        x, y = self._frame_xy()
         boxes = np.asarray(self.part_boxes(self.measurement, self.frame), dtype=np.float64).reshape(-1, 4)
-        return [{"x": points.dimension_values("x"), "y": points.dimension_values("y")},
+        return [{"x": x, "y": y},
                 {"left": boxes[:, 0], "bottom": boxes[:, 1], "right": boxes[:, 2], "top": boxes[:, 3]}]
 
     @param.depends("measurement", "frame", "show_crosses", "binned_frame", "binner.loaded", "binner.plan",
@@ -304,7 +308,7 @@ class BinnerView(param.Parameterized):
         from imagebinner.views.frame_figure import add_crosses, add_regions, frame_figure
 
         m = self._shown()
-        image = self._input_frame_data("input")
+        image = self.input_frame_data("input")
         plot = frame_figure((rows, cols) if rows else (1, 1), ps or 1.0, image,
                             clim=self._clims.get(str(m.movie_path)) if m is not None else None, colorbar=True)
         points, boxes = self.input_layers()
@@ -398,18 +402,18 @@ class BinnerView(param.Parameterized):
         from imagebinner.views.box_figure import box_figure
         from imagebinner.views.frame_figure import FramePlot
 
-        fig, boxes, outliers = box_figure(self._box_groups(), f"localizations or emitters {DENSITY_LABEL}")
+        fig, sources = box_figure(self._box_groups(), f"localizations or emitters {DENSITY_LABEL}")
         self._boxes_key = (id(self.binner.loaded), id(self.plan))
-        self._sources.register("boxes", FramePlot(fig, marks=[boxes, outliers]), self._input_key())
+        self._sources.register("boxes", FramePlot(fig, marks=sources), self._input_key())
         return fig
 
     def _changed_boxes(self) -> list[dict | None]:
-        """The box plots' new columns after another load or plan (boxes, outliers), else None (a frame step)."""
+        """The box plots' new columns after another load or plan (boxes, ticks, outliers), else None (a step)."""
         from imagebinner.views.box_figure import box_columns
 
         key = (id(self.binner.loaded), id(self.plan))
         if key == self._boxes_key:
-            return [None, None]
+            return [None, None, None]
         self._boxes_key = key
         return list(box_columns(self._box_groups()))
 

@@ -19,7 +19,10 @@ from bokeh.models import (
     ColumnDataSource,
     EqHistColorMapper,
     HoverTool,
+    Image,
     LinearColorMapper,
+    Line,
+    Quad,
     Range1d,
     Scatter,
     Span,
@@ -83,7 +86,7 @@ def frame_figure(shape: tuple[int, int], pixel_size: float, image: np.ndarray | 
         mapper_type = EqHistColorMapper if eq_hist else LinearColorMapper
         plot.mapper = mapper = mapper_type(palette=palette(cmap), low=low, high=high)
         plot.image = ColumnDataSource({"image": [image], "x": [x0], "y": [y0], "dw": [width], "dh": [height]})
-        renderer = fig.image(image="image", x="x", y="y", dw="dw", dh="dh", source=plot.image, color_mapper=mapper)
+        renderer = fig.add_glyph(plot.image, Image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper))
         fig.add_tools(HoverTool(renderers=[renderer], tooltips=[("x [nm]", "$x{0.0}"), ("y [nm]", "$y{0.0}"),
                                                                 ("intensity", "@image")]))
         if colorbar:
@@ -130,7 +133,7 @@ def add_crosses(plot: FramePlot, columns: Mapping[str, object]) -> ColumnDataSou
 def add_regions(plot: FramePlot, columns: Mapping[str, object]) -> ColumnDataSource:
     """Rectangles (columns ``left``, ``bottom``, ``right``, ``top`` in nm) outlined as :data:`~.frames.REGION_OPTS`."""
     source = ColumnDataSource(dict(columns))
-    plot.figure.quad(left="left", right="right", bottom="bottom", top="top", source=source, **REGION_OPTS)
+    plot.figure.add_glyph(source, Quad(left="left", right="right", bottom="bottom", top="top", **REGION_OPTS))
     plot.marks.append(source)
     return source
 
@@ -151,7 +154,7 @@ def series_figure(columns: Mapping[str, np.ndarray], xlabel: str, ylabel: str, c
                        x_axis_label=xlabel, y_axis_label=ylabel)
     fig.toolbar.logo = None
     source = ColumnDataSource(dict(columns))
-    line = fig.line("frame", "density", source=source, line_width=2, color="#30a2da")
+    line = fig.add_glyph(source, Line(x="frame", y="density", line_width=2, line_color="#30a2da"))
     tips = [(xlabel, "@frame"), (ylabel, "@density{0.000}")]
     if "count" in columns:
         tips.append((count_label, "@count"))
