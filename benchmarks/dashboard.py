@@ -5,7 +5,9 @@ Measured (each figure printed next to its goal as a ratio, ratio <= 1 meets the 
 * page ready of each dashboard on the demo data (goal 2 s): in-process, the page built and serialised as the server
   does for a new session; in Chromium, navigation start -> every Bokeh document idle, every view finished and no
   plot repainted for a quiet period (the last paint counts). Cold = the first page of the process (imports, JIT),
-  warm = median of the next loads;
+  warm = median of the next loads. Chromium opens the pages twice: from this script's in-process server (a thread of
+  this process, one process, no cached page frames) and from ``imagebinner serve`` run as a subprocess, as users get
+  them ("chromium, imagebinner serve (N processes)");
 * ten concurrent review sessions (goal: each ready in 6 s): on the server alone (clients that ask for the page and
   its document as a browser does, ``sessions.py``: what ten users in their own browsers wait for from the server),
   on this script's in-process server (one process) and on ``imagebinner serve review`` run as a subprocess (its
@@ -483,39 +485,7 @@ async def bench_browser(figures: Figures, port: int, names: list[str], sessions:
                                            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                                                  "--disable-component-update", "--disable-sync"])
         viewport = {"width": 1600, "height": 1000}
-        for name in names:
-            loads = []
-            for _ in range(repeats + 1):
-                context = await browser.new_context(viewport=viewport)
-                try:
-                    loads.append(await open_ready(context, f"{base}/{name}", errors))
-                except Exception as exc:  # noqa: BLE001
-                    figures.skip(f"chromium: {name} page ready", f"{type(exc).__name__}: {exc}"[:300])
-                    loads = []
-                    break
-                finally:
-                    await context.close()
-            if loads:
-                figures.add(f"chromium: {name} page ready (cold)", loads[0]["ready_s"], "page_ready",
-                            plots=loads[0]["plots"])
-                warm = loads[1:] or loads
-                figures.add(f"chromium: {name} page ready (warm)", statistics.median(r["ready_s"] for r in warm),
-                            "page_ready", plots=warm[0]["plots"], js_heap_mb=round(warm[0]["heap_mb"]),
-                            browser_rss_mb=round(browser_rss_mb() or 0))
-        # concurrent review sessions
-        contexts = [await browser.new_context(viewport=viewport) for _ in range(sessions)]
-        reset_peak()
-        t0 = time.perf_counter()
-        try:
-            results = await asyncio.gather(*[open_ready(c, f"{base}/review", errors) for c in contexts])
-            ready = [r["ready_s"] for r in results]
-            figures.add(f"chromium: {sessions} concurrent reviews, slowest", max(ready), "concurrent_review_ready",
-                        peak_rss_mb(), median_s=round(statistics.median(ready), 2),
-                        wall_s=round(time.perf_counter() - t0, 2), browser_rss_mb=round(browser_rss_mb() or 0))
-        except Exception as exc:  # noqa: BLE001
-            figures.skip(f"chromium: {sessions} concurrent reviews", f"{type(exc).__name__}: {exc}"[:300])
-        for c in contexts:
-            await c.close()
+        await _pages_ready(figures, browser, base, names, sessions, repeats, errors, "chromium")
         # Binner frame step to new pixels
         context = await browser.new_context(viewport=viewport)
         try:
@@ -527,6 +497,64 @@ async def bench_browser(figures: Figures, port: int, names: list[str], sessions:
     shown = sorted(set(e for e in errors if e.startswith(("off-machine", "request failed"))))[:3] or errors[:1]
     figures.rows["chromium: console errors and failed/off-machine requests"] = {"count": len(errors), "first": shown}
     print(f"{'chromium: errors, failed/off-machine requests':42s} {len(errors)}" + (f"  e.g. {shown}" if errors else ""))
+
+
+async def _pages_ready(figures: Figures, browser, base: str, names: list[str], sessions: int, repeats: int,
+                       errors: list[str], prefix: str) -> None:
+    """Each page opened ``repeats + 1`` times (cold, then the median of the warm ones), then ``sessions`` review
+    pages opened at once in the one browser (on the server's cores too)."""
+    viewport = {"width": 1600, "height": 1000}
+    for name in names:
+        loads = []
+        for _ in range(repeats + 1):
+            context = await browser.new_context(viewport=viewport)
+            try:
+                loads.append(await open_ready(context, f"{base}/{name}", errors))
+            except Exception as exc:  # noqa: BLE001
+                figures.skip(f"{prefix}: {name} page ready", f"{type(exc).__name__}: {exc}"[:300])
+                loads = []
+                break
+            finally:
+                await context.close()
+        if loads:
+            figures.add(f"{prefix}: {name} page ready (cold)", loads[0]["ready_s"], "page_ready",
+                        plots=loads[0]["plots"])
+            warm = loads[1:] or loads
+            figures.add(f"{prefix}: {name} page ready (warm)", statistics.median(r["ready_s"] for r in warm),
+                        "page_ready", plots=warm[0]["plots"], js_heap_mb=round(warm[0]["heap_mb"]),
+                        browser_rss_mb=round(browser_rss_mb() or 0))
+    contexts = [await browser.new_context(viewport=viewport) for _ in range(sessions)]
+    reset_peak()
+    t0 = time.perf_counter()
+    try:
+        results = await asyncio.gather(*[open_ready(c, f"{base}/review", errors) for c in contexts])
+        ready = [r["ready_s"] for r in results]
+        figures.add(f"{prefix}: {sessions} concurrent reviews, slowest", max(ready), "concurrent_review_ready",
+                    peak_rss_mb(), median_s=round(statistics.median(ready), 2),
+                    wall_s=round(time.perf_counter() - t0, 2), browser_rss_mb=round(browser_rss_mb() or 0))
+    except Exception as exc:  # noqa: BLE001
+        figures.skip(f"{prefix}: {sessions} concurrent reviews", f"{type(exc).__name__}: {exc}"[:300])
+    for c in contexts:
+        await c.close()
+
+
+async def bench_browser_served(figures: Figures, base: str, names: list[str], sessions: int, repeats: int,
+                               processes: int) -> None:
+    """The pages as users get them: served by ``imagebinner serve`` (its own process or processes, as deployed),
+    opened in Chromium (page ready; ten reviews at once)."""
+    from playwright.async_api import async_playwright
+
+    errors: list[str] = []
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                           args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                                 "--disable-component-update", "--disable-sync"])
+        await _pages_ready(figures, browser, base, names, sessions, repeats, errors,
+                           f"chromium, imagebinner serve ({processes} processes)")
+        await browser.close()
+    figures.rows["chromium, imagebinner serve: console errors and failed/off-machine requests"] = {
+        "count": len(errors), "first": errors[:3]}
+    print(f"{'chromium, imagebinner serve: errors, failed/off-machine requests':42s} {len(errors)}")
 
 
 async def bench_browser_step(figures: Figures, context, url: str, apps: list, steps: int, errors: list) -> None:
@@ -622,6 +650,12 @@ def main() -> int:
             figures.skip("chromium", f"{CHROMIUM} not found")
     finally:
         server.stop()
+    if not args.no_browser and Path(CHROMIUM).exists():
+        from sessions import served
+
+        processes = args.num_procs or len(os.sched_getaffinity(0))
+        with served(root, tuple(factories), args.num_procs) as (base, _process, _log):
+            asyncio.run(bench_browser_served(figures, base, list(factories), sessions, repeats, processes))
     print(json.dumps({"benchmark": "dashboard", "quick": args.quick, "cores": os.cpu_count(),
                       "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)], "n_review": n,
                       "sessions": sessions, "figures": figures.rows}))
