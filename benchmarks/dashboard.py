@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -588,10 +587,9 @@ async def bench_browser_step(figures: Figures, context, url: str, apps: list, st
 
 def serve(factories: dict[str, Callable[[], Any]]) -> tuple[Any, int]:
     import panel as pn
+    from sessions import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = pn.serve(factories, port=port, address="127.0.0.1", threaded=True, show=False, verbose=False,
                       websocket_origin=[f"127.0.0.1:{port}"])
     import requests

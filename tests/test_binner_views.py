@@ -218,6 +218,17 @@ def test_large_fields_are_labelled_in_um_small_ones_in_nm():
     assert frame_image(large, 107.0).dimension_values("x", expanded=False)[-1] == pytest.approx(511.5 * 107)
 
 
+def test_directly_drawn_frame_plots_follow_the_same_um_rule():
+    """The Bokeh frame figures (the Binner's input frame, the review's frames) label axes as the HoloViews images do."""
+    from imagebinner.views.frame_figure import frame_figure
+
+    small, large = (frame_figure((n, n), 107.0, np.zeros((n, n), np.uint16)).figure for n in (64, 512))
+    assert (small.xaxis[0].axis_label, small.yaxis[0].axis_label) == ("x [nm]", "y [nm]")
+    assert not isinstance(small.xaxis[0].formatter, CustomJSTickFormatter)
+    assert (large.xaxis[0].axis_label, large.yaxis[0].axis_label) == ("x [µm]", "y [µm]")
+    assert all(isinstance(a.formatter, CustomJSTickFormatter) for a in (*large.xaxis, *large.yaxis))
+
+
 def test_um_axes_keep_their_formatter_while_frames_change():
     """The formatter is made once per plot: a frame update is no new Bokeh model."""
     frame = hv.streams.Stream.define("Frame", k=0)()

@@ -95,8 +95,9 @@ def applied_in_session(doc) -> Callable[[Callable[[], None]], None]:
                 done.set()
 
         in_session(doc, run)
-        if not done.wait(PUBLISH_WAIT_S):
-            return apply() if not done.is_set() else None
+        if not done.wait(PUBLISH_WAIT_S) and not done.is_set():
+            apply()  # (the session did not answer: a closed page)
+            return
         if failed:
             raise failed[0]
 

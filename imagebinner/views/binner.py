@@ -77,6 +77,7 @@ class BinnerView(param.Parameterized):
         self._sources = FrameSources()  # the rendered input plots: a frame step writes into their data sources
         self._series_key: tuple | None = None  # the loaded measurements and the measurement the density plot shows
         self._boxes_key: tuple | None = None  # the loaded measurements and the plan the box plots show
+        self._pushed: tuple | None = None  # the state the last push wrote
         super().__init__(binner=binner, **params)
         self.param.watch(self._push, ["frame", "measurement", "show_crosses", "binned_frame"])
         binner.param.watch(self._push, ["loaded", "plan", "running"])
@@ -249,7 +250,7 @@ class BinnerView(param.Parameterized):
         the density's frame marker moved; the density series and the box plots written only when their data
         changed (another measurement, load or plan). No plot is rebuilt."""
         state = (self._input_key(), self.show_crosses, self.binned_frame, id(self.binner.plan), self.binner.running)
-        if state == getattr(self, "_pushed", None):
+        if state == self._pushed:
             return  # (a binned-frame step moves the input player first: its windows are written then)
         self._pushed = state
         if len(self._sources):
@@ -262,14 +263,15 @@ class BinnerView(param.Parameterized):
             return self.input_layers()
         return self._changed_series() if kind == "density" else self._changed_boxes()
 
-    def _follow_data(self, figure) -> None:
-        """The input plot's colour scale follows the shown movie (limits fixed per movie); the box plots' axis
-        follows their groups."""
-        factors = getattr(figure.x_range, "factors", None)
-        if factors is not None:
+    def _follow_data(self, kind: str, figure) -> None:
+        """The box plots' axis follows their groups; the input plot's colour scale follows the shown movie (limits
+        fixed per movie)."""
+        if kind == "boxes":
             groups = list(figure.renderers[0].data_source.data["group"])  # (the boxes: written just before)
-            if list(factors) != groups:
+            if list(figure.x_range.factors) != groups:
                 figure.x_range.factors = groups
+            return
+        if kind != "input":
             return
         m = self._shown()
         clim = self._clims.get(str(m.movie_path)) if m is not None else None

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 
 import numpy as np
 from bokeh.models import ColumnDataSource, FactorRange, HoverTool, Rect, Scatter, Segment, VBar
-from bokeh.plotting import figure as bokeh_figure
+
+from imagebinner.views.frame_figure import plain_figure
 
 #: half the width of a box, in category units
 BOX_HALF_WIDTH = 0.3
@@ -62,9 +63,8 @@ def box_figure(groups: Mapping[str, np.ndarray], ylabel: str, xlabel: str = "fra
     factors to show other groups). One renderer per layer, each with its one glyph (Bokeh's plotting methods add
     four more glyphs per renderer: a tenth of a second per figure)."""
     columns = box_columns(groups, colours)
-    fig = bokeh_figure(x_range=FactorRange(*columns[0]["group"]), tools="pan,wheel_zoom,box_zoom,save,reset",
-                       height=height, sizing_mode="stretch_width", x_axis_label=xlabel, y_axis_label=ylabel)
-    fig.toolbar.logo = None
+    fig = plain_figure(x_range=FactorRange(*columns[0]["group"]), height=height, sizing_mode="stretch_width",
+                       x_axis_label=xlabel, y_axis_label=ylabel)
     fig.xgrid.visible = False
     boxes, ticks, outliers = (ColumnDataSource(c) for c in columns)
     fig.add_glyph(boxes, Segment(x0="group", y0="low", x1="group", y1="high", line_color="black"))  # whiskers

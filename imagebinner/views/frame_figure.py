@@ -36,12 +36,20 @@ from imagebinner.views.frames import (
     REGION_OPTS,
     field_extent_nm,
     frame_size,
+    in_microns,
     length_axes,
     micron_formatter,
 )
 
-#: the tools of a frame plot (HoloViews' defaults, hover added per layer)
+#: the tools of every figure made here (HoloViews' defaults; hover tools are added per layer)
 TOOLS = "pan,wheel_zoom,box_zoom,save,reset"
+
+
+def plain_figure(**options):
+    """A Bokeh figure with :data:`TOOLS` and no Bokeh logo (``options`` as for ``bokeh.plotting.figure``)."""
+    fig = bokeh_figure(tools=TOOLS, **options)
+    fig.toolbar.logo = None
+    return fig
 
 
 def palette(cmap: str, n: int = 256) -> list[str]:
@@ -58,7 +66,6 @@ class FramePlot:
     figure: object
     image: ColumnDataSource | None = None
     marks: list[ColumnDataSource] = field(default_factory=list)
-    mapper: LinearColorMapper | EqHistColorMapper | None = None  # the image's colour scale
 
 
 def frame_figure(shape: tuple[int, int], pixel_size: float, image: np.ndarray | None = None, *, offset: float = 0.5,
@@ -71,20 +78,20 @@ def frame_figure(shape: tuple[int, int], pixel_size: float, image: np.ndarray | 
     rows, cols = int(shape[0]), int(shape[1])
     x0 = y0 = (offset - 0.5) * pixel_size
     width, height = cols * pixel_size, rows * pixel_size
-    labels = length_axes(field_extent_nm(shape, pixel_size))
-    fig = bokeh_figure(title=title or None, tools=TOOLS, x_range=Range1d(x0, x0 + width),
-                       y_range=Range1d(y0 + height, y0), x_axis_label=labels["xlabel"],
-                       y_axis_label=labels["ylabel"], match_aspect=False, **frame_size(shape, box))
-    fig.toolbar.logo = None
+    extent = field_extent_nm(shape, pixel_size)
+    labels = length_axes(extent)
+    fig = plain_figure(title=title or None, x_range=Range1d(x0, x0 + width), y_range=Range1d(y0 + height, y0),
+                       x_axis_label=labels["xlabel"], y_axis_label=labels["ylabel"], match_aspect=False,
+                       **frame_size(shape, box))
     fig.grid.visible = False
-    if "hooks" in labels:  # large fields: ticks in µm
+    if in_microns(extent):  # ticks in µm
         for axis in (*fig.xaxis, *fig.yaxis):
             axis.formatter = micron_formatter()
     plot = FramePlot(fig)
     if image is not None:
         low, high = clim if clim is not None else (None, None)
         mapper_type = EqHistColorMapper if eq_hist else LinearColorMapper
-        plot.mapper = mapper = mapper_type(palette=palette(cmap), low=low, high=high)
+        mapper = mapper_type(palette=palette(cmap), low=low, high=high)
         plot.image = ColumnDataSource({"image": [image], "x": [x0], "y": [y0], "dw": [width], "dh": [height]})
         renderer = fig.add_glyph(plot.image, Image(image="image", x="x", y="y", dw="dw", dh="dh", color_mapper=mapper))
         fig.add_tools(HoverTool(renderers=[renderer], tooltips=[("x [nm]", "$x{0.0}"), ("y [nm]", "$y{0.0}"),
@@ -150,9 +157,7 @@ def series_figure(columns: Mapping[str, np.ndarray], xlabel: str, ylabel: str, c
                   marker: float = 0.0, height: int = 190) -> tuple[object, ColumnDataSource, Span]:
     """A per-frame series (:func:`series_columns`) as a line across the page's width, the shown frame marked by a
     vertical line (moved by a step, the series unchanged); returns the figure, its source and the marker."""
-    fig = bokeh_figure(tools="pan,wheel_zoom,box_zoom,save,reset", height=height, sizing_mode="stretch_width",
-                       x_axis_label=xlabel, y_axis_label=ylabel)
-    fig.toolbar.logo = None
+    fig = plain_figure(height=height, sizing_mode="stretch_width", x_axis_label=xlabel, y_axis_label=ylabel)
     source = ColumnDataSource(dict(columns))
     line = fig.add_glyph(source, Line(x="frame", y="density", line_width=2, line_color="#30a2da"))
     tips = [(xlabel, "@frame"), (ylabel, "@density{0.000}")]

@@ -74,10 +74,10 @@ class FrameSources:
 
     def push(self, frame: object, image_of: Callable[[str], np.ndarray | None],
              layers: Callable[[str], list[dict | None]], marker: float | None = None,
-             also: Callable[[object], None] | None = None) -> int:
+             also: Callable[[str, object], None] | None = None) -> int:
         """Write the new frame into every registered plot: where the shown ``frame`` changed, the image column (the
         frame of ``image_of(kind)``, read once per kind); the layers' columns (``layers(kind)``: one dict per layer
-        after the image, None = unchanged); frame markers moved to ``marker``; ``also(figure)`` for anything else.
+        after the image, None = unchanged); frame markers moved to ``marker``; ``also(kind, figure)`` for anything else.
         Computed now; written at once in the session's own thread (events not held for the document lock), else on
         the session's next tick; in a notebook sent over the output's comm. Returns the number of plots written."""
         images: dict[str, np.ndarray | None] = {}
@@ -101,7 +101,7 @@ class FrameSources:
 
 
 def _write(target: _Target, image: np.ndarray | None, layers: list, marker: float | None,
-           also: Callable[[object], None] | None, plot) -> None:
+           also: Callable[[str, object], None] | None, plot) -> None:
     """One plot's new frame written into its models (one change per data source)."""
     sources = list(target.sources)
     if target.image:
@@ -115,7 +115,7 @@ def _write(target: _Target, image: np.ndarray | None, layers: list, marker: floa
         if marker is not None and span.location != marker:
             span.location = marker
     if also is not None:
-        also(plot)
+        also(target.kind, plot)
 
 
 def _dispatch(doc, work: list[Callable[[], None]]) -> None:

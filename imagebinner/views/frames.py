@@ -58,10 +58,15 @@ def micron_ticks(plot, element) -> None:
             axis.formatter = micron_formatter()
 
 
+def in_microns(extent_nm: float) -> bool:
+    """True when a field whose larger side is ``extent_nm`` gets axes labelled in µm (:data:`MICRONS_ABOVE_NM`)."""
+    return extent_nm > MICRONS_ABOVE_NM
+
+
 def length_axes(extent_nm: float) -> dict:
     """Plot options labelling the x and y axes of nm data: in nm, or in µm (ticks divided by 1000, the
-    :func:`micron_ticks` hook) when the field's larger side ``extent_nm`` exceeds :data:`MICRONS_ABOVE_NM`."""
-    if extent_nm <= MICRONS_ABOVE_NM:
+    :func:`micron_ticks` hook) when the field is large (:func:`in_microns`)."""
+    if not in_microns(extent_nm):
         return {"xlabel": "x [nm]", "ylabel": "y [nm]"}
     return {"xlabel": "x [µm]", "ylabel": "y [µm]", "hooks": [micron_ticks]}
 

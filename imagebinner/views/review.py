@@ -8,9 +8,10 @@ canonical nm and overlay both as they are. No widgets here: :mod:`imagebinner.ap
 Every view depends on the review's result params: a (re)load sets ``predictions`` (with every other result at
 once), a threshold change sets ``match_status`` (true/false positives, misses: sliced per frame here), ``metrics``,
 ``density``. The two frame plots (camera frame, predicted hr frame, each with the marks) are Bokeh figures made once
-per load (:mod:`.frame_figure`; large frames: rasterized HoloViews plots); a frame step writes the new images and marks
-into their data sources and moves the density's frame marker, nothing else. The all-frames render aggregates the kept predictions with datashader; they are the first
-``k`` of the predictions sorted by confidence, so a threshold change copies nothing.
+per load (:mod:`.frame_figure`; large frames: rasterized HoloViews plots); a frame step writes the new images and
+marks into their data sources and moves the density's frame marker, nothing else. The all-frames render aggregates
+the kept predictions with datashader; they are the first ``k`` of the predictions sorted by confidence, so a threshold
+change copies nothing.
 """
 
 from __future__ import annotations
@@ -297,7 +298,8 @@ class ReviewView(param.Parameterized):
             return
         self._sync()
         styled = self._styled_layers()
-        self._sources.push(self.frame, self._frame_data, lambda _kind: styled, also=self._show_swatches)
+        self._sources.push(self.frame, self._frame_data, lambda _kind: styled,
+                           also=lambda _kind, figure: self._show_swatches(figure))
 
     def _styled_layers(self, _kind: str = "") -> list[dict]:
         """The mark layers' columns as the frame plots' sources hold them (with each mark's style)."""
